@@ -1,0 +1,66 @@
+"""Checkpoints are plain dicts (DESIGN.md), loaded with torch.load(weights_only=True):
+
+format_version, kind, config (full resolved), classes, feature_dim, head_state, backbone (spec),
+backbone_fingerprint, backbone_state (only when fine-tuned), metrics, and for --resume: epoch,
+optimizer, scheduler, history, best, stale.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file."""
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt:
+        raise CheckpointError(f"{path}: not a vap checkpoint (no format_version)")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']} is newer than this "
+                              f"version of vap understands ({FORMAT_VERSION}); upgrade vap")
+    return ckpt
+
+
+def config_of(ckpt: dict):
+    from .config import load_config
+
+    return load_config(None, (), base=ckpt["config"])
+
+
+def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None):
+    """Rebuild the backbone from the checkpoint's spec (and fine-tuned weights, if any)."""
+    from .backbones import create_backbone
+
+    spec, cfg = ckpt["backbone"], ckpt["config"]
+    bb = create_backbone(spec["name"], spec["weights"], spec["input_size"], device,
+                         batch_size or cfg["backbone"]["batch_size"])
+    if ckpt.get("backbone_state"):
+        bb.load_state_dict(ckpt["backbone_state"])
+        bb._fingerprint = None  # recomputed from the fine-tuned weights
+    elif bb.fingerprint != ckpt["backbone_fingerprint"]:
+        raise CheckpointError(
+            f"backbone '{spec['name']}' (weights={spec['weights']}) does not match the one this model "
+            f"was trained with (fingerprint {bb.fingerprint} != {ckpt['backbone_fingerprint']}); "
+            f"the weights file or the library version changed")
+    return bb
+
+
+def head_of(ckpt: dict, device="cpu"):
+    from .heads import build_head
+
+    cfg = config_of(ckpt)
+    head = build_head(cfg.head, ckpt["feature_dim"], len(ckpt["classes"]))
+    head.load_state_dict(ckpt["head_state"])
+    return head.to(device).eval()

@@ -1,0 +1,238 @@
+"""`vap` command line: thin wrappers over the library API. Results go to stdout (JSON), progress
+and logs to stderr, errors are one line naming the file and the problem (exit status 2)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .backbones import BackboneError
+from .checkpoint import CheckpointError
+from .config import ConfigError, load_config
+from .data import DataError
+from .video import VideoError
+
+USER_ERRORS = (ConfigError, DataError, BackboneError, CheckpointError, VideoError)
+
+# The demo: small enough for a laptop CPU in about a minute, big enough to learn motion.
+DEMO_OVERRIDES = [
+    "video.fps=8", "backbone.input_size=128", "train.epochs=40", "train.patience=12",
+    "train.max_len=24", "data.val_fraction=0.25",
+]
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file of overrides (see configs/default.yaml)")
+    p.add_argument("--cache", help="feature cache folder (overrides cache.dir)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. train.epochs=30 head.type=gru")
+
+
+def _config(args, extra=()):
+    cfg = load_config(args.config, [*extra, *args.overrides])
+    if getattr(args, "cache", None):
+        cfg.cache.dir = args.cache
+    return cfg
+
+
+def _default_run_dir(prefix: str) -> Path:
+    return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# ----------------------------------------------------------------------------- subcommands
+
+def cmd_train(args) -> int:
+    from .train import config_for_resume, main
+
+    out = Path(args.out) if args.out else _default_run_dir("train")
+    if args.resume:
+        cfg = config_for_resume(out, args.overrides)
+    else:
+        extra = [f"data.train={args.data}"] + ([f"data.val={args.val}"] if args.val else [])
+        cfg = _config(args, extra)
+    if args.cache:
+        cfg.cache.dir = args.cache
+    if not cfg.data.train:
+        raise DataError("no training data: pass --data PATH")
+    metrics = main(cfg, out, resume=args.resume, progress=not args.quiet)
+    print(f"best val top1 {metrics['val_top1']:.3f} (epoch {metrics['best_epoch']}); "
+          f"checkpoint {out / 'best.pt'}; plots {out / 'curves.png'}, {out / 'confusion_val.png'}",
+          file=sys.stderr)
+    _print_json({k: v for k, v in metrics.items() if k not in ("val_confusion_matrix",)})
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate_checkpoint
+
+    rep = evaluate_checkpoint(args.checkpoint, args.data, args.out, args.device, args.cache,
+                              progress=not args.quiet)
+    print(f"top1 {rep['top1']:.3f}, top5 {rep['top5']:.3f}, mean-class {rep['mean_class_accuracy']:.3f} "
+          f"on {rep['num_clips']} clips; wrote {rep['outputs']['confusion_png']}", file=sys.stderr)
+    _print_json(rep)
+    return 1 if rep["failed"] and not rep["num_clips"] else 0
+
+
+def cmd_extract(args) -> int:
+    from .backbones import create_backbone
+    from .cache import FeatureCache, extract
+    from .data import load_dataset
+
+    cfg = _config(args, [f"data.train={args.data}"])
+    ds = load_dataset(args.data, "train", tuple(cfg.data.extensions), cfg.data.ucf_split)
+    paths = [s.path for s in ds.samples]
+    try:  # a split-aware source also has evaluation clips: extract those too
+        paths += [s.path for s in load_dataset(args.data, "eval", tuple(cfg.data.extensions),
+                                               cfg.data.ucf_split).samples if s.path not in set(paths)]
+    except DataError:
+        pass
+    bb = create_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.input_size,
+                         cfg.backbone.device, cfg.backbone.batch_size)
+    cache = FeatureCache.from_config(cfg)
+    t0 = time.time()
+    res = extract(paths, bb, cfg.video, cache, progress=not args.quiet, failures_file=args.failures)
+    summary = dict(videos=len(paths), extracted=res.extracted, reused=res.reused, failed=len(res.failures),
+                   frames_encoded=res.frames, seconds=round(time.time() - t0, 2), cache=str(cache.root),
+                   backbone=bb.name, fingerprint=bb.fingerprint, failures=list(res.failures.values()))
+    for e in res.failures.values():
+        print(f"skipped: {e}", file=sys.stderr)
+    print(f"{res.extracted} extracted, {res.reused} already cached, {len(res.failures)} failed",
+          file=sys.stderr)
+    _print_json(summary)
+    return 1 if res.failures else 0
+
+
+def cmd_synth(args) -> int:
+    from .synthetic import ACTIONS, make_dataset
+
+    actions = args.actions.split(",") if args.actions else ACTIONS
+    out = make_dataset(args.out, args.clips_per_class, actions, args.seed)
+    _print_json(dict(out=str(out), classes=list(actions), clips=args.clips_per_class * len(actions)))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Synthetic data -> features -> LSTM -> evaluation on held-out synthetic clips."""
+    from .evaluate import evaluate_checkpoint
+    from .synthetic import make_dataset
+    from .train import main
+
+    out = Path(args.out)
+    n = 6 if args.quick else 16
+    print(f"[1/4] writing synthetic videos to {out / 'data'}", file=sys.stderr)
+    train_dir = make_dataset(out / "data" / "train", n, seed=0)
+    test_dir = make_dataset(out / "data" / "test", max(3, n // 2), seed=1)
+    cfg = load_config(None, [*DEMO_OVERRIDES, f"data.train={train_dir}", *args.overrides])
+    cfg.cache.dir = str(out / "cache") if not args.cache else args.cache
+    if args.quick:
+        cfg.train.epochs = min(cfg.train.epochs, 15)
+    print(f"[2/4] extracting {cfg.backbone.name} features and [3/4] training the {cfg.head.type} head",
+          file=sys.stderr)
+    metrics = main(cfg, out / "run", progress=not args.quiet)
+    print("[4/4] evaluating on held-out synthetic clips", file=sys.stderr)
+    rep = evaluate_checkpoint(out / "run" / "best.pt", test_dir, out / "run" / "eval", cache_dir=cfg.cache.dir,
+                              progress=not args.quiet)
+    summary = dict(
+        val_top1=metrics["val_top1"], test_top1=rep["top1"], test_top5=rep["top5"],
+        test_mean_class_accuracy=rep["mean_class_accuracy"], test_clips=rep["num_clips"],
+        checkpoint=str(out / "run" / "best.pt"), metrics=str(out / "run" / "metrics.json"),
+        plots=[str(out / "run" / "curves.png"), str(out / "run" / "confusion_val.png"),
+               rep["outputs"]["confusion_png"]],
+    )
+    print(f"demo done: test top1 {rep['top1']:.3f} on {rep['num_clips']} unseen clips; "
+          f"checkpoint {summary['checkpoint']}", file=sys.stderr)
+    _print_json(summary)
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from .backbones import list_backbones
+
+    _print_json(list_backbones())
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="vap", description="Video action recognition: per-frame CNN "
+                                 "features + LSTM. Results on stdout (JSON), progress on stderr.")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a head on your videos",
+                       description="Train on a class-folder tree, a CSV list (path,label[,split]) or "
+                                   "UCF101-style split files. Without --val a stratified split is made.")
+    p.add_argument("--data", help="training data: folder of class folders, CSV list, or split-file folder")
+    p.add_argument("--val", help="validation data (same formats); default: a split of --data")
+    p.add_argument("--out", help="run directory (default runs/train-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_args(p)
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint; JSON report on stdout",
+                       description="Top-1/5, mean-class and per-class accuracy and the confusion matrix "
+                                   "as JSON; also writes a confusion PNG and a per-class CSV.")
+    p.add_argument("--checkpoint", required=True, help="a best.pt or last.pt")
+    p.add_argument("--data", required=True, help="evaluation data (any training format)")
+    p.add_argument("--out", help="folder for eval.json, confusion_eval.png, per_class_eval.csv "
+                                 "(default: beside the checkpoint)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--cache", help="feature cache folder (default: the checkpoint's cache.dir)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("extract", help="fill the feature cache ahead of training (resumable)")
+    p.add_argument("--data", required=True, help="videos to encode (any training format)")
+    p.add_argument("--failures", help="also write the unreadable videos to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_args(p)
+    p.set_defaults(fn=cmd_extract)
+
+    p = sub.add_parser("synth", help="write a synthetic action dataset (class folders of mp4)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--clips-per-class", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--actions", help="comma-separated subset of: wave,clap,jump,squat,walk_left,walk_right")
+    p.set_defaults(fn=cmd_synth)
+
+    p = sub.add_parser("demo", help="synthetic data -> features -> LSTM -> evaluation, end to end")
+    p.add_argument("--out", default="runs/demo", help="demo folder (data, cache, run)")
+    p.add_argument("--quick", action="store_true", help="fewer clips and epochs (a smoke run)")
+    p.add_argument("--cache", help="feature cache folder (default OUT/cache)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("backbones", help="list the registered backbones")
+    p.set_defaults(fn=cmd_backbones)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from .train import TrainError
+
+    try:
+        return args.fn(args)
+    except (*USER_ERRORS, TrainError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Temporal heads over per-frame features: LSTM, GRU and a mean-pool linear baseline (TSN-style).
+
+forward(x (B,T,D), lengths (B,)) -> HeadOutput(clip (B,C), steps (B,T,C)).
+A causal head also has step(x_t (B,D), state) -> (HeadOutput(clip (B,C), steps (B,C)), state):
+feeding a sequence one step at a time gives exactly the full pass (tests check it to 1e-5), which
+is what streaming inference relies on. Clip logits come from the mean of the step states
+(pool=mean) or the last valid one (pool=last); the running mean is part of the carried state.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+class HeadOutput(NamedTuple):
+    clip: torch.Tensor   # (B, C) logits for the whole (observed) clip
+    steps: torch.Tensor  # (B, T, C) per-step logits, or (B, C) from step()
+
+
+def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """(B,) lengths -> (B, T) bool, True on valid steps."""
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class _InputBlock(nn.Module):
+    """LayerNorm -> optional projection -> dropout. Normalising the frozen features matters: their
+    scale differs wildly between backbones, and the LSTM's gates saturate on large inputs."""
+
+    def __init__(self, in_dim: int, norm: bool, proj_dim: int, dropout: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(in_dim) if norm else nn.Identity()
+        self.proj = nn.Sequential(nn.Linear(in_dim, proj_dim), nn.GELU()) if proj_dim > 0 else nn.Identity()
+        self.drop = nn.Dropout(dropout)
+        self.out_dim = proj_dim if proj_dim > 0 else in_dim
+
+    def forward(self, x):
+        return self.drop(self.proj(self.norm(x)))
+
+
+class RNNHead(nn.Module):
+    """LSTM or GRU head. Unidirectional heads can stream with step()."""
+
+    def __init__(self, in_dim: int, num_classes: int, rnn: str = "lstm", hidden_size: int = 256,
+                 num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.3,
+                 input_dropout: float = 0.2, input_norm: bool = True, proj_dim: int = 256,
+                 pool: str = "mean"):
+        super().__init__()
+        self.inp = _InputBlock(in_dim, input_norm, proj_dim, input_dropout)
+        cls = nn.LSTM if rnn == "lstm" else nn.GRU
+        self.rnn_type = rnn
+        self.rnn = cls(self.inp.out_dim, hidden_size, num_layers, batch_first=True,
+                       dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
+        self.bidirectional = bidirectional
+        self.pool = pool
+        out = hidden_size * (2 if bidirectional else 1)
+        self.drop = nn.Dropout(dropout)
+        self.classifier = nn.Linear(out, num_classes)
+
+    @property
+    def can_stream(self) -> bool:
+        return not self.bidirectional
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> HeadOutput:
+        B, T, _ = x.shape
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=x.device)
+        z = self.inp(x)  # (B, T, P)
+        if self.bidirectional and bool((lengths < T).any()):
+            # the backward direction must start at each sequence's own end: pack
+            packed = pack_padded_sequence(z, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            h, _ = self.rnn(packed)
+            h, _ = pad_packed_sequence(h, batch_first=True, total_length=T)
+        else:
+            # causal: padding after the end cannot change earlier outputs, so no packing is needed
+            h, _ = self.rnn(z)  # (B, T, H)
+        mask = length_mask(lengths, T)  # (B, T)
+        steps = self.classifier(self.drop(h))  # (B, T, C)
+        if self.pool == "mean":
+            m = mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)  # (B, H)
+        else:
+            last = (lengths - 1).clamp(min=0)
+            pooled = h[torch.arange(B, device=x.device), last]  # (B, H)
+            if self.bidirectional:  # backward direction's summary sits at step 0
+                H = h.shape[-1] // 2
+                pooled = torch.cat([pooled[:, :H], h[:, 0, H:]], -1)
+        return HeadOutput(self.classifier(self.drop(pooled)), steps)
+
+    def init_state(self, batch: int = 1, device=None):
+        return None  # created lazily from the first input
+
+    def step(self, x_t: torch.Tensor, state=None) -> tuple[HeadOutput, tuple]:
+        """One causal step: x_t (B, D) -> logits of this step and of the clip so far, new state.
+
+        state = (rnn_state, sum of step states (B,H), number of steps); None starts a sequence.
+        """
+        if not self.can_stream:
+            raise RuntimeError("a bidirectional head cannot stream; train with head.bidirectional=false")
+        z = self.inp(x_t).unsqueeze(1)  # (B, 1, P)
+        rnn_state, h_sum, n = state if state is not None else (None, 0.0, 0)
+        h, rnn_state = self.rnn(z, rnn_state)
+        h = h[:, 0]  # (B, H)
+        h_sum, n = h_sum + h, n + 1
+        pooled = h_sum / n if self.pool == "mean" else h
+        return HeadOutput(self.classifier(self.drop(pooled)), self.classifier(self.drop(h))), (rnn_state, h_sum, n)
+
+
+class MeanPoolHead(nn.Module):
+    """TSN-style baseline: average the (normalised, projected) frame features, then a linear layer.
+    Per-step logits classify each frame on its own; step() keeps a running mean."""
+
+    def __init__(self, in_dim: int, num_classes: int, dropout: float = 0.3, input_dropout: float = 0.2,
+                 input_norm: bool = True, proj_dim: int = 256, **_):
+        super().__init__()
+        self.inp = _InputBlock(in_dim, input_norm, proj_dim, input_dropout)
+        self.drop = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.inp.out_dim, num_classes)
+        self.can_stream = True
+
+    def forward(self, x, lengths=None) -> HeadOutput:
+        B, T, _ = x.shape
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=x.device)
+        z = self.inp(x)  # (B, T, P)
+        m = length_mask(lengths, T).unsqueeze(-1).to(z.dtype)
+        pooled = (z * m).sum(1) / m.sum(1).clamp(min=1)  # (B, P)
+        return HeadOutput(self.classifier(self.drop(pooled)), self.classifier(self.drop(z)))
+
+    def step(self, x_t, state=None):
+        z = self.inp(x_t)  # (B, P)
+        z_sum, n = state if state is not None else (0.0, 0)
+        z_sum, n = z_sum + z, n + 1
+        return HeadOutput(self.classifier(self.drop(z_sum / n)), self.classifier(self.drop(z))), (z_sum, n)
+
+
+def build_head(hcfg, in_dim: int, num_classes: int) -> nn.Module:
+    """Build a head from a HeadConfig."""
+    common = dict(dropout=hcfg.dropout, input_dropout=hcfg.input_dropout, input_norm=hcfg.input_norm,
+                  proj_dim=hcfg.proj_dim)
+    if hcfg.type == "meanpool":
+        return MeanPoolHead(in_dim, num_classes, **common)
+    if hcfg.type in ("lstm", "gru"):
+        return RNNHead(in_dim, num_classes, rnn=hcfg.type, hidden_size=hcfg.hidden_size,
+                       num_layers=hcfg.num_layers, bidirectional=hcfg.bidirectional, pool=hcfg.pool, **common)
+    raise ValueError(f"unknown head type '{hcfg.type}' (lstm | gru | meanpool)")

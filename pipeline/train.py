@@ -1,0 +1,387 @@
+"""Training: read top to bottom (torchvision references style) - data, train_one_epoch, evaluate, main.
+
+The head trains on cached frame features (fast on a CPU). With train.finetune_backbone=true the
+backbone trains end to end on decoded frames held in memory instead (GPU advised).
+Run directory: best.pt, last.pt, metrics.json, config.yaml, split.csv, log.csv, train.log,
+curves.png, confusion_val.png, failures.txt (when some videos could not be read).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import data as data_mod
+from .backbones import backbone_spec, create_backbone, resolve_device
+from .cache import FeatureCache, extract
+from .checkpoint import FORMAT_VERSION, load_checkpoint
+from .config import Config, load_config, save_config
+from .heads import build_head, length_mask
+from .io import atomic_torch_save, atomic_write_text
+from .metrics import classification_report, plot_confusion, plot_curves
+from .video import load_frames, video_kwargs
+
+log = logging.getLogger("vap.train")
+
+
+class TrainError(ValueError):
+    """A training run that cannot start; the message says why."""
+
+
+# ----------------------------------------------------------------------------- data
+
+@dataclass
+class Clip:
+    path: str
+    target: int
+    feats: torch.Tensor | None = None   # (T, D) float32 cached features (head-only training)
+    frames: torch.Tensor | None = None  # (T, S, S, 3) uint8 decoded frames (fine-tuning)
+
+    def __len__(self):
+        return len(self.feats) if self.feats is not None else len(self.frames)
+
+
+def load_feature_clips(ds: data_mod.Dataset, classes: list[str], backbone, cfg: Config,
+                       cache: FeatureCache, progress: bool = True,
+                       failures_file=None) -> tuple[list[Clip], dict]:
+    """Extract (or reuse) cached features for every clip; bad videos are skipped and returned."""
+    res = extract([s.path for s in ds.samples], backbone, cfg.video, cache, progress, failures_file)
+    index = {c: i for i, c in enumerate(classes)}
+    clips = []
+    for s in ds.samples:
+        if s.path in res.keys:
+            feats, _, _ = cache.load(res.keys[s.path])
+            clips.append(Clip(s.path, index[s.label], feats=torch.from_numpy(feats)))
+    return clips, res.failures
+
+
+def load_frame_clips(ds, classes, cfg: Config, progress=True) -> tuple[list[Clip], dict]:
+    """Decode every clip into memory at the backbone's input size (fine-tuning only)."""
+    import cv2
+    from tqdm import tqdm
+
+    from .video import VideoError
+
+    index = {c: i for i, c in enumerate(classes)}
+    size = cfg.backbone.input_size
+    clips, failures = [], {}
+    for s in tqdm(ds.samples, desc="decode", unit="video", disable=not progress):
+        try:
+            frames, _ = load_frames(s.path, **video_kwargs(cfg.video))
+        except VideoError as e:
+            failures[s.path] = str(e)
+            continue
+        frames = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+        clips.append(Clip(s.path, index[s.label], frames=torch.from_numpy(frames)))
+    return clips, failures
+
+
+def temporal_indices(T: int, max_len: int, speed_min: float, speed_max: float,
+                     rng: np.random.Generator | None) -> np.ndarray:
+    """Augmentation as index arithmetic: speed jitter (resample at a random rate), then a random
+    crop of max_len steps. rng=None gives the whole clip unchanged (evaluation)."""
+    if rng is None:
+        return np.arange(T)
+    s = math.exp(rng.uniform(math.log(speed_min), math.log(speed_max)))
+    n = max(1, int(round(T / s)))
+    idx = np.minimum((np.arange(n) * s).astype(np.int64), T - 1)
+    if max_len and n > max_len:
+        start = int(rng.integers(0, n - max_len + 1))
+        idx = idx[start:start + max_len]
+    return idx
+
+
+def pad_batch(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of (T_i, D) -> (B, T_max, D) zero-padded, lengths (B,)."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    out = seqs[0].new_zeros((len(seqs), int(lengths.max()), *seqs[0].shape[1:]))
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = s
+    return out, lengths
+
+
+def class_weights(targets: list[int], num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights with mean 1 over the classes present."""
+    counts = torch.bincount(torch.tensor(targets), minlength=num_classes).float()
+    w = torch.where(counts > 0, 1.0 / counts.clamp(min=1), torch.zeros_like(counts))
+    return w * (counts > 0).sum() / w.sum()
+
+
+# ----------------------------------------------------------------------------- model step
+
+def clip_inputs(clips: list[Clip], idxs: list[np.ndarray], backbone, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, D) head inputs and lengths: cached features, or frames through the backbone."""
+    if clips[0].feats is not None:
+        x, lengths = pad_batch([c.feats[i] for c, i in zip(clips, idxs)])
+        return x.to(device), lengths.to(device)
+    frames = torch.cat([c.frames[i] for c, i in zip(clips, idxs)]).to(device)  # (sum T, S, S, 3)
+    feats = backbone.features(backbone.preprocess(frames))  # (sum T, D)
+    return (*[t.to(device) for t in pad_batch(list(feats.split([len(i) for i in idxs])))],)
+
+
+def loss_fn(out, targets, lengths, weight, cfg: Config) -> torch.Tensor:
+    """Clip cross-entropy plus the mean per-step cross-entropy over valid steps (every step of a
+    trimmed clip carries the clip's label), which trains the streaming outputs too."""
+    ls = cfg.train.label_smoothing
+    loss = F.cross_entropy(out.clip, targets, weight=weight, label_smoothing=ls)
+    if cfg.train.step_loss_weight > 0:
+        B, T, C = out.steps.shape
+        mask = length_mask(lengths, T)
+        step_t = targets[:, None].expand(B, T)
+        step_loss = F.cross_entropy(out.steps[mask], step_t[mask], weight=weight, label_smoothing=ls)
+        loss = loss + cfg.train.step_loss_weight * step_loss
+    return loss
+
+
+def train_one_epoch(head, backbone, clips, optimizer, cfg: Config, rng, weight, device, sampler_w=None):
+    head.train()
+    if backbone is not None:
+        backbone.train()
+        for m in backbone.modules():  # small batches: keep the pretrained BatchNorm statistics
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+    if sampler_w is not None:
+        order = rng.choice(len(clips), size=len(clips), replace=True, p=sampler_w)
+    else:
+        order = rng.permutation(len(clips))
+    bs = cfg.train.batch_size
+    total, correct, n = 0.0, 0, 0
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for start in range(0, len(order), bs):
+        batch = [clips[i] for i in order[start:start + bs]]
+        idxs = [temporal_indices(len(c), cfg.train.max_len, cfg.train.speed_min, cfg.train.speed_max, rng)
+                for c in batch]
+        x, lengths = clip_inputs(batch, idxs, backbone, device)
+        targets = torch.tensor([c.target for c in batch], device=device)
+        out = head(x, lengths)
+        loss = loss_fn(out, targets, lengths, weight, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:  # the classic remedy for exploding gradients in RNNs
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        optimizer.step()
+        total += float(loss.detach()) * len(batch)
+        correct += int((out.clip.argmax(1) == targets).sum())
+        n += len(batch)
+    return total / max(n, 1), correct / max(n, 1)
+
+
+@torch.no_grad()
+def evaluate(head, backbone, clips, cfg: Config, device, weight=None, batch_size: int = 32):
+    """Whole-clip logits (N, C) as numpy, targets (N,), and the mean clip loss."""
+    head.eval()
+    if backbone is not None:
+        backbone.eval()
+    logits, losses = [], []
+    for start in range(0, len(clips), batch_size):
+        batch = clips[start:start + batch_size]
+        x, lengths = clip_inputs(batch, [np.arange(len(c)) for c in batch], backbone, device)
+        out = head(x, lengths)
+        targets = torch.tensor([c.target for c in batch], device=device)
+        losses.append(float(F.cross_entropy(out.clip, targets, weight=weight, reduction="sum")))
+        logits.append(out.clip.float().cpu())
+    if not logits:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), float("nan")
+    targets = np.array([c.target for c in clips])
+    return torch.cat(logits).numpy(), targets, sum(losses) / len(clips)
+
+
+# ----------------------------------------------------------------------------- main
+
+def lr_lambda(cfg: Config):
+    warm, total = cfg.train.warmup_epochs, cfg.train.epochs
+
+    def f(epoch):  # linear warm-up, then cosine to zero (stepped once per epoch)
+        if epoch < warm:
+            return (epoch + 1) / (warm + 1)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - warm) / max(1, total - warm)))
+    return f
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def prepare_data(cfg: Config, out: Path) -> tuple[data_mod.Dataset, data_mod.Dataset]:
+    ext = tuple(cfg.data.extensions)
+    train = data_mod.load_dataset(cfg.data.train, "train", ext, cfg.data.ucf_split)
+    if cfg.data.val:
+        val = data_mod.load_dataset(cfg.data.val, "eval", ext, cfg.data.ucf_split)
+    elif data_mod.has_own_val(cfg.data.train):
+        val = data_mod.load_dataset(cfg.data.train, "val", ext, cfg.data.ucf_split)
+    else:
+        if cfg.data.val_fraction <= 0:
+            raise TrainError("no validation data: pass --val, or set data.val_fraction > 0")
+        train, val = data_mod.stratified_split(train, cfg.data.val_fraction, cfg.data.split_seed,
+                                               cfg.data.group_by)
+    data_mod.check_labels(train, val)
+    data_mod.write_split(out / "split.csv", train, val)
+    return train, val
+
+
+def _setup_logging(out: Path) -> logging.Handler:
+    handler = logging.FileHandler(out / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("vap").addHandler(handler)
+    logging.getLogger("vap").setLevel(logging.INFO)
+    return handler
+
+
+def main(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
+    """Train a head (or backbone + head) on cfg.data.train; returns the metrics dict."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = None
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise TrainError(f"{out / 'last.pt'}: nothing to resume from")
+        state = load_checkpoint(out / "last.pt")
+    handler = _setup_logging(out)
+    try:
+        return _run(cfg, out, state, progress)
+    finally:
+        logging.getLogger("vap").removeHandler(handler)
+        handler.close()
+
+
+def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
+    t0 = time.time()
+    save_config(cfg, out / "config.yaml")
+    rng = seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    train_ds, val_ds = prepare_data(cfg, out)
+    classes = train_ds.classes
+    log.info("classes (%d): %s; train %d clips, val %d clips", len(classes), classes, len(train_ds), len(val_ds))
+
+    finetune = cfg.train.finetune_backbone
+    backbone = create_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.input_size,
+                               cfg.backbone.device if not finetune else cfg.train.device,
+                               cfg.backbone.batch_size)
+    spec_fingerprint = backbone.fingerprint
+    failures_file = out / "failures.txt"
+    if finetune:
+        train_clips, f1 = load_frame_clips(train_ds, classes, cfg, progress)
+        val_clips, f2 = load_frame_clips(val_ds, classes, cfg, progress)
+        backbone.to(device)
+        if state is not None and state.get("backbone_state"):
+            backbone.load_state_dict(state["backbone_state"])
+    else:
+        cache = FeatureCache.from_config(cfg)
+        train_clips, f1 = load_feature_clips(train_ds, classes, backbone, cfg, cache, progress)
+        val_clips, f2 = load_feature_clips(val_ds, classes, backbone, cfg, cache, progress)
+    failures = {**f1, **f2}
+    if failures:
+        atomic_write_text(failures_file, "".join(f"{e}\n" for e in failures.values()))
+        log.warning("%d video(s) could not be read and were skipped; see %s", len(failures), failures_file)
+    if not train_clips:
+        raise TrainError(f"no training clip could be read ({len(failures)} failed; see {failures_file})")
+    if not val_clips:
+        raise TrainError(f"no validation clip could be read ({len(failures)} failed; see {failures_file})")
+
+    head = build_head(cfg.head, backbone.dim, len(classes)).to(device)
+    groups = [{"params": head.parameters(), "lr": cfg.train.lr}]
+    if finetune:
+        groups.append({"params": backbone.parameters(), "lr": cfg.train.backbone_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    targets = [c.target for c in train_clips]
+    weight = class_weights(targets, len(classes)).to(device) if cfg.train.class_balance == "loss" else None
+    sampler_w = None
+    if cfg.train.class_balance == "sampler":
+        w = class_weights(targets, len(classes))[targets].numpy().astype(np.float64)
+        sampler_w = w / w.sum()
+
+    history, best, start_epoch, stale = [], None, 0, 0
+    if state is not None:
+        head.load_state_dict(state["head_state"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best, start_epoch, stale = state["history"], state["best"], state["epoch"] + 1, state["stale"]
+        rng = np.random.default_rng([cfg.train.seed, start_epoch])  # a fresh, reproducible stream
+        torch.manual_seed(cfg.train.seed + start_epoch)
+        log.info("resumed from epoch %d", state["epoch"] + 1)
+
+    from tqdm import tqdm
+
+    bar = tqdm(range(start_epoch, cfg.train.epochs), desc="train", unit="epoch", disable=not progress,
+               dynamic_ncols=True, initial=start_epoch, total=cfg.train.epochs)
+    for epoch in bar:
+        te = time.time()
+        tr_loss, tr_acc = train_one_epoch(head, backbone if finetune else None, train_clips, optimizer,
+                                          cfg, rng, weight, device, sampler_w)
+        scheduler.step()
+        logits, vt, val_loss = evaluate(head, backbone if finetune else None, val_clips, cfg, device)
+        rep = classification_report(logits, vt, classes)
+        row = dict(epoch=epoch + 1, train_loss=round(tr_loss, 5), train_top1=round(tr_acc, 5),
+                   val_loss=round(val_loss, 5), val_top1=round(rep["top1"], 5),
+                   val_top5=round(rep["top5"], 5), val_mean_class_accuracy=round(rep["mean_class_accuracy"], 5),
+                   lr=optimizer.param_groups[0]["lr"], seconds=round(time.time() - te, 3))
+        history.append(row)
+        # best = highest val top1; ties go to the lower val loss
+        score = (rep["top1"], -val_loss)
+        improved = best is None or score > tuple(best["score"])
+        if improved:
+            best = dict(score=list(score), epoch=epoch + 1, report=rep, val_loss=val_loss)
+            stale = 0
+        else:
+            stale += 1
+        ckpt = dict(format_version=FORMAT_VERSION, kind="classification", config=cfg.to_dict(),
+                    classes=classes, feature_dim=backbone.dim, head_state=head.state_dict(),
+                    backbone=backbone_spec(cfg.backbone), backbone_fingerprint=spec_fingerprint,
+                    backbone_state=backbone.state_dict() if finetune else None,
+                    metrics=dict(val_top1=rep["top1"], val_mean_class_accuracy=rep["mean_class_accuracy"],
+                                 val_loss=val_loss, epoch=epoch + 1),
+                    epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                    history=history, best=best, stale=stale)
+        if improved:
+            atomic_torch_save(ckpt, out / "best.pt")
+        atomic_torch_save(ckpt, out / "last.pt")
+        _write_log(out / "log.csv", history)
+        bar.set_postfix(loss=f"{tr_loss:.3f}", val_top1=f"{rep['top1']:.3f}", best=f"{best['report']['top1']:.3f}")
+        log.info("epoch %d: %s", epoch + 1, row)
+        if cfg.train.patience and stale >= cfg.train.patience:
+            log.info("early stop: no better val top1 for %d epochs", stale)
+            break
+
+    plot_curves(history, out / "curves.png")
+    rep = best["report"]
+    plot_confusion(rep["confusion_matrix"], classes, out / "confusion_val.png",
+                   title=f"validation, epoch {best['epoch']}, top1 {rep['top1']:.3f}")
+    metrics = dict(
+        best_epoch=best["epoch"], epochs_run=len(history),
+        val_top1=rep["top1"], val_top5=rep["top5"], val_mean_class_accuracy=rep["mean_class_accuracy"],
+        val_loss=best["val_loss"], val_per_class_accuracy=rep["per_class_accuracy"],
+        val_confusion_matrix=rep["confusion_matrix"], classes=classes,
+        train_clips=len(train_clips), val_clips=len(val_clips), failed_videos=len(failures),
+        seconds=round(time.time() - t0, 2), run_dir=str(out),
+        checkpoint=str(out / "best.pt"),
+    )
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _write_log(path: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(history[0]))
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(path, buf.getvalue())
+
+
+def config_for_resume(out: str | Path, overrides=()) -> Config:
+    """The run's own saved config, with overrides (e.g. train.epochs=100) on top."""
+    ckpt = load_checkpoint(Path(out) / "last.pt")
+    return load_config(None, overrides, base=ckpt["config"])

@@ -1,0 +1,263 @@
+"""Video decoding and frame sampling.
+
+Frames leave this module as RGB uint8 (T, H, W, 3) with float64 timestamps (T,) in seconds;
+nothing downstream ever sees BGR. Decord is the primary decoder, OpenCV the fallback. Long videos
+are read in chunks bounded in bytes, so a 10-minute 1080p file never sits in memory whole.
+
+Decord's known problems and what we do about them:
+- random-access seeking returns wrong frames or fails on some files
+  (https://github.com/dmlc/decord/issues/145): indices are always requested in increasing order,
+  and any decord error falls back to OpenCV for that file when decoder=auto;
+- memory grows with frame size (https://github.com/dmlc/decord/issues/208): we ask decord to
+  scale at decode time (width/height) when video.max_side is set, and read bounded chunks.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class VideoError(Exception):
+    """A video that cannot be used; str() names the file and the problem in one line."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass
+class VideoInfo:
+    path: str
+    num_frames: int
+    fps: float
+    width: int
+    height: int
+    backend: str
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps if self.fps > 0 else 0.0
+
+
+# ----------------------------------------------------------------------------- sampling (pure)
+
+def sample_indices(num_frames: int, fps: float, sampling: str = "fps", target_fps: float = 10.0,
+                   count: int = 16) -> np.ndarray:
+    """Frame indices to decode, increasing. Pure function of the clip's length and rate.
+
+    fps:   one frame every 1/target_fps seconds (every frame when the video is slower than that)
+    count: `count` frames at the centres of equal segments over the clip (TSN-style)
+    all:   every frame
+    """
+    if num_frames <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if sampling == "all":
+        return np.arange(num_frames, dtype=np.int64)
+    if sampling == "count":
+        # centre of each of `count` equal segments; repeats frames when the clip is shorter
+        seg = num_frames / count
+        return np.minimum((np.arange(count) * seg + seg / 2).astype(np.int64), num_frames - 1)
+    if sampling == "fps":
+        if fps <= 0 or target_fps >= fps:
+            return np.arange(num_frames, dtype=np.int64)
+        duration = num_frames / fps
+        times = np.arange(0.0, duration, 1.0 / target_fps)
+        idx = np.floor(times * fps + 1e-6).astype(np.int64)
+        return np.unique(np.clip(idx, 0, num_frames - 1))
+    raise ValueError(f"unknown sampling '{sampling}' (fps | count | all)")
+
+
+def decode_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(w, h) to decode at: the longer side at most max_side, aspect kept, even numbers."""
+    if max_side <= 0 or max(width, height) <= max_side:
+        return width, height
+    s = max_side / max(width, height)
+    return max(2, int(round(width * s / 2)) * 2), max(2, int(round(height * s / 2)) * 2)
+
+
+def chunk_len(width: int, height: int, chunk_mb: int) -> int:
+    """How many RGB frames of this size fit in chunk_mb megabytes (at least 1)."""
+    return max(1, int(chunk_mb * 1024 * 1024 // (width * height * 3)))
+
+
+# ----------------------------------------------------------------------------- backends
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise VideoError(path, "file not found")
+    if os.path.isdir(path):
+        raise VideoError(path, "is a folder, not a video file")
+    if os.path.getsize(path) == 0:
+        raise VideoError(path, "empty file (0 bytes)")
+
+
+def _decord():
+    try:
+        import decord
+    except ImportError:
+        return None
+    decord.bridge.reset_bridge()
+    return decord
+
+
+def decord_available() -> bool:
+    return _decord() is not None
+
+
+class _DecordReader:
+    name = "decord"
+
+    def __init__(self, path: str, max_side: int):
+        decord = _decord()
+        if decord is None:
+            raise VideoError(path, "decord is not installed (pip install decord) - use video.decoder=opencv")
+        try:
+            probe = decord.VideoReader(path, num_threads=1)
+            n, fps = len(probe), float(probe.get_avg_fps())
+            if n == 0:
+                raise VideoError(path, "video has no frames")
+            h, w = probe[0].shape[:2]
+            dw, dh = decode_size(w, h, max_side)
+            self.vr = probe if (dw, dh) == (w, h) else decord.VideoReader(path, width=dw, height=dh, num_threads=1)
+        except VideoError:
+            raise
+        except Exception as e:  # decord raises DECORDError / RuntimeError with C++ traces
+            raise VideoError(path, f"decord cannot read it ({_first_line(e)})") from None
+        self.info = VideoInfo(path, n, fps, w, h, self.name)
+        self.size = (dw, dh)
+
+    def read(self, indices: np.ndarray) -> np.ndarray:  # (t, H, W, 3) RGB uint8
+        return self.vr.get_batch(list(map(int, indices))).asnumpy()
+
+
+class _OpenCVReader:
+    name = "opencv"
+
+    def __init__(self, path: str, max_side: int):
+        import cv2
+
+        self.cv2 = cv2
+        self.path = path
+        self.cap = cv2.VideoCapture(path)
+        if not self.cap.isOpened():
+            raise VideoError(path, "OpenCV cannot open it (not a video, or an unsupported codec)")
+        n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(self.cap.get(cv2.CAP_PROP_FPS))
+        w = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        h = int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if n <= 0:  # some containers (webm, streams) do not store a frame count: count them
+            n = 0
+            while self.cap.grab():
+                n += 1
+            self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        if not (0 < fps < 1000):
+            fps = 25.0
+        self.info = VideoInfo(path, n, fps, w, h, self.name)
+        self.size = decode_size(w, h, max_side)
+        self.pos = 0  # index of the next frame grab() returns
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        cv2 = self.cv2
+        out = []
+        for i in indices:
+            i = int(i)
+            if i < self.pos or i - self.pos > 300:  # far jump: seek (exact on keyframe-indexed files)
+                self.cap.set(cv2.CAP_PROP_POS_FRAMES, i)
+                self.pos = i
+            while self.pos < i:  # short gap: grab without decoding to RGB, exact on every file
+                if not self.cap.grab():
+                    break
+                self.pos += 1
+            ok, frame = self.cap.read()
+            if not ok:
+                break  # the stored frame count was too high; stop at the real end
+            self.pos += 1
+            if (frame.shape[1], frame.shape[0]) != self.size:
+                frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+            out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        if not out:
+            return np.zeros((0, self.size[1], self.size[0], 3), np.uint8)
+        return np.stack(out)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
+
+
+def open_video(path, decoder: str = "auto", max_side: int = 0):
+    """Open a reader; decoder=auto tries decord and falls back to OpenCV."""
+    path = str(path)
+    _check_file(path)
+    if decoder == "opencv" or (decoder == "auto" and not decord_available()):
+        return _OpenCVReader(path, max_side)
+    if decoder == "decord":
+        return _DecordReader(path, max_side)
+    if decoder != "auto":
+        raise ValueError(f"unknown decoder '{decoder}' (auto | decord | opencv)")
+    try:
+        return _DecordReader(path, max_side)
+    except VideoError as e:
+        log.debug("decord failed on %s (%s); trying OpenCV", path, e.problem)
+        return _OpenCVReader(path, max_side)
+
+
+def probe(path, decoder: str = "auto") -> VideoInfo:
+    return open_video(path, decoder).info
+
+
+# ----------------------------------------------------------------------------- reading
+
+def iter_frames(path, sampling: str = "fps", fps: float = 10.0, num_frames: int = 16,
+                decoder: str = "auto", max_side: int = 0, chunk_mb: int = 256,
+                indices: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (frames (t,H,W,3) RGB uint8, timestamps (t,) float64 s) chunks of the sampled frames."""
+    reader = open_video(path, decoder, max_side)
+    info = reader.info
+    if info.num_frames <= 0:
+        raise VideoError(path, "video has no frames")
+    if indices is None:
+        indices = sample_indices(info.num_frames, info.fps, sampling, fps, num_frames)
+    step = chunk_len(*reader.size, chunk_mb)
+    yielded = 0
+    for start in range(0, len(indices), step):
+        idx = indices[start:start + step]
+        try:
+            frames = reader.read(idx)
+        except VideoError:
+            raise
+        except Exception as e:
+            if decoder == "auto" and reader.name == "decord":
+                # decord failed mid-file (bad seek, wrong frame count): redo this file with OpenCV
+                log.warning("%s: decord failed (%s); falling back to OpenCV", path, _first_line(e))
+                yield from iter_frames(path, sampling, fps, num_frames, "opencv", max_side, chunk_mb,
+                                       indices=indices[start:])
+                return
+            raise VideoError(path, f"decoding failed at frame {int(idx[0])} ({_first_line(e)})") from None
+        if len(frames) == 0:
+            break
+        yielded += len(frames)
+        yield frames, idx[:len(frames)].astype(np.float64) / info.fps
+        if len(frames) < len(idx):
+            break  # file shorter than its header said
+    if yielded == 0:
+        raise VideoError(path, "no frame could be decoded (corrupt or empty video)")
+
+
+def load_frames(path, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """All sampled frames at once: (T,H,W,3) uint8 RGB and (T,) timestamps. For short clips."""
+    chunks = list(iter_frames(path, **kwargs))
+    return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+
+
+def video_kwargs(vcfg) -> dict:
+    """iter_frames keyword arguments from a VideoConfig."""
+    return dict(sampling=vcfg.sampling, fps=vcfg.fps, num_frames=vcfg.num_frames,
+                decoder=vcfg.decoder, max_side=vcfg.max_side, chunk_mb=vcfg.chunk_mb)

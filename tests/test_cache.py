@@ -1,0 +1,88 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, counter_frames, write_video
+from pipeline.backbones import create_backbone
+from pipeline.cache import FeatureCache, extract
+from pipeline.config import VideoConfig
+
+
+@pytest.fixture
+def videos(tmp_path):
+    paths = []
+    for i in range(4):
+        paths.append(str(write_video(tmp_path / "v" / f"c{i}.avi", counter_frames(20 + 5 * i))))
+    return paths
+
+
+def test_extract_then_reuse_and_load(tmp_path, videos):
+    bb = create_backbone("tiny_cnn")
+    cache = FeatureCache(tmp_path / "cache")
+    vcfg = VideoConfig(fps=10)
+    r1 = extract(videos, bb, vcfg, cache, progress=False)
+    assert r1.extracted == 4 and r1.reused == 0 and not r1.failures
+    feats, ts, meta = cache.load(r1.keys[videos[0]])
+    assert feats.dtype == np.float32 and feats.shape == (8, bb.dim) and len(ts) == 8
+    assert np.allclose(feats, bb.encode(__import__("pipeline.video", fromlist=["x"]).load_frames(videos[0], fps=10)[0]),
+                       atol=1e-2)  # stored as float16
+    assert meta["fingerprint"] == bb.fingerprint
+    r2 = extract(videos, bb, vcfg, cache, progress=False)
+    assert r2.extracted == 0 and r2.reused == 4 and r2.keys == r1.keys
+
+
+def test_changed_video_backbone_or_sampling_never_reuses(tmp_path, videos):
+    cache = FeatureCache(tmp_path / "cache")
+    bb = create_backbone("tiny_cnn")
+    vcfg = VideoConfig(fps=10)
+    k = cache.key(videos[0], bb.fingerprint, vcfg)
+    assert k == cache.key(videos[0], bb.fingerprint, VideoConfig(fps=10))
+    assert k != cache.key(videos[0], bb.fingerprint, VideoConfig(fps=5))
+    assert k != cache.key(videos[0], create_backbone("tiny_cnn", input_size=96).fingerprint, vcfg)
+    write_video(videos[0], counter_frames(20)[::-1])  # same name and length, other content
+    os.utime(videos[0], ns=(1, 1))
+    assert cache.key(videos[0], bb.fingerprint, vcfg) != k
+
+
+def test_bad_videos_are_recorded_not_fatal(tmp_path, videos):
+    bad = tmp_path / "v" / "broken.avi"
+    bad.write_bytes(b"\x00" * 5000)
+    empty = tmp_path / "v" / "empty.mp4"
+    empty.write_bytes(b"")
+    res = extract([videos[0], str(bad), str(empty), videos[1]], create_backbone("tiny_cnn"), VideoConfig(),
+                  FeatureCache(tmp_path / "cache"), progress=False, failures_file=tmp_path / "failures.txt")
+    assert res.extracted == 2 and set(res.failures) == {str(bad), str(empty)}
+    text = (tmp_path / "failures.txt").read_text()
+    assert "broken.avi" in text and "empty file" in text
+
+
+def test_extraction_resumes_after_kill_9(tmp_path):
+    """Kill `vap extract` halfway with SIGKILL: complete entries survive, the rerun encodes only the rest."""
+    from pipeline.synthetic import make_dataset
+
+    data = make_dataset(tmp_path / "d", 6, actions=("wave", "jump"), seed=0)
+    cache = tmp_path / "cache"
+    env = dict(os.environ, VAP_CACHE=str(cache))
+    cmd = [sys.executable, "-m", "pipeline", "extract", "--data", str(data), "--quiet", "backbone.input_size=224"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(cache.rglob("*.npz"))) < 2:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(cache.rglob("*.npz")))
+    assert 2 <= done < 12, "the kill should land halfway"
+    out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    summary = json.loads(out.stdout)
+    assert summary["reused"] == done and summary["extracted"] == 12 - done and summary["failed"] == 0
+    for p in cache.rglob("*.npz"):  # every entry is complete and loads
+        with np.load(p) as z:
+            assert len(z["features"]) == len(z["timestamps"]) > 0

@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from pipeline.config import HeadConfig
+from pipeline.heads import build_head
+
+STREAMABLE = [("lstm", "mean"), ("lstm", "last"), ("gru", "mean"), ("gru", "last"), ("meanpool", "mean")]
+
+
+def make(type_, pool="mean", layers=2, bidirectional=False):
+    torch.manual_seed(0)
+    h = build_head(HeadConfig(type=type_, pool=pool, num_layers=layers, bidirectional=bidirectional,
+                              hidden_size=32, proj_dim=24), in_dim=40, num_classes=5)
+    return h.eval()
+
+
+@pytest.mark.parametrize("type_, pool", STREAMABLE)
+def test_step_by_step_equals_full_pass(type_, pool):
+    head = make(type_, pool)
+    x = torch.randn(2, 11, 40)
+    with torch.no_grad():
+        full = head(x)
+        state = None
+        for t in range(11):
+            out, state = head.step(x[:, t], state)
+            assert torch.allclose(out.steps, full.steps[:, t], atol=1e-5)
+    assert torch.allclose(out.clip, full.clip, atol=1e-5)
+    assert full.clip.shape == (2, 5) and full.steps.shape == (2, 11, 5)
+
+
+@pytest.mark.parametrize("type_, pool, bidir", [(*s, False) for s in STREAMABLE] + [("lstm", "mean", True),
+                                                                                    ("lstm", "last", True)])
+def test_padding_does_not_change_outputs(type_, pool, bidir):
+    head = make(type_, pool, bidirectional=bidir)
+    a, b = torch.randn(7, 40), torch.randn(4, 40)
+    x = torch.zeros(2, 7, 40)
+    x[0], x[1, :4] = a, b
+    with torch.no_grad():
+        batch = head(x, torch.tensor([7, 4]))
+        alone = head(b[None])
+    assert torch.allclose(batch.clip[1], alone.clip[0], atol=1e-5)
+    assert torch.allclose(batch.steps[1, :4], alone.steps[0], atol=1e-5)
+
+
+def test_bidirectional_cannot_stream():
+    head = make("lstm", bidirectional=True)
+    with pytest.raises(RuntimeError, match="cannot stream"):
+        head.step(torch.randn(1, 40))
+
+
+@pytest.mark.parametrize("type_", ["lstm", "gru", "meanpool"])
+def test_gradients_reach_every_parameter_and_no_nans(type_):
+    head = make(type_).train()
+    out = head(torch.randn(3, 9, 40) * 50, torch.tensor([9, 5, 1]))
+    (out.clip.sum() + out.steps.sum()).backward()
+    for name, p in head.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert torch.isfinite(out.clip).all()

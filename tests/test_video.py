@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from conftest import WEIZMANN, counter_frames, write_video
+from pipeline.video import (VideoError, decode_size, iter_frames, load_frames, probe, sample_indices)
+
+
+def test_sample_indices_fps_count_all():
+    idx = sample_indices(100, 25.0, "fps", 10.0)  # 4 s at 25 fps -> 40 frames at 10 fps
+    assert len(idx) == 40 and idx[0] == 0 and np.all(np.diff(idx) > 0) and idx[-1] < 100
+    assert np.allclose(idx / 25.0, np.arange(40) / 10.0, atol=1 / 25)
+    assert list(sample_indices(10, 5.0, "fps", 10.0)) == list(range(10))  # never upsample
+    seg = sample_indices(100, 25.0, "count", count=4)
+    assert list(seg) == [12, 37, 62, 87]  # centres of 4 equal segments
+    assert len(sample_indices(3, 25.0, "count", count=8)) == 8  # short clip: frames repeat
+    assert list(sample_indices(5, 25.0, "all")) == [0, 1, 2, 3, 4]
+    assert len(sample_indices(0, 25.0)) == 0
+
+
+def test_decode_size_keeps_aspect():
+    assert decode_size(1920, 1080, 320) == (320, 180)
+    assert decode_size(180, 144, 320) == (180, 144)
+    assert decode_size(1920, 1080, 0) == (1920, 1080)
+
+
+@pytest.mark.parametrize("ext", [".avi", ".mp4"])
+def test_decord_and_opencv_return_the_same_frames(tmp_path, ext):
+    pytest.importorskip("decord")
+    frames = counter_frames(50)
+    p = write_video(tmp_path / f"c{ext}", frames, fps=25)
+    a, ta = load_frames(p, decoder="decord", sampling="fps", fps=10)
+    b, tb = load_frames(p, decoder="opencv", sampling="fps", fps=10)
+    assert a.shape == b.shape and a.dtype == np.uint8 and a.shape[1:] == (48, 64, 3)
+    assert np.array_equal(ta, tb) and np.allclose(ta, np.arange(20) / 10.0, atol=0.04)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 1.0
+    # the frames are the right ones (bar position encodes the index) and RGB, not BGR
+    for frame, t in zip(a, ta):
+        i = int(round(t * 25))
+        bar = np.where(frame[30, :, 1] > 235)[0]
+        assert abs(bar.mean() - (2 * i % 64 + 1.5)) <= 1.5
+        assert frame[:10, :, 0].mean() + 10 < frame[:10, :, 2].mean()
+
+
+def test_chunked_reading_equals_one_read(tmp_path):
+    p = write_video(tmp_path / "c.avi", counter_frames(60))
+    for dec in ("decord", "opencv"):
+        whole, tw = load_frames(p, sampling="all", decoder=dec)
+        many = list(iter_frames(p, sampling="all", decoder=dec, chunk_mb=0.05))  # 5 frames of 64x48 a chunk
+        assert len(many) == 12
+        assert np.array_equal(np.concatenate([c[0] for c in many]), whole)
+        assert np.array_equal(np.concatenate([c[1] for c in many]), tw)
+
+
+def test_chunks_are_bounded_in_memory(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (40, 480, 640, 3), dtype=np.uint8)
+    p = write_video(tmp_path / "big.avi", frames)
+    sizes = [c[0].nbytes for c in iter_frames(p, sampling="all", max_side=0, chunk_mb=4)]
+    assert len(sizes) >= 10 and max(sizes) <= 4 * 1024 * 1024
+
+
+def test_max_side_downscales_at_decode(tmp_path):
+    p = write_video(tmp_path / "c.avi", np.zeros((10, 240, 320, 3), np.uint8))
+    for dec in ("decord", "opencv"):
+        f, _ = load_frames(p, decoder=dec, max_side=160, sampling="all")
+        assert f.shape[1:] == (120, 160, 3)
+
+
+def test_bad_files_give_one_line_errors_naming_the_file(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    for p, problem in [(tmp_path / "missing.mp4", "not found"), (empty, "empty file"),
+                       (text, "cannot"), (tmp_path, "is a folder")]:
+        for dec in ("auto", "opencv"):
+            with pytest.raises(VideoError) as e:
+                load_frames(p, decoder=dec)
+            msg = str(e.value)
+            assert str(p) in msg and problem in msg and "\n" not in msg
+
+
+def test_truncated_video_is_an_error_or_shorter_never_a_crash(tmp_path):
+    p = write_video(tmp_path / "c.avi", counter_frames(50))
+    data = p.read_bytes()
+    bad = tmp_path / "trunc.avi"
+    bad.write_bytes(data[: len(data) // 2])
+    try:
+        f, t = load_frames(bad)
+        assert 0 < len(f) <= 20
+    except VideoError as e:
+        assert str(bad) in str(e)
+
+
+@pytest.mark.skipif(not WEIZMANN.is_dir(), reason="../shared/data/weizmann not present")
+def test_real_weizmann_clip_probe_and_sampling():
+    p = WEIZMANN / "bend" / "daria_bend.avi"
+    info = probe(p)
+    assert (info.width, info.height, info.fps) == (180, 144, 25.0) and info.num_frames == 84
+    f, t = load_frames(p, fps=10)
+    assert len(f) == len(sample_indices(84, 25.0, "fps", 10.0)) and f.shape[1:] == (144, 180, 3)
