@@ -94,26 +94,40 @@ class ExtractResult:
 
 
 def _prefetch(gen, depth: int = 2):
-    """Run a generator in a background thread, `depth` items ahead: decoding overlaps encoding."""
+    """Run a generator in a background thread, `depth` items ahead: decoding overlaps encoding.
+    If the consumer stops early (an error while encoding), the thread is told to stop too."""
     q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
+    done, stop = object(), threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def worker():
         try:
             for item in gen:
-                q.put(item)
+                if not put(item):
+                    return
         except BaseException as e:  # handed to the consumer, raised there
-            q.put(e)
-        q.put(done)
+            put(e)
+        put(done)
 
     threading.Thread(target=worker, daemon=True).start()
-    while True:
-        item = q.get()
-        if item is done:
-            return
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def encode_video(path: str, backbone, vcfg) -> tuple[np.ndarray, np.ndarray]:

@@ -75,10 +75,12 @@ def cmd_eval(args) -> int:
 
     rep = evaluate_checkpoint(args.checkpoint, args.data, args.out, args.device, args.cache,
                               progress=not args.quiet)
+    for e in rep["failed"].values():
+        print(f"skipped: {e}", file=sys.stderr)
     print(f"top1 {rep['top1']:.3f}, top5 {rep['top5']:.3f}, mean-class {rep['mean_class_accuracy']:.3f} "
           f"on {rep['num_clips']} clips; wrote {rep['outputs']['confusion_png']}", file=sys.stderr)
     _print_json(rep)
-    return 1 if rep["failed"] and not rep["num_clips"] else 0
+    return 1 if rep["failed"] else 0  # scored what could be read; non-zero so scripts notice
 
 
 def cmd_extract(args) -> int:
@@ -220,8 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # stderr shows warnings (everything with -v); run directories get the INFO log in train.log
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler])
     from .train import TrainError
 
     try:

@@ -251,9 +251,13 @@ def stratified_split(ds: Dataset, val_fraction: float, seed: int = 0,
 
 
 def write_split(path: Path, train: Dataset, val: Dataset) -> None:
+    import io
+
     from .io import atomic_write_text
 
-    lines = ["path,label,split"]
-    lines += [f"{s.path},{s.label},train" for s in train.samples]
-    lines += [f"{s.path},{s.label},val" for s in val.samples]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "label", "split"])
+    w.writerows([s.path, s.label, "train"] for s in train.samples)
+    w.writerows([s.path, s.label, "val"] for s in val.samples)
+    atomic_write_text(path, buf.getvalue())

@@ -79,16 +79,16 @@ def background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return np.clip(base + (tex - 0.5) * rng.uniform(20, 90), 0, 255).astype(np.float32)
 
 
-def render_clip(action: str, rng: np.random.Generator, width: int = 128, height: int = 96,
+def render_clip(action: str, rng: np.random.Generator, width: int = 160, height: int = 120,
                 fps: float = 25.0, duration: float | None = None) -> np.ndarray:
     """Frames (T, H, W, 3) uint8 RGB of one clip of `action` with random nuisance parameters."""
     duration = duration or float(rng.uniform(2.0, 3.0))
     n = max(1, int(round(duration * fps)))
-    fig_h = rng.uniform(0.45, 0.75) * height
+    fig_h = rng.uniform(0.55, 0.8) * height
     freq = rng.uniform(0.8, 1.6)
     phase = rng.uniform(0, 2 * math.pi)
     color = tuple(float(c) for c in rng.uniform(0, 255, 3))
-    thick = int(rng.integers(2, 4))
+    thick = int(rng.integers(2, 5))
     noise = rng.uniform(2, 10)
     bg = background(rng, width, height)
     cy = rng.uniform(0.8, 0.95) * height
@@ -135,7 +135,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0) -> None
 
 
 def make_dataset(out: str | Path, clips_per_class: int = 12, actions=ACTIONS, seed: int = 0,
-                 width: int = 128, height: int = 96, fps: float = 25.0, ext: str = ".mp4") -> Path:
+                 width: int = 160, height: int = 120, fps: float = 25.0, ext: str = ".mp4") -> Path:
     """Write out/<action>/<action>_<i>.mp4 for each action; returns out. Existing files are kept."""
     out = Path(out)
     manifest = []

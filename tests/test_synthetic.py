@@ -7,7 +7,7 @@ from pipeline.video import load_frames, probe
 def test_same_seed_same_pixels_and_classes_move_differently():
     a = render_clip("wave", np.random.default_rng(5))
     b = render_clip("wave", np.random.default_rng(5))
-    assert np.array_equal(a, b) and a.dtype == np.uint8 and a.shape[1:] == (96, 128, 3)
+    assert np.array_equal(a, b) and a.dtype == np.uint8 and a.shape[1:] == (120, 160, 3)
     motion = {act: np.abs(np.diff(render_clip(act, np.random.default_rng(1)).astype(np.int16), axis=0)).mean()
               for act in ACTIONS}
     assert all(m > 0.5 for m in motion.values())  # every action moves
@@ -29,4 +29,4 @@ def test_make_dataset_writes_decodable_class_folders(tmp_path):
     info = probe(files[0])
     assert info.fps == 25.0 and 50 <= info.num_frames <= 75
     frames, ts = load_frames(files[0], fps=10)
-    assert frames.shape[1:] == (96, 128, 3) and len(ts) >= 20
+    assert frames.shape[1:] == (120, 160, 3) and len(ts) >= 20
