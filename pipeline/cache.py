@@ -61,9 +61,10 @@ class FeatureCache:
     def from_config(cls, cfg) -> "FeatureCache":
         return cls(cfg.cache.dir, cfg.cache.dtype)
 
-    def key(self, video: str | Path, fingerprint: str, vcfg) -> str:
-        ident = json.dumps([FORMAT, content_hash(video), fingerprint, sampling_id(vcfg), self.dtype],
-                           sort_keys=True)
+    def key(self, video: str | Path, fingerprint: str, vcfg, view: str = "") -> str:
+        """view: "" for the frames as they are, "hflip" for mirrored frames (flip augmentation)."""
+        parts = [FORMAT, content_hash(video), fingerprint, sampling_id(vcfg), self.dtype] + ([view] if view else [])
+        ident = json.dumps(parts, sort_keys=True)
         return hashlib.sha1(ident.encode()).hexdigest()
 
     def path(self, key: str) -> Path:
@@ -130,17 +131,19 @@ def _prefetch(gen, depth: int = 2):
         stop.set()
 
 
-def encode_video(path: str, backbone, vcfg) -> tuple[np.ndarray, np.ndarray]:
+def encode_video(path: str, backbone, vcfg, view: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Decode (chunked, prefetched) and encode one video: (features (T,D) float32, timestamps (T,))."""
     feats, times = [], []
     for frames, ts in _prefetch(iter_frames(path, **video_kwargs(vcfg))):
+        if view == "hflip":
+            frames = frames[:, :, ::-1]
         feats.append(backbone.encode(frames))
         times.append(ts)
     return np.concatenate(feats), np.concatenate(times)
 
 
 def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: bool = True,
-            failures_file: str | Path | None = None) -> ExtractResult:
+            failures_file: str | Path | None = None, view: str = "") -> ExtractResult:
     """Fill the cache for `paths`. A bad video is recorded in result.failures, never fatal."""
     from tqdm import tqdm
 
@@ -148,7 +151,7 @@ def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: boo
     todo = []
     for p in paths:
         try:
-            key = cache.key(p, backbone.fingerprint, vcfg)
+            key = cache.key(p, backbone.fingerprint, vcfg, view)
         except OSError as e:
             res.failures[p] = f"{p}: cannot read file ({e.strerror})"
             continue
@@ -157,11 +160,11 @@ def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: boo
             res.reused += 1
         else:
             todo.append(p)
-    bar = tqdm(todo, desc=f"extract {backbone.name}", unit="video", disable=not progress or not todo,
-               dynamic_ncols=True)
+    desc = f"extract {backbone.name}" + (f" ({view})" if view else "")
+    bar = tqdm(todo, desc=desc, unit="video", disable=not progress or not todo, dynamic_ncols=True)
     for p in bar:
         try:
-            feats, ts = encode_video(p, backbone, vcfg)
+            feats, ts = encode_video(p, backbone, vcfg, view)
         except VideoError as e:
             res.failures[p] = str(e)
             res.keys.pop(p, None)
@@ -171,7 +174,8 @@ def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: boo
             res.keys.pop(p, None)
             continue
         cache.save(res.keys[p], feats, ts, dict(video=p, backbone=backbone.name,
-                                                fingerprint=backbone.fingerprint, sampling=sampling_id(vcfg)))
+                                                fingerprint=backbone.fingerprint, sampling=sampling_id(vcfg),
+                                                view=view))
         res.extracted += 1
         res.frames += len(feats)
         bar.set_postfix(frames=res.frames)

@@ -155,6 +155,76 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .batch import SourceError, run_batch
+    from .predict import Predictor
+
+    pred = Predictor.from_checkpoint(args.checkpoint, args.device, window=args.window, stride=args.stride,
+                                     topk=args.topk)
+    try:
+        s = run_batch(pred, args.sources, args.out, timeline=args.timeline, topk=args.topk,
+                      render_dir=args.render, progress=not args.quiet)
+    except SourceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for e in s.errors:
+        print(f"failed: {e}", file=sys.stderr)
+    print(f"{s.done} predicted, {s.skipped} already in {args.out}, {s.failed} failed; "
+          f"{s.to_dict()['frames_per_second']} frames/s", file=sys.stderr)
+    _print_json(s.to_dict())
+    return 1 if s.failed else 0
+
+
+def cmd_stream(args) -> int:
+    import cv2
+
+    from .predict import StreamingPredictor
+
+    sp = StreamingPredictor.from_checkpoint(args.checkpoint, args.device, every=args.every,
+                                            smooth=args.smooth, topk=args.topk)
+    src = int(args.source) if args.source.isdigit() else args.source
+    if isinstance(src, str) and "://" not in src and not Path(src).exists():
+        raise DataError(f"{src}: no such file")
+    cap = cv2.VideoCapture(src)
+    if not cap.isOpened():
+        raise DataError(f"{args.source}: cannot open the stream")
+    is_file = isinstance(src, str) and "://" not in src
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    n, t0 = 0, time.perf_counter()
+    try:
+        while args.max_frames <= 0 or n < args.max_frames:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            ts = n / fps if is_file else time.perf_counter() - t0  # file time, or wall-clock time live
+            r = sp.push(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), ts)
+            n += 1
+            if r.encoded:
+                sys.stdout.write(json.dumps(dict(t=round(ts, 3), label=r.topk[0][0], prob=round(r.topk[0][1], 4),
+                                                 topk=[[lbl, round(p, 4)] for lbl, p in r.topk],
+                                                 latency_ms=round(r.latency_ms, 2))) + "\n")
+                sys.stdout.flush()
+            if args.show:
+                from .render import draw_overlay
+
+                img = draw_overlay(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), sp.classes, r.probs)
+                cv2.putText(img, f"{r.latency_ms:.0f} ms", (6, img.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.5, (255, 255, 255), 1, cv2.LINE_AA)
+                cv2.imshow("vap stream", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                    break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cap.release()
+    el = time.perf_counter() - t0
+    lat = sorted(sp.latencies)
+    print(json.dumps(dict(frames=n, steps=sp.n_steps, seconds=round(el, 3), fps=round(n / el, 2) if el else 0,
+                          latency_ms_p50=round(lat[len(lat) // 2], 2) if lat else None,
+                          latency_ms_p95=round(lat[int(len(lat) * 0.95)], 2) if lat else None)), file=sys.stderr)
+    return 0
+
+
 def cmd_backbones(args) -> int:
     from .backbones import list_backbones
 
@@ -214,6 +284,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("predict", help="predict many videos into a JSONL or CSV file (resumable)",
+                       description="One row per video: top-k, duration, frames, fps, and with --timeline "
+                                   "the segments. Rerunning with the same --out skips videos already done.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("sources", nargs="+", help="files, folders (recursive), globs, or .txt lists of paths")
+    p.add_argument("--out", required=True, help="preds.jsonl or preds.csv (appended to; resumable)")
+    p.add_argument("--timeline", action="store_true", help="add segments (start, end, label, prob)")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--window", type=float, default=2.0, help="timeline window length, seconds")
+    p.add_argument("--stride", type=float, default=0.5, help="timeline window step, seconds")
+    p.add_argument("--render", help="also write an annotated mp4 per video into this folder")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_predict)
+
+    p = sub.add_parser("stream", help="live predictions from a webcam, file or stream URL",
+                       description="Prints one JSON line per encoded frame (label, top-k, latency); the "
+                                   "LSTM state is carried across frames. A file runs as fast as it can.")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--source", default="0", help="camera index, video file, or rtsp://... URL")
+    p.add_argument("--show", action="store_true", help="draw the predictions in a window")
+    p.add_argument("--every", type=int, default=0, help="encode every n-th frame (default: by the model's fps)")
+    p.add_argument("--smooth", type=float, default=0.0, help="EMA factor for the probabilities (0 = off)")
+    p.add_argument("--topk", type=int, default=3)
+    p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = until the end)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(fn=cmd_stream)
 
     p = sub.add_parser("backbones", help="list the registered backbones")
     p.set_defaults(fn=cmd_backbones)

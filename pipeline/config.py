@@ -73,9 +73,11 @@ class TrainConfig:
     max_len: int = 32            # random temporal crop length in steps (0 = whole clip)
     speed_min: float = 0.8       # temporal speed jitter range (1.0 and 1.0 = off)
     speed_max: float = 1.25
+    flip_aug: bool = False       # mirror half the training clips (features of flipped frames, cached)
     step_loss_weight: float = 0.5  # weight of the per-step loss beside the clip loss
     class_balance: str = "loss"  # loss (weighted CE) | sampler (weighted sampling) | none
     patience: int = 15           # early stopping: epochs without a better val metric (0 = off)
+    refit: bool = False          # after early stopping, retrain on train+val for the best epoch count
     seed: int = 0                # seed for everything random in training
     device: str = "auto"         # auto | cpu | cuda | cuda:N
     finetune_backbone: bool = False  # train the backbone end to end too (slow; GPU advised)

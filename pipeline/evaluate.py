@@ -6,7 +6,6 @@ import io
 import json
 from pathlib import Path
 
-import torch
 
 from . import data as data_mod
 from .cache import FeatureCache

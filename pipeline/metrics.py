@@ -82,8 +82,8 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
 
     ep = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(ep, [h["train_loss"] for h in history], label="train")
-    a.plot(ep, [h["val_loss"] for h in history], label="val")
+    a.plot(ep, [h["train_loss"] for h in history], label="train (clip + per-step)")
+    a.plot(ep, [h["val_loss"] for h in history], label="val (clip)")
     a.set_xlabel("epoch"), a.set_ylabel("loss"), a.legend(), a.set_title("loss")
     b.plot(ep, [h["train_top1"] for h in history], label="train top1")
     b.plot(ep, [h["val_top1"] for h in history], label="val top1")

@@ -46,6 +46,7 @@ class Clip:
     path: str
     target: int
     feats: torch.Tensor | None = None   # (T, D) float32 cached features (head-only training)
+    feats_flip: torch.Tensor | None = None  # (T, D) features of the mirrored frames (train.flip_aug)
     frames: torch.Tensor | None = None  # (T, S, S, 3) uint8 decoded frames (fine-tuning)
 
     def __len__(self):
@@ -53,16 +54,23 @@ class Clip:
 
 
 def load_feature_clips(ds: data_mod.Dataset, classes: list[str], backbone, cfg: Config,
-                       cache: FeatureCache, progress: bool = True,
-                       failures_file=None) -> tuple[list[Clip], dict]:
-    """Extract (or reuse) cached features for every clip; bad videos are skipped and returned."""
-    res = extract([s.path for s in ds.samples], backbone, cfg.video, cache, progress, failures_file)
+                       cache: FeatureCache, progress: bool = True, failures_file=None,
+                       flip: bool = False) -> tuple[list[Clip], dict]:
+    """Extract (or reuse) cached features for every clip; bad videos are skipped and returned.
+    flip=True also caches the features of the mirrored frames (horizontal-flip augmentation)."""
+    paths = [s.path for s in ds.samples]
+    res = extract(paths, backbone, cfg.video, cache, progress, failures_file)
+    flipped = extract([p for p in paths if p in res.keys], backbone, cfg.video, cache, progress,
+                      view="hflip") if flip else None
     index = {c: i for i, c in enumerate(classes)}
     clips = []
     for s in ds.samples:
         if s.path in res.keys:
             feats, _, _ = cache.load(res.keys[s.path])
-            clips.append(Clip(s.path, index[s.label], feats=torch.from_numpy(feats)))
+            clip = Clip(s.path, index[s.label], feats=torch.from_numpy(feats))
+            if flipped is not None and s.path in flipped.keys:
+                clip.feats_flip = torch.from_numpy(cache.load(flipped.keys[s.path])[0])
+            clips.append(clip)
     return clips, res.failures
 
 
@@ -120,12 +128,17 @@ def class_weights(targets: list[int], num_classes: int) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- model step
 
-def clip_inputs(clips: list[Clip], idxs: list[np.ndarray], backbone, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T, D) head inputs and lengths: cached features, or frames through the backbone."""
+def clip_inputs(clips: list[Clip], idxs: list[np.ndarray], backbone, device,
+                flips: list[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T, D) head inputs and lengths: cached features (of the mirrored frames where flips[i]),
+    or frames through the backbone."""
+    flips = flips or [False] * len(clips)
     if clips[0].feats is not None:
-        x, lengths = pad_batch([c.feats[i] for c, i in zip(clips, idxs)])
+        x, lengths = pad_batch([(c.feats_flip if f and c.feats_flip is not None else c.feats)[i]
+                                for c, i, f in zip(clips, idxs, flips)])
         return x.to(device), lengths.to(device)
-    frames = torch.cat([c.frames[i] for c, i in zip(clips, idxs)]).to(device)  # (sum T, S, S, 3)
+    frames = torch.cat([c.frames[i].flip(2) if f else c.frames[i]
+                        for c, i, f in zip(clips, idxs, flips)]).to(device)  # (sum T, S, S, 3)
     feats = backbone.features(backbone.preprocess(frames))  # (sum T, D)
     return (*[t.to(device) for t in pad_batch(list(feats.split([len(i) for i in idxs])))],)
 
@@ -162,7 +175,8 @@ def train_one_epoch(head, backbone, clips, optimizer, cfg: Config, rng, weight, 
         batch = [clips[i] for i in order[start:start + bs]]
         idxs = [temporal_indices(len(c), cfg.train.max_len, cfg.train.speed_min, cfg.train.speed_max, rng)
                 for c in batch]
-        x, lengths = clip_inputs(batch, idxs, backbone, device)
+        flips = [bool(cfg.train.flip_aug and rng.random() < 0.5) for _ in batch]
+        x, lengths = clip_inputs(batch, idxs, backbone, device, flips)
         targets = torch.tensor([c.target for c in batch], device=device)
         out = head(x, lengths)
         loss = loss_fn(out, targets, lengths, weight, cfg)
@@ -280,7 +294,8 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
             backbone.load_state_dict(state["backbone_state"])
     else:
         cache = FeatureCache.from_config(cfg)
-        train_clips, f1 = load_feature_clips(train_ds, classes, backbone, cfg, cache, progress)
+        train_clips, f1 = load_feature_clips(train_ds, classes, backbone, cfg, cache, progress,
+                                             flip=cfg.train.flip_aug)
         val_clips, f2 = load_feature_clips(val_ds, classes, backbone, cfg, cache, progress)
     failures = {**f1, **f2}
     if failures:
@@ -356,6 +371,9 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
             log.info("early stop: no better val top1 for %d epochs", stale)
             break
 
+    if cfg.train.refit and not finetune:
+        _refit(cfg, out, train_clips + val_clips, classes, backbone, spec_fingerprint, best, weight, device)
+
     plot_curves(history, out / "curves.png")
     rep = best["report"]
     plot_confusion(rep["confusion_matrix"], classes, out / "confusion_val.png",
@@ -366,11 +384,36 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
         val_loss=best["val_loss"], val_per_class_accuracy=rep["per_class_accuracy"],
         val_confusion_matrix=rep["confusion_matrix"], classes=classes,
         train_clips=len(train_clips), val_clips=len(val_clips), failed_videos=len(failures),
+        refit=bool(cfg.train.refit and not finetune),
         seconds=round(time.time() - t0, 2), run_dir=str(out),
         checkpoint=str(out / "best.pt"),
     )
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def _refit(cfg: Config, out: Path, clips: list[Clip], classes, backbone, fingerprint, best, weight, device):
+    """Model selection is done: train a fresh head on train + val for the selected number of epochs
+    (same seed and schedule, compressed to those epochs) and make it best.pt. Small datasets gain
+    the validation clips; the reported validation metrics stay those of the selection run."""
+    import copy
+
+    rcfg = copy.deepcopy(cfg)
+    rcfg.train.epochs = best["epoch"]
+    rcfg.train.warmup_epochs = min(cfg.train.warmup_epochs, max(0, best["epoch"] - 1))
+    rng = seed_everything(cfg.train.seed)
+    head = build_head(cfg.head, backbone.dim, len(classes)).to(device)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(rcfg))
+    if cfg.train.class_balance == "loss":
+        weight = class_weights([c.target for c in clips], len(classes)).to(device)
+    for _ in range(rcfg.train.epochs):
+        train_one_epoch(head, None, clips, opt, rcfg, rng, weight, device)
+        sched.step()
+    ckpt = load_checkpoint(out / "best.pt")
+    ckpt.update(head_state=head.state_dict(), refit=dict(epochs=rcfg.train.epochs, clips=len(clips)))
+    atomic_torch_save(ckpt, out / "best.pt")
+    log.info("refit on %d clips for %d epochs -> best.pt", len(clips), rcfg.train.epochs)
 
 
 def _write_log(path: Path, history: list[dict]) -> None:

@@ -40,11 +40,11 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory) -> Path:
-    """4 classes x 8 synthetic clips (class folders of mp4), written once per session."""
+    """4 classes x 12 synthetic clips (class folders of mp4), written once per session."""
     from pipeline.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("synth")
-    return make_dataset(root / "train", 8, actions=("wave", "squat", "jump", "walk_right"), seed=0)
+    return make_dataset(root / "train", 12, actions=("wave", "squat", "jump", "walk_right"), seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +64,25 @@ def run_vap(*args, env=None, timeout=600):
     p = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], capture_output=True, text=True,
                        timeout=timeout, env=e, cwd=ROOT)
     return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="session")
+def trained_ckpt(tmp_path_factory, synth_data) -> Path:
+    """A real model: EfficientNet-Lite0 features + LSTM trained on the synthetic classes."""
+    from pipeline.config import load_config
+    from pipeline.train import main
+
+    out = tmp_path_factory.mktemp("trained")
+    cfg = load_config(None, [f"data.train={synth_data}", "backbone.input_size=160", "video.fps=8",
+                             "train.epochs=40", "train.patience=0", "data.val_fraction=0.25"])
+    cfg.cache.dir = str(out / "cache")
+    main(cfg, out / "run", progress=False)
+    return out / "run" / "best.pt"
+
+
+def long_video(path: Path, actions, seconds: float = 4.0, seed: int = 7) -> Path:
+    """Concatenate synthetic clips of `actions`, `seconds` each, into one video (known boundaries)."""
+    from pipeline.synthetic import render_clip
+
+    parts = [render_clip(a, np.random.default_rng([seed, i]), duration=seconds) for i, a in enumerate(actions)]
+    return write_video(path, np.concatenate(parts), fps=25.0)

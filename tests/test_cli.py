@@ -39,10 +39,10 @@ def test_extract_reports_bad_videos_and_resumes(tmp_path, synth_data):
     args = ["extract", "--data", data, "--quiet", "backbone.name=tiny_cnn", "backbone.input_size=64"]
     code, out, err = run_vap(*args)
     s = json.loads(out)
-    assert code == 1 and s["videos"] == 34 and s["extracted"] == 32 and s["failed"] == 2
+    assert code == 1 and s["videos"] == 50 and s["extracted"] == 48 and s["failed"] == 2
     assert "corrupt.mp4" in err and "zero.avi: empty file" in err
     code, out, err = run_vap(*args)
-    assert json.loads(out)["reused"] == 32
+    assert json.loads(out)["reused"] == 48
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -32,10 +32,10 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path, synth_data):
     for name in ["best.pt", "last.pt", "metrics.json", "config.yaml", "split.csv", "log.csv", "train.log",
                  "curves.png", "confusion_val.png"]:
         assert (out / name).is_file(), name
-    assert m["epochs_run"] == 3 and m["train_clips"] + m["val_clips"] == 32
+    assert m["epochs_run"] == 3 and m["train_clips"] + m["val_clips"] == 48
     assert json.loads((out / "metrics.json").read_text())["val_top1"] == m["val_top1"]
     split = (out / "split.csv").read_text().splitlines()
-    assert split[0] == "path,label,split" and len(split) == 33
+    assert split[0] == "path,label,split" and len(split) == 49
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["format_version"] == 1 and ckpt["classes"] == ["jump", "squat", "walk_right", "wave"]
     assert ckpt["config"]["backbone"]["name"] == "tiny_cnn" and ckpt["epoch"] == 2
@@ -84,3 +84,37 @@ def test_heads_learn_synthetic_actions(tmp_path, synth_data, synth_test, head):
     main(cfg, tmp_path / head, progress=False)
     rep = evaluate_checkpoint(tmp_path / head / "best.pt", synth_test, progress=False, cache_dir=cfg.cache.dir)
     assert rep["num_clips"] == 16 and rep["top1"] >= 0.6, rep["top1"]
+
+
+def test_refit_retrains_best_pt_on_train_plus_val(tmp_path, synth_data):
+    out = tmp_path / "refit"
+    cfg = load_config(None, [*TINY, f"data.train={synth_data}", "train.epochs=4", "train.patience=0",
+                             "train.refit=true"])
+    m = main(cfg, out, progress=False)
+    best, last = load_checkpoint(out / "best.pt"), load_checkpoint(out / "last.pt")
+    assert m["refit"] and best["refit"] == dict(epochs=m["best_epoch"], clips=48)
+    assert "refit" not in last  # last.pt stays the selection run, for --resume
+    sel = {k: v for k, v in best["head_state"].items()}
+    assert any(not torch.equal(sel[k], last["head_state"][k]) for k in sel)
+
+
+def test_flip_augmentation_caches_mirrored_features(tmp_path, synth_data):
+    from pipeline.backbones import create_backbone
+    from pipeline.cache import FeatureCache
+    from pipeline.data import load_dataset
+    from pipeline.train import load_feature_clips
+
+    cfg = load_config(None, TINY)
+    bb = create_backbone("tiny_cnn", input_size=64)
+    ds = load_dataset(synth_data)
+    clips, _ = load_feature_clips(ds, ds.classes, bb, cfg, FeatureCache(tmp_path / "c"), progress=False, flip=True)
+    c = clips[0]
+    assert c.feats_flip is not None and c.feats_flip.shape == c.feats.shape
+    assert not torch.allclose(c.feats, c.feats_flip)  # the mirrored frames give other features
+    from pipeline.video import load_frames
+
+    frames, _ = load_frames(c.path, fps=8, max_side=320)
+    assert np.allclose(c.feats_flip.numpy(), bb.encode(frames[:, :, ::-1]), atol=2e-2)
+    m = main(load_config(None, [*TINY, f"data.train={synth_data}", "train.epochs=2", "train.flip_aug=true"]),
+             tmp_path / "run", progress=False)
+    assert m["epochs_run"] == 2

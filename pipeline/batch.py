@@ -1,0 +1,250 @@
+"""Batch prediction over many videos -> JSON Lines or CSV, resumable, one row per video.
+
+Rows are appended and fsynced as each video finishes, so a kill -9 loses at most the video in
+flight; a torn last line (killed mid-write) is cut off on the next run. A rerun with the same
+--out skips videos already done, matched by path and content hash. A bad video becomes a row with
+an `error` field and the run goes on. Decoding of the next video overlaps with the backbone on the
+current one: one prefetch thread decodes chunks ahead across video boundaries.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cache import _prefetch, content_hash
+from .data import DEFAULT_EXTENSIONS, is_video
+from .video import VideoError, iter_frames, open_video, video_kwargs
+
+
+class SourceError(ValueError):
+    """A source argument that names nothing."""
+
+
+def expand_sources(sources: list[str], extensions=DEFAULT_EXTENSIONS) -> list[str]:
+    """Files, folders (recursive, by video extension), globs, or text files with one path a line."""
+    out: list[str] = []
+    for src in sources:
+        p = Path(src).expanduser()
+        if p.is_dir():
+            out += sorted(str(q.resolve()) for q in p.rglob("*") if is_video(q, extensions))
+        elif p.is_file() and p.suffix.lower() in (".txt", ".lst", ".list"):
+            base = p.parent
+            for line in p.read_text().splitlines():
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    q = Path(line).expanduser()
+                    out.append(str((q if q.is_absolute() else base / q).resolve()))
+        elif p.exists():
+            out.append(str(p.resolve()))  # any file the user names: a non-video becomes an error row
+        elif any(c in src for c in "*?["):
+            hits = sorted(glob.glob(os.path.expanduser(src), recursive=True))
+            if not hits:
+                raise SourceError(f"{src}: glob matches no file")
+            out += [str(Path(h).resolve()) for h in hits if Path(h).is_file()]
+        else:
+            raise SourceError(f"{src}: no such file or folder")
+    seen, unique = set(), []
+    for x in out:
+        if x not in seen:
+            seen.add(x)
+            unique.append(x)
+    return unique
+
+
+# ----------------------------------------------------------------------------- output files
+
+CSV_BASE = ["path", "fingerprint", "label", "prob"]
+CSV_TAIL = ["duration", "frames", "fps", "segments", "error"]
+
+
+def csv_columns(topk: int) -> list[str]:
+    cols = list(CSV_BASE)
+    for k in range(1, topk + 1):
+        cols += [f"top{k}_label", f"top{k}_prob"]
+    return cols + CSV_TAIL
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a torn last line (a kill during a write) so appended rows start on a fresh line."""
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def read_done(path: Path) -> dict[tuple[str, str], dict]:
+    """Rows already written: (path, fingerprint) -> row."""
+    if not path.is_file():
+        return {}
+    _repair_tail(path)
+    done = {}
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                done[(row["path"], row["fingerprint"])] = row
+    else:
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            done[(row.get("path"), row.get("fingerprint"))] = row
+    return done
+
+
+class RowWriter:
+    """Appends one row at a time and makes it durable before returning."""
+
+    def __init__(self, path: Path, topk: int):
+        self.path = path
+        self.csv = path.suffix.lower() == ".csv"
+        self.columns = csv_columns(topk)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists() or path.stat().st_size == 0
+        if self.csv and not new:
+            with open(path, newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != self.columns:
+                raise SourceError(f"{path}: existing CSV has other columns (another --topk?); "
+                                  f"use a new --out or the same --topk")
+        self.f = open(path, "a", newline="")
+        if self.csv and new:
+            self._write(self._csv_line(dict(zip(self.columns, self.columns))))
+
+    def _csv_line(self, row: dict) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow([row.get(c, "") for c in self.columns])
+        return buf.getvalue()
+
+    def _write(self, text: str) -> None:
+        self.f.write(text)
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def write(self, row: dict) -> None:
+        if self.csv:
+            flat = {k: row.get(k, "") for k in CSV_BASE + CSV_TAIL}
+            for k, item in enumerate(row.get("topk", []), 1):
+                flat[f"top{k}_label"], flat[f"top{k}_prob"] = item["label"], item["prob"]
+            if "segments" in row:
+                flat["segments"] = json.dumps(row["segments"])
+            self._write(self._csv_line(flat))
+        else:
+            self._write(json.dumps(row) + "\n")
+
+    def close(self) -> None:
+        self.f.close()
+
+
+# ----------------------------------------------------------------------------- the run
+
+@dataclass
+class BatchSummary:
+    videos: int = 0
+    done: int = 0          # predicted in this run
+    skipped: int = 0       # already in --out
+    failed: int = 0        # rows with an error (this run and earlier ones)
+    frames: int = 0
+    seconds: float = 0.0
+    errors: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["frames_per_second"] = round(self.frames / self.seconds, 2) if self.seconds else 0.0
+        return d
+
+
+def _decode_stream(paths: list[str], vcfg):
+    """Yield (path, chunk or None, error or None) for all videos in order; chunk None = video done."""
+    for p in paths:
+        try:
+            for frames, ts in iter_frames(p, **video_kwargs(vcfg)):
+                yield p, (frames, ts), None
+            yield p, None, None
+        except VideoError as e:
+            yield p, None, str(e)
+        except Exception as e:  # an unexpected library error on one file must not end the run
+            yield p, None, f"{p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = False, topk: int = 5,
+              render_dir: str | Path | None = None, progress: bool = True) -> BatchSummary:
+    import numpy as np
+    from tqdm import tqdm
+
+    out = Path(out)
+    paths = expand_sources(sources, tuple(predictor.cfg.data.extensions))
+    predictor.topk = min(topk, len(predictor.classes))
+    done = read_done(out)
+    summary = BatchSummary(videos=len(paths))
+    todo, fps_of = [], {}
+    for p in paths:
+        try:
+            fp = content_hash(p)
+        except OSError:
+            fp = ""
+        fps_of[p] = fp
+        prev = done.get((p, fp))
+        if prev is not None:
+            summary.skipped += 1
+            if prev.get("error"):
+                summary.failed += 1
+                summary.errors.append(prev["error"])
+        else:
+            todo.append(p)
+    writer = RowWriter(out, predictor.topk)
+    t_start = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="predict", unit="video", disable=not progress, dynamic_ncols=True)
+    feats, times = [], []
+    t_wait = t_bb = 0.0
+    t_mark = time.perf_counter()
+    try:
+        for p, chunk, err in _prefetch(_decode_stream(todo, predictor.cfg.video), depth=3):
+            t_got = time.perf_counter()
+            t_wait += t_got - t_mark  # waiting for decoded frames: ~0 when prefetch keeps up
+            if chunk is not None:
+                feats.append(predictor.backbone.encode(chunk[0]))
+                times.append(chunk[1])
+                t_mark = time.perf_counter()
+                t_bb += t_mark - t_got
+                continue
+            row = dict(path=p, fingerprint=fps_of[p])
+            if err is None:
+                try:
+                    info = open_video(p, predictor.cfg.video.decoder).info
+                    f, t = np.concatenate(feats), np.concatenate(times)
+                    pred = predictor.predict_features(f, t, info.duration, p, info.fps,
+                                                      dict(frames_decoded=len(t), frames_encoded=len(f),
+                                                           decode_wait_s=t_wait, backbone_s=t_bb))
+                    row.update(pred.to_dict(timeline))
+                    row.pop("timeline", None)  # the per-window matrix stays out of the row
+                    if render_dir is not None:
+                        from .render import render_video
+
+                        row["rendered"] = str(render_video(p, pred, Path(render_dir), predictor.cfg.video))
+                    summary.frames += len(t)
+                except VideoError as e:
+                    err = str(e)
+            if err is not None:
+                row["error"] = err
+                summary.failed += 1
+                summary.errors.append(err)
+            writer.write(row)
+            summary.done += 1
+            feats, times = [], []
+            t_wait = t_bb = 0.0
+            bar.update(1)
+            el = time.perf_counter() - t_start
+            bar.set_postfix(fps=f"{summary.frames / el:.1f}" if el else "-", failed=summary.failed)
+            t_mark = time.perf_counter()
+    finally:
+        bar.close()
+        writer.close()
+    summary.seconds = round(time.perf_counter() - t_start, 3)
+    return summary

@@ -1,0 +1,283 @@
+"""Inference: `Predictor` for files (clip top-k, a timeline over long videos, segments) and
+`StreamingPredictor` for webcams and streams (one backbone frame + one LSTM step per push).
+
+Everything is rebuilt from the checkpoint alone (its saved config and backbone spec). The timeline
+encodes each sampled frame once and runs only the cheap head over overlapping windows.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache import _prefetch
+from .checkpoint import backbone_of, config_of, head_of, load_checkpoint
+from .train import pad_batch
+from .video import iter_frames, open_video, video_kwargs
+
+
+@dataclass
+class Segment:
+    start: float   # seconds
+    end: float     # seconds
+    label: str
+    prob: float    # mean probability of `label` over the segment's windows
+
+    def to_dict(self) -> dict:
+        return dict(start=round(self.start, 3), end=round(self.end, 3), label=self.label, prob=round(self.prob, 4))
+
+
+@dataclass
+class VideoPrediction:
+    path: str
+    classes: list[str]
+    topk: list[tuple[str, float]]          # clip-level, best first
+    duration: float                        # seconds
+    frames: int                            # frames decoded (sampled)
+    fps: float                             # the video's own frame rate
+    window_times: np.ndarray               # (W,) window start times, seconds
+    window_probs: np.ndarray               # (W, C) class probabilities per window
+    segments: list[Segment]
+    timing: dict                           # frames_decoded, frames_encoded, decode_wait_s, backbone_s, head_s
+    step_times: np.ndarray = field(default_factory=lambda: np.zeros(0))       # (T,) sampled timestamps
+    step_probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (T, C) causal per-step probs
+
+    def to_dict(self, timeline: bool = True) -> dict:
+        d = dict(path=self.path, label=self.topk[0][0], prob=round(self.topk[0][1], 4),
+                 topk=[dict(label=lbl, prob=round(p, 4)) for lbl, p in self.topk],
+                 duration=round(self.duration, 3), frames=self.frames, fps=round(self.fps, 3),
+                 timing={k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.timing.items()})
+        if timeline:
+            d["segments"] = [s.to_dict() for s in self.segments]
+            d["timeline"] = dict(times=[round(float(t), 3) for t in self.window_times], classes=self.classes,
+                                 probs=np.round(self.window_probs, 4).tolist())
+        return d
+
+
+def _softmax(x: torch.Tensor) -> np.ndarray:
+    return torch.softmax(x.float(), -1).cpu().numpy()
+
+
+def window_starts(duration: float, window: float, stride: float) -> np.ndarray:
+    """Start times of windows of `window` s every `stride` s covering [0, duration]."""
+    last = max(duration - window, 0.0)
+    return np.arange(0.0, last + 1e-9, stride) if last > 0 else np.zeros(1)
+
+
+def smooth_probs(probs: np.ndarray, k: int) -> np.ndarray:
+    """Centred moving average over k windows along time (k <= 1: unchanged)."""
+    if k <= 1 or len(probs) < 2:
+        return probs
+    kernel = np.ones(k) / k
+    pad = np.pad(probs, ((k // 2, k - 1 - k // 2), (0, 0)), mode="edge")
+    return np.stack([np.convolve(pad[:, c], kernel, mode="valid") for c in range(probs.shape[1])], 1)
+
+
+def make_segments(times: np.ndarray, probs: np.ndarray, classes: list[str], window: float, stride: float,
+                  duration: float, smooth: int = 3, min_duration: float = 1.0) -> list[Segment]:
+    """Merge consecutive windows with the same (smoothed) top label into segments.
+
+    Window i stands for the stride-long span around its centre; segments shorter than min_duration
+    are absorbed by a neighbour, so a long video reads as a handful of lines.
+    """
+    if len(times) == 0:
+        return []
+    sm = smooth_probs(probs, smooth)
+    labels = sm.argmax(1)
+    centres = times + min(window, duration) / 2
+    bounds = np.concatenate([[0.0], (centres[1:] + centres[:-1]) / 2, [duration]])
+    runs = []  # [start_window, end_window_exclusive, label]
+    for i, lab in enumerate(labels):
+        if runs and runs[-1][2] == lab:
+            runs[-1][1] = i + 1
+        else:
+            runs.append([i, i + 1, lab])
+    changed = True
+    while changed and len(runs) > 1:  # absorb the shortest too-short run into its longer neighbour
+        changed = False
+        lengths = [bounds[b] - bounds[a] for a, b, _ in runs]
+        i = int(np.argmin(lengths))
+        if lengths[i] < min_duration:
+            j = i - 1 if i == len(runs) - 1 or (i > 0 and lengths[i - 1] >= lengths[i + 1]) else i + 1
+            lo, hi = min(i, j), max(i, j)
+            runs[lo] = [runs[lo][0], runs[hi][1], runs[j][2]]
+            del runs[hi]
+            # neighbours that now share a label become one run
+            k = 0
+            while k < len(runs) - 1:
+                if runs[k][2] == runs[k + 1][2]:
+                    runs[k][1] = runs[k + 1][1]
+                    del runs[k + 1]
+                else:
+                    k += 1
+            changed = True
+    return [Segment(float(bounds[a]), float(bounds[b]), classes[lab], float(sm[a:b, lab].mean()))
+            for a, b, lab in runs]
+
+
+class Predictor:
+    """Offline prediction on video files. `Predictor.from_checkpoint("runs/x/best.pt").predict("a.mp4")`."""
+
+    def __init__(self, ckpt: dict, device: str = "auto", window: float = 2.0, stride: float = 0.5,
+                 topk: int = 5, smooth: int = 3, min_segment: float = 1.0):
+        self.ckpt = ckpt
+        self.cfg = config_of(ckpt)
+        self.classes = list(ckpt["classes"])
+        self.backbone = backbone_of(ckpt, device)
+        self.device = self.backbone.device
+        self.head = head_of(ckpt, self.device)
+        self.window, self.stride, self.topk = window, stride, min(topk, len(self.classes))
+        self.smooth, self.min_segment = smooth, min_segment
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", **kwargs) -> "Predictor":
+        return cls(load_checkpoint(path), device, **kwargs)
+
+    def encode(self, video: str | Path) -> tuple[np.ndarray, np.ndarray, object, dict]:
+        """Decode (prefetched, chunked) and encode: features (T,D), timestamps (T,), info, timing."""
+        reader = open_video(video, self.cfg.video.decoder, self.cfg.video.max_side)
+        info = reader.info
+        del reader
+        feats, times = [], []
+        t_dec = t_bb = 0.0
+        t0 = time.perf_counter()
+        for frames, ts in _prefetch(iter_frames(video, **video_kwargs(self.cfg.video))):
+            t1 = time.perf_counter()
+            t_dec += t1 - t0  # time spent waiting for decoded frames (hidden when prefetch keeps up)
+            feats.append(self.backbone.encode(frames))
+            times.append(ts)
+            t0 = time.perf_counter()
+            t_bb += t0 - t1
+        f, t = np.concatenate(feats), np.concatenate(times)
+        return f, t, info, dict(frames_decoded=len(t), frames_encoded=len(f), decode_wait_s=t_dec,
+                                backbone_s=t_bb)
+
+    @torch.no_grad()
+    def predict_features(self, feats: np.ndarray, ts: np.ndarray, duration: float, path: str = "",
+                         fps: float = 0.0, timing: dict | None = None) -> VideoPrediction:
+        t0 = time.perf_counter()
+        x = torch.from_numpy(feats).float().to(self.device)[None]  # (1, T, D)
+        out = self.head(x)
+        clip = _softmax(out.clip)[0]
+        step_probs = _softmax(out.steps[0])  # (T, C) causal per-step probabilities
+        order = np.argsort(-clip)[: self.topk]
+        starts = window_starts(duration, self.window, self.stride)
+        seqs, keep = [], []
+        for i, s in enumerate(starts):  # each window reuses the already-encoded frames
+            m = (ts >= s - 1e-9) & (ts < s + self.window - 1e-9)
+            if m.any():
+                seqs.append(torch.from_numpy(feats[m]).float())
+                keep.append(i)
+        probs = np.zeros((0, len(self.classes)), np.float32)
+        if seqs:
+            outs = []
+            for b in range(0, len(seqs), 256):
+                xb, lb = pad_batch(seqs[b:b + 256])
+                outs.append(_softmax(self.head(xb.to(self.device), lb.to(self.device)).clip))
+            probs = np.concatenate(outs)
+        starts = starts[keep]
+        segments = make_segments(starts, probs, self.classes, self.window, self.stride, duration,
+                                 self.smooth, self.min_segment)
+        timing = dict(timing or {}, head_s=time.perf_counter() - t0)
+        return VideoPrediction(str(path), self.classes, [(self.classes[i], float(clip[i])) for i in order],
+                               duration, len(ts), fps, starts, probs, segments, timing, ts, step_probs)
+
+    def predict(self, video: str | Path) -> VideoPrediction:
+        feats, ts, info, timing = self.encode(video)
+        return self.predict_features(feats, ts, info.duration, str(video), info.fps, timing)
+
+
+@dataclass
+class StepResult:
+    timestamp: float
+    encoded: bool                      # False when this frame was skipped by the rate limit
+    topk: list[tuple[str, float]]      # current (optionally smoothed) top-k of the per-step output
+    probs: np.ndarray                  # (C,) per-step probabilities (smoothed when smoothing is on)
+    clip_probs: np.ndarray             # (C,) probabilities of the clip seen so far
+    latency_ms: float                  # backbone + head time for this frame
+    steps: int                         # encoded frames since the last reset
+
+
+class StreamingPredictor:
+    """push(frame_rgb, timestamp) -> StepResult. The LSTM state is carried across pushes.
+
+    Frames are encoded at the checkpoint's sampling rate (video.fps) by timestamp, or every n-th frame
+    with every=n; the others return the last result with encoded=False. Memory stays flat: the state
+    is (h, c) plus a running sum, whatever the number of frames.
+    """
+
+    def __init__(self, ckpt: dict, device: str = "auto", every: int = 0, fps: float | None = None,
+                 smooth: float = 0.0, topk: int = 5):
+        self.cfg = config_of(ckpt)
+        self.classes = list(ckpt["classes"])
+        self.backbone = backbone_of(ckpt, device)
+        self.device = self.backbone.device
+        self.head = head_of(ckpt, self.device)
+        if not getattr(self.head, "can_stream", False):
+            raise ValueError("this checkpoint's head is bidirectional and cannot stream")
+        self.every = every
+        self.fps = fps if fps is not None else (self.cfg.video.fps if self.cfg.video.sampling == "fps" else 0.0)
+        self.smooth = smooth
+        self.topk = min(topk, len(self.classes))
+        self.latencies = deque(maxlen=1000)
+        self.reset()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", **kwargs) -> "StreamingPredictor":
+        return cls(load_checkpoint(path), device, **kwargs)
+
+    def reset(self) -> None:
+        """Start a new sequence: clear the LSTM state, smoothing and the rate limiter."""
+        self.state = None
+        self.n_pushed = 0
+        self.n_steps = 0
+        self.due = None
+        self.prev_ts = None
+        self.ema = None
+        self.last = None
+
+    def _take(self, ts: float) -> bool:
+        """Rate limit. By timestamp, a frame stands for [ts, ts + dt) (dt from the previous frame) and
+        is taken when the next due time falls inside it: the same frames offline sampling picks."""
+        if self.every:
+            return (self.n_pushed - 1) % self.every == 0
+        if not self.fps:
+            return True
+        if self.due is None:
+            self.due = ts
+        dt = ts - self.prev_ts if self.prev_ts is not None else 0.0
+        end = ts + dt * (1 - 1e-6)
+        if not (self.due <= ts + 1e-9 or self.due < end):
+            return False
+        self.due += 1.0 / self.fps
+        while self.due < end:  # the target rate is above the source rate: one frame per interval
+            self.due += 1.0 / self.fps
+        return True
+
+    @torch.no_grad()
+    def push(self, frame_rgb: np.ndarray, timestamp: float) -> StepResult:
+        self.n_pushed += 1
+        take = self._take(float(timestamp))
+        self.prev_ts = float(timestamp)
+        if not take and self.last is not None:
+            r = self.last
+            return StepResult(float(timestamp), False, r.topk, r.probs, r.clip_probs, 0.0, r.steps)
+        t0 = time.perf_counter()
+        x = torch.from_numpy(self.backbone.encode(frame_rgb[None])).to(self.device)  # (1, D)
+        out, self.state = self.head.step(x, self.state)
+        probs = _softmax(out.steps)[0]
+        clip = _softmax(out.clip)[0]
+        latency = (time.perf_counter() - t0) * 1000
+        self.latencies.append(latency)
+        self.n_steps += 1
+        if self.smooth > 0:  # exponential moving average of the per-step probabilities
+            self.ema = probs if self.ema is None else self.smooth * self.ema + (1 - self.smooth) * probs
+            probs = self.ema
+        order = np.argsort(-probs)[: self.topk]
+        self.last = StepResult(float(timestamp), True, [(self.classes[i], float(probs[i])) for i in order],
+                               probs, clip, latency, self.n_steps)
+        return self.last

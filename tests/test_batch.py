@@ -1,0 +1,106 @@
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, run_vap
+from pipeline.batch import SourceError, expand_sources
+
+
+@pytest.fixture
+def folder(tmp_path, synth_test):
+    d = tmp_path / "videos"
+    shutil.copytree(synth_test, d)
+    (d / "wave" / "corrupt.mp4").write_bytes(b"\x00\x01 not a video " * 200)
+    (d / "jump" / "zero.mp4").write_bytes(b"")
+    return d
+
+
+def test_expand_sources(tmp_path, folder):
+    files = expand_sources([str(folder)])
+    assert len(files) == 18 and all(os.path.isabs(f) for f in files)
+    lst = tmp_path / "list.txt"
+    lst.write_text(f"# two videos\n{files[0]}\nvideos/{os.path.relpath(files[1], folder)}\n")
+    assert expand_sources([str(lst)]) == files[:2]
+    assert len(expand_sources([str(folder / "*" / "*_000.mp4")])) == 4
+    with pytest.raises(SourceError, match="no such file"):
+        expand_sources([str(tmp_path / "nope.mp4")])
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_batch_rows_errors_exit_status_and_resume(tmp_path, folder, trained_ckpt, fmt):
+    out = tmp_path / f"preds.{fmt}"
+    code, stdout, err = run_vap("predict", "--checkpoint", trained_ckpt, folder, "--out", out, "--timeline",
+                                "--topk", "3", "--quiet")
+    assert code == 1, err  # two videos failed
+    s = json.loads(stdout)
+    assert s["videos"] == 18 and s["done"] == 18 and s["failed"] == 2 and s["frames"] > 0
+    assert "corrupt.mp4" in err and "zero.mp4" in err
+    if fmt == "jsonl":
+        rows = [json.loads(x) for x in out.read_text().splitlines()]
+        good = [r for r in rows if "error" not in r]
+        assert len(good) == 16 and len(good[0]["topk"]) == 3 and good[0]["segments"]
+        assert {"path", "label", "prob", "duration", "frames", "fps", "fingerprint"} <= set(good[0])
+        bad = {os.path.basename(r["path"]): r["error"] for r in rows if "error" in r}
+        assert set(bad) == {"corrupt.mp4", "zero.mp4"} and "empty file" in bad["zero.mp4"]
+        correct = sum(r["label"] == os.path.basename(os.path.dirname(r["path"])) for r in good)
+        assert correct >= 8  # a real model, not noise (chance is 4 of 16)
+    else:
+        rows = list(csv.DictReader(out.open()))
+        assert len(rows) == 18 and list(rows[0])[:4] == ["path", "fingerprint", "label", "prob"]
+        assert "top3_label" in rows[0] and "top4_label" not in rows[0]
+        assert sum(bool(r["error"]) for r in rows) == 2
+        assert json.loads(next(r for r in rows if not r["error"])["segments"])[0]["label"]
+    # rerun: everything is skipped, failures are still reported
+    code, stdout, err = run_vap("predict", "--checkpoint", trained_ckpt, folder, "--out", out, "--timeline",
+                                "--topk", "3", "--quiet")
+    s = json.loads(stdout)
+    assert code == 1 and s["done"] == 0 and s["skipped"] == 18 and s["failed"] == 2
+    assert len(out.read_text().splitlines()) == (18 if fmt == "jsonl" else 19)
+
+
+def test_all_good_exits_zero_and_render_writes_playable_h264(tmp_path, synth_test, trained_ckpt):
+    out = tmp_path / "p.jsonl"
+    one = next((synth_test / "jump").glob("*.mp4"))
+    code, stdout, err = run_vap("predict", "--checkpoint", trained_ckpt, one, "--out", out,
+                                "--render", tmp_path / "render", "--quiet")
+    assert code == 0, err
+    row = json.loads(out.read_text())
+    import av
+
+    from pipeline.video import probe
+
+    with av.open(row["rendered"]) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+    assert probe(row["rendered"]).num_frames == probe(one).num_frames
+    assert not [p for p in (tmp_path / "render").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_kill_9_then_resume(tmp_path, folder, trained_ckpt):
+    for bad in ("wave/corrupt.mp4", "jump/zero.mp4"):
+        (folder / bad).unlink()
+    out = tmp_path / "p.jsonl"
+    cmd = [sys.executable, "-m", "pipeline", "predict", "--checkpoint", str(trained_ckpt), str(folder),
+           "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open(out, "a") as f:
+        f.write('{"path": "torn')  # as if killed in the middle of a write
+    n_before = len([x for x in out.read_text().splitlines() if x.endswith("}")])
+    assert 3 <= n_before < 16
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s["skipped"] == n_before and s["done"] == 16 - n_before
+    rows = [json.loads(x) for x in out.read_text().splitlines()]  # every line parses: nothing corrupt
+    assert len({r["path"] for r in rows}) == 16 == len(rows)

@@ -1,0 +1,86 @@
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from conftest import long_video
+from pipeline.predict import Predictor, StreamingPredictor, make_segments
+from pipeline.video import load_frames
+
+
+def test_segments_recover_order_and_boundaries_of_a_long_video(tmp_path, trained_ckpt):
+    video = long_video(tmp_path / "long.mp4", ["squat", "jump", "wave"], seconds=4.0)
+    pred = Predictor.from_checkpoint(trained_ckpt, window=2.0, stride=0.5).predict(video)
+    labels = [s.label for s in pred.segments]
+    assert labels == ["squat", "jump", "wave"], pred.segments
+    assert pred.segments[0].start == 0 and abs(pred.segments[-1].end - 12.0) < 0.1
+    for seg, true_end in zip(pred.segments[:-1], [4.0, 8.0]):
+        assert abs(seg.end - true_end) <= 2.0, (seg, true_end)  # within one window
+    # each sampled frame is encoded once, however many windows overlap it
+    assert pred.timing["frames_encoded"] == pred.frames == len(pred.step_times) == 96
+    assert len(pred.window_times) == 21 and pred.window_probs.shape == (21, 4)
+    assert np.allclose(pred.window_probs.sum(1), 1, atol=1e-4)
+    d = pred.to_dict()
+    assert d["label"] == d["topk"][0]["label"] and d["duration"] == 12.0 and len(d["segments"]) == 3
+
+
+def test_make_segments_merges_short_runs():
+    classes = ["a", "b"]
+    probs = np.array([[0.9, 0.1]] * 6 + [[0.2, 0.8]] + [[0.9, 0.1]] * 6 + [[0.1, 0.9]] * 8)
+    times = np.arange(len(probs)) * 0.5
+    segs = make_segments(times, probs, classes, 2.0, 0.5, duration=times[-1] + 2.0, smooth=1, min_duration=1.0)
+    assert [s.label for s in segs] == ["a", "b"]  # the 0.5 s blip of "b" is absorbed
+    assert segs[0].start == 0 and segs[-1].end == pytest.approx(times[-1] + 2.0)
+
+
+def test_streaming_equals_offline_pass(tmp_path, trained_ckpt):
+    video = long_video(tmp_path / "s.mp4", ["jump", "wave"], seconds=3.0)
+    offline = Predictor.from_checkpoint(trained_ckpt).predict(video)
+    sp = StreamingPredictor.from_checkpoint(trained_ckpt)
+    frames, ts = load_frames(video, sampling="all")  # every frame; the streamer picks by timestamp
+    results = [sp.push(f, t) for f, t in zip(frames, ts)]
+    enc = [r for r in results if r.encoded]
+    assert np.allclose([r.timestamp for r in enc], offline.step_times)
+    assert np.abs(np.stack([r.probs for r in enc]) - offline.step_probs).max() < 1e-4
+    clip = dict(offline.topk)  # 4 classes <= top-5: every class is there
+    assert np.abs(enc[-1].clip_probs - np.array([clip[c] for c in sp.classes])).max() < 1e-4
+    sp.reset()
+    again = [sp.push(f, t) for f, t in zip(frames[:10], ts[:10])]
+    assert np.abs(again[0].probs - enc[0].probs).max() < 1e-5  # reset starts a fresh sequence
+
+
+def test_streaming_every_nth_frame_and_flat_memory(trained_ckpt):
+    sp = StreamingPredictor.from_checkpoint(trained_ckpt, every=3)
+    frame = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    res = [sp.push(frame, i / 25) for i in range(9)]
+    assert [r.encoded for r in res] == [True, False, False] * 3 and sp.n_steps == 3
+    for i in range(50):  # warm up allocators
+        sp.push(frame, i / 25)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(600):
+        sp.push(frame, i / 25)
+    gc.collect()
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert grown < 200_000, f"memory grew by {grown} bytes over 600 frames"
+
+
+def test_vap_stream_on_a_file_prints_steps_and_latency(tmp_path, trained_ckpt):
+    import json
+
+    from conftest import run_vap
+
+    video = long_video(tmp_path / "s.mp4", ["squat", "jump"], seconds=2.0)
+    code, out, err = run_vap("stream", "--checkpoint", trained_ckpt, "--source", video)
+    assert code == 0, err
+    steps = [json.loads(x) for x in out.splitlines()]
+    assert len(steps) == 32  # 4 s sampled at the model's 8 fps
+    assert all(s["label"] in ("jump", "squat", "walk_right", "wave") and s["latency_ms"] > 0 for s in steps)
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert summary["frames"] == 100 and summary["steps"] == 32 and summary["fps"] > 0
+    assert summary["latency_ms_p95"] >= summary["latency_ms_p50"] > 0
+    code, out, err = run_vap("stream", "--checkpoint", trained_ckpt, "--source", tmp_path / "missing.mp4")
+    assert code == 2 and "missing.mp4: no such file" in err
