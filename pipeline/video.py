@@ -5,11 +5,11 @@ nothing downstream ever sees BGR. Decord is the primary decoder, OpenCV the fall
 are read in chunks bounded in bytes, so a 10-minute 1080p file never sits in memory whole.
 
 Decord's known problems and what we do about them:
-- random-access seeking returns wrong frames or fails on some files
-  (https://github.com/dmlc/decord/issues/145): indices are always requested in increasing order,
-  and any decord error falls back to OpenCV for that file when decoder=auto;
-- memory grows with frame size (https://github.com/dmlc/decord/issues/208): we ask decord to
-  scale at decode time (width/height) when video.max_side is set, and read bounded chunks.
+- random access returns wrong frames on some files (dmlc/decord#54, #195), while in-order reads
+  are right: indices are always requested in increasing order, chunk by chunk, and any decord error
+  falls back to OpenCV for that file when decoder=auto;
+- memory balloons on large frames and long reads (dmlc/decord#111): we ask decord to scale at
+  decode time (width/height) when video.max_side is set, and read chunks bounded in bytes.
 """
 from __future__ import annotations
 
