@@ -112,26 +112,42 @@ def render_clip(action: str, rng: np.random.Generator, width: int = 160, height:
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0) -> None:
-    """Write RGB frames as an mp4 (mp4v) or avi (MJPG) file through OpenCV, atomically."""
+    """Write RGB frames atomically: .mp4 as H.264 (PyAV; browsers play it), .avi as MJPG (OpenCV)."""
     import os
     import tempfile
 
-    import cv2
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fourcc = "MJPG" if path.suffix.lower() == ".avi" else "mp4v"
     fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=f".{path.stem}.")
     os.close(fd)
+    try:
+        if path.suffix.lower() == ".avi":
+            _write_opencv(tmp, frames, fps, "MJPG")
+        else:
+            from .render import _Writer
+
+            h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # yuv420p needs even sizes
+            wr = _Writer(tmp, fps, w, h)
+            for f in frames:
+                wr.write(np.ascontiguousarray(f[:h, :w]))
+            wr.close()
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _write_opencv(path: str, frames: np.ndarray, fps: float, fourcc: str) -> None:
+    import cv2
+
     h, w = frames.shape[1:3]
-    wr = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    wr = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
     if not wr.isOpened():
-        os.unlink(tmp)
         raise RuntimeError(f"{path}: OpenCV cannot write {fourcc} video here")
     for f in frames:
         wr.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
     wr.release()
-    os.replace(tmp, path)
 
 
 def make_dataset(out: str | Path, clips_per_class: int = 12, actions=ACTIONS, seed: int = 0,

@@ -242,6 +242,9 @@ def prepare_data(cfg: Config, out: Path) -> tuple[data_mod.Dataset, data_mod.Dat
         train, val = data_mod.stratified_split(train, cfg.data.val_fraction, cfg.data.split_seed,
                                                cfg.data.group_by)
     data_mod.check_labels(train, val)
+    if not val.samples:
+        raise TrainError(f"{cfg.data.train}: the validation split is empty (classes with a single clip "
+                         f"stay in training); pass --val or add clips")
     data_mod.write_split(out / "split.csv", train, val)
     return train, val
 

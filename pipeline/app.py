@@ -1,0 +1,246 @@
+"""Gradio web app: thin UI wiring over Predictor and StreamingPredictor (no model logic here).
+
+Tabs: Upload (top-5 bars, timeline plot with segments shaded, annotated H.264 video, JSON/CSV
+download), Webcam (live predictions with the LSTM state carried across frames, a reset button,
+per-frame latency), Model (checkpoint, classes, backbone, training metrics, confusion matrix;
+switch between checkpoints under runs/).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing is sent anywhere at start
+os.environ.setdefault("YOLO_OFFLINE", "True")
+
+
+@dataclass
+class Limits:
+    max_upload_mb: float = 200.0     # larger uploads are refused with a message
+    max_duration_s: float = 600.0    # longer videos are refused with a message
+
+
+def find_checkpoints(runs_dir: str | Path = "runs") -> list[Path]:
+    """best.pt files under runs_dir, newest first."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    return sorted(root.rglob("best.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+class Models:
+    """Loaded predictors, one per checkpoint, shared by all sessions (thread-safe loading)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._predictors: dict[str, object] = {}
+
+    def predictor(self, ckpt: str):
+        from .predict import Predictor
+
+        with self._lock:
+            if ckpt not in self._predictors:
+                self._predictors[ckpt] = Predictor.from_checkpoint(ckpt)
+            return self._predictors[ckpt]
+
+
+def timeline_figure(pred, top: int = 4):
+    """Probability of the likeliest classes over time, with the segments shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(8, 3))
+    probs = pred.window_probs
+    if len(probs):
+        order = np.argsort(-probs.max(0))[:top]
+        centres = pred.window_times + min(2.0, pred.duration) / 2
+        colors = {}
+        for c in order:
+            (line,) = ax.plot(centres, probs[:, c], label=pred.classes[c], lw=2)
+            colors[pred.classes[c]] = line.get_color()
+        for s in pred.segments:
+            ax.axvspan(s.start, s.end, color=colors.get(s.label, "grey"), alpha=0.12)
+            ax.text((s.start + s.end) / 2, 1.02, s.label, ha="center", va="bottom", fontsize=8)
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0, max(pred.duration, 1e-3))
+    ax.set_ylim(0, 1.12)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("probability")
+    fig.tight_layout()
+    return fig
+
+
+def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, workdir: Path):
+    """Upload handler. Returns (label dict, figure, annotated video path, summary markdown, files)."""
+    import gradio as gr
+
+    from .render import render_video
+    from .video import VideoError, probe
+
+    if not video:
+        raise gr.Error("Choose a video first.")
+    name = Path(video).name
+    size_mb = os.path.getsize(video) / 1e6
+    if size_mb > limits.max_upload_mb:
+        raise gr.Error(f"{name}: {size_mb:.0f} MB is larger than the {limits.max_upload_mb:.0f} MB limit.")
+    try:
+        info = probe(video)
+        if info.num_frames <= 0:
+            raise VideoError(name, "video has no frames")
+        if info.duration > limits.max_duration_s:
+            raise gr.Error(f"{name}: {info.duration:.0f} s is longer than the {limits.max_duration_s:.0f} s limit.")
+        pred = models.predictor(ckpt).predict(video)
+    except VideoError as e:
+        raise gr.Error(f"{name}: {e.problem}. Upload a video file (mp4, avi, mov, webm, ...).") from None
+    out = Path(tempfile.mkdtemp(dir=workdir))
+    annotated = render_video(video, pred, out)
+    d = pred.to_dict(timeline=True)
+    d["path"] = name
+    (out / "prediction.json").write_text(json.dumps(d, indent=1))
+    with open(out / "segments.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["start", "end", "label", "prob"])
+        w.writerows([s.start, s.end, s.label, round(s.prob, 4)] for s in pred.segments)
+    lines = [f"**{pred.topk[0][0]}** ({pred.topk[0][1]:.2f}) over {pred.duration:.1f} s, "
+             f"{pred.frames} frames analysed in {sum(v for k, v in pred.timing.items() if k.endswith('_s')):.1f} s",
+             "", "| start | end | action | prob |", "|---|---|---|---|"]
+    lines += [f"| {s.start:.1f} | {s.end:.1f} | {s.label} | {s.prob:.2f} |" for s in pred.segments]
+    fig = timeline_figure(pred)
+    label = {lbl: p for lbl, p in pred.topk}
+    return label, fig, str(annotated), "\n".join(lines), [str(out / "prediction.json"), str(out / "segments.csv")]
+
+
+def stream_frame(models: Models, ckpt: str, frame, state):
+    """Webcam handler: one frame in, live top-k out; the StreamingPredictor lives in the session state."""
+    from .predict import StreamingPredictor
+
+    if frame is None:
+        return None, "", state
+    if state is None or state.get("ckpt") != ckpt:
+        state = dict(ckpt=ckpt, sp=StreamingPredictor.from_checkpoint(ckpt, every=1, smooth=0.5), t0=time.time())
+    r = state["sp"].push(frame, time.time() - state["t0"])
+    return {lbl: p for lbl, p in r.topk}, f"{r.latency_ms:.0f} ms per frame, {r.steps} steps", state
+
+
+def model_card(ckpt: str) -> tuple[str, str | None]:
+    """Markdown about the checkpoint, and its confusion-matrix image if the run has one."""
+    from .checkpoint import load_checkpoint
+
+    c = load_checkpoint(ckpt)
+    m = c.get("metrics", {})
+    run = Path(ckpt).parent
+    metrics = {}
+    if (run / "metrics.json").is_file():
+        metrics = json.loads((run / "metrics.json").read_text())
+    lines = [f"**Checkpoint** `{ckpt}`", "",
+             f"**Classes** ({len(c['classes'])}): {', '.join(c['classes'])}", "",
+             f"**Backbone** {c['backbone']['name']} (weights: {c['backbone']['weights']}, "
+             f"{c['backbone']['input_size']} px) - **head** {c['config']['head']['type']}", "",
+             f"**Validation** top-1 {metrics.get('val_top1', m.get('val_top1', float('nan'))):.3f}, "
+             f"mean-class {metrics.get('val_mean_class_accuracy', m.get('val_mean_class_accuracy', float('nan'))):.3f}"
+             f" (epoch {metrics.get('best_epoch', m.get('epoch', '?'))})"]
+    cm = run / "confusion_val.png"
+    return "\n".join(lines), (str(cm) if cm.is_file() else None)
+
+
+def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = None, examples=()):
+    import gradio as gr
+
+    limits = limits or Limits()
+    models = Models()
+    workdir = Path(tempfile.mkdtemp(prefix="vap-app-"))
+    choices = sorted({str(checkpoint), *map(str, find_checkpoints(runs_dir))})
+
+    with gr.Blocks(title="vap: action recognition") as demo:
+        gr.Markdown("# Action recognition\nPer-frame CNN features + LSTM. Upload a video or use the webcam.")
+        ckpt = gr.State(str(checkpoint))
+        with gr.Tab("Upload"):
+            with gr.Row():
+                with gr.Column():
+                    video_in = gr.Video(label="video", sources=["upload"])
+                    run_btn = gr.Button("Analyse", variant="primary")
+                    if examples:
+                        gr.Examples([[str(e)] for e in examples], inputs=[video_in], label="example videos")
+                with gr.Column():
+                    top5 = gr.Label(num_top_classes=5, label="top-5 actions")
+                    summary = gr.Markdown()
+            timeline = gr.Plot(label="timeline")
+            with gr.Row():
+                annotated = gr.Video(label="annotated video", autoplay=True, elem_id="annotated")
+                files = gr.File(label="download (JSON, CSV)", file_count="multiple")
+            run_btn.click(lambda c, v: analyse_video(models, c, v, limits, workdir), [ckpt, video_in],
+                          [top5, timeline, annotated, summary, files], api_name="analyse")
+        with gr.Tab("Webcam"):
+            cam_state = gr.State(None)
+            with gr.Row():
+                cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam")
+                with gr.Column():
+                    live = gr.Label(num_top_classes=3, label="now")
+                    latency = gr.Markdown()
+                    reset = gr.Button("Reset (new sequence)")
+            cam.stream(lambda c, f, s: stream_frame(models, c, f, s), [ckpt, cam, cam_state],
+                       [live, latency, cam_state], stream_every=0.1, concurrency_limit=4, api_name="stream")
+            reset.click(lambda: (None, None, "state reset"), None, [cam_state, live, latency], api_name="reset")
+        with gr.Tab("Model"):
+            pick = gr.Dropdown(choices, value=str(checkpoint), label="checkpoint (runs/**/best.pt)")
+            card = gr.Markdown(model_card(str(checkpoint))[0])
+            cm = gr.Image(model_card(str(checkpoint))[1], label="validation confusion matrix", type="filepath")
+
+            def switch(path):
+                text, img = model_card(path)
+                return path, text, img
+            pick.change(switch, pick, [ckpt, card, cm], api_name="switch_model")
+    return demo
+
+
+def ensure_checkpoint(checkpoint: str | None, runs_dir: str = "runs") -> str:
+    """The given checkpoint, else the newest under runs/, else train the demo model first."""
+    if checkpoint:
+        if not Path(checkpoint).is_file():
+            raise SystemExit(f"error: {checkpoint}: checkpoint not found")
+        return checkpoint
+    found = find_checkpoints(runs_dir)
+    if found:
+        return str(found[0])
+    print("No checkpoint under runs/: training the demo model on synthetic videos first (about a minute)...",
+          file=sys.stderr)
+    from .cli import main as vap
+
+    if vap(["demo", "--out", str(Path(runs_dir) / "demo"), "--quiet"]) != 0:
+        raise SystemExit("error: the demo training failed")
+    return str(Path(runs_dir) / "demo" / "run" / "best.pt")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="app.py", description="vap web app (Gradio)")
+    ap.add_argument("--checkpoint", help="a best.pt; default: the newest under runs/, or train the demo")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--runs", default="runs", help="folder searched for checkpoints")
+    ap.add_argument("--max-upload-mb", type=float, default=200.0)
+    ap.add_argument("--max-duration", type=float, default=600.0, help="seconds")
+    ap.add_argument("--concurrency", type=int, default=0, help="analyses at once (default: from the CPU count)")
+    ap.add_argument("--queue-size", type=int, default=32, help="requests waiting at most; more are refused")
+    args = ap.parse_args(argv)
+    ckpt = ensure_checkpoint(args.checkpoint, args.runs)
+    examples = sorted((Path(args.runs) / "demo" / "data" / "test").glob("*/*_000.mp4"))[:4]
+    demo = build_app(ckpt, args.runs, Limits(args.max_upload_mb, args.max_duration), examples)
+    import torch
+
+    # the backbone already uses every core; more than a couple of analyses at once only adds memory
+    conc = args.concurrency or (4 if torch.cuda.is_available() else max(1, min(2, (os.cpu_count() or 2) // 2)))
+    demo.queue(default_concurrency_limit=conc, max_size=args.queue_size)
+    print(f"vap app on http://{args.host}:{args.port} with {ckpt}", file=sys.stderr)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{int(args.max_upload_mb)}mb",
+                show_error=True, allowed_paths=[str(Path(args.runs).resolve())], ssr_mode=False)

@@ -1,0 +1,167 @@
+"""The web app for real: `python app.py` in a subprocess on a free local port, driven with
+gradio_client (API level) and with Playwright in Debian's Chromium (browser level)."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, long_video
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(trained_ckpt, tmp_path_factory):
+    port = free_port()
+    runs = tmp_path_factory.mktemp("runs")
+    log = open(runs / "app.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py", "--checkpoint", str(trained_ckpt), "--port", str(port),
+                             "--runs", str(runs), "--max-duration", "60"],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError((runs / "app.log").read_text())
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("app did not start: " + (runs / "app.log").read_text())
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return long_video(tmp_path_factory.mktemp("clip") / "squat_jump.mp4", ["squat", "jump"], seconds=3.0)
+
+
+def test_api_analyse_a_real_video(app_url, clip):
+    from gradio_client import Client, handle_file
+
+    from pipeline.video import probe
+
+    c = Client(app_url, verbose=False)
+    label, plot, annotated, summary, files = c.predict(handle_file(str(clip)), api_name="/analyse")
+    assert label["label"] in ("squat", "jump") and len(label["confidences"]) == 4
+    assert plot["type"] == "matplotlib" and plot["plot"].startswith("data:image")
+    info = probe(annotated)  # the annotated video exists and decodes, frame for frame
+    assert info.num_frames == 150 and annotated.endswith(".mp4")
+    assert "| squat |" in summary and "| jump |" in summary
+    assert sorted(Path(f).name for f in files) == ["prediction.json", "segments.csv"]
+
+
+def test_api_model_tab(app_url, trained_ckpt):
+    from gradio_client import Client
+
+    c = Client(app_url, verbose=False)
+    card, image = c.predict(str(trained_ckpt), api_name="/switch_model")[-2:]
+    assert "jump, squat, walk_right, wave" in card and "efficientnet_lite0" in card and "Validation" in card
+    assert image and Path(image).stat().st_size > 1000  # the run's confusion matrix
+
+
+def test_api_bad_upload_is_a_message_and_the_app_keeps_serving(app_url, tmp_path, clip):
+    from gradio_client import Client, handle_file
+
+    c = Client(app_url, verbose=False)
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("not a video\n" * 100)
+    with pytest.raises(Exception) as e:
+        c.predict(handle_file(str(bad)), api_name="/analyse")
+    assert "notes.mp4" in str(e.value) and "Upload a video file" in str(e.value)
+    assert "Traceback" not in str(e.value)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(Exception, match="empty"):
+        c.predict(handle_file(str(empty)), api_name="/analyse")
+    label = c.predict(handle_file(str(clip)), api_name="/analyse")[0]  # still serving
+    assert label["label"] in ("squat", "jump")
+
+
+def test_api_eight_concurrent_uploads_all_complete(app_url, clip):
+    from gradio_client import Client, handle_file
+
+    results, errors = [], []
+
+    def one():
+        try:
+            results.append(Client(app_url, verbose=False).predict(handle_file(str(clip)), api_name="/analyse")[0])
+        except Exception as e:  # collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors and len(results) == 8
+    assert len({r["label"] for r in results}) == 1  # the same video gives the same answer
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (.ci/run installs it)")
+def test_browser_upload_shows_the_label_and_plays_the_video(app_url, clip, tmp_path):
+    pw = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.goto(app_url)
+        page.locator("input[type=file]").first.set_input_files(str(clip))
+        page.get_by_role("button", name="Analyse").click()
+        page.wait_for_function(
+            "() => document.querySelector('#annotated video') && document.querySelector('#annotated video').src",
+            timeout=120_000)
+        label_text = page.locator(".output-class").first.inner_text(timeout=60_000)
+        assert label_text.strip() in ("squat", "jump")
+        playing = page.evaluate("""async () => {
+            const v = document.querySelector('#annotated video');
+            v.muted = true; await v.play();
+            await new Promise(r => setTimeout(r, 1000));
+            return {t: v.currentTime, w: v.videoWidth, err: v.error && v.error.code};
+        }""")
+        assert playing["err"] is None and playing["w"] > 0 and playing["t"] > 0.2, playing
+        page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+        browser.close()
+    assert (ARTIFACTS / "app.png").stat().st_size > 10_000
+
+
+def test_webcam_handler_carries_state_and_resets(trained_ckpt):
+    import numpy as np
+
+    from pipeline.app import Models, stream_frame
+
+    frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    label, text, state = stream_frame(Models(), str(trained_ckpt), frame, None)
+    assert set(label) <= {"jump", "squat", "walk_right", "wave"} and "ms per frame" in text
+    sp = state["sp"]
+    for _ in range(3):
+        time.sleep(0.15)  # past the model's 8 fps sampling interval: every push is a new step
+        label, text, state = stream_frame(Models(), str(trained_ckpt), frame, state)
+    assert state["sp"] is sp and sp.n_steps == 4 and "4 steps" in text  # one predictor per session
+    _, _, fresh = stream_frame(Models(), str(trained_ckpt), frame, None)  # reset = state None
+    assert fresh["sp"].n_steps == 1
