@@ -222,6 +222,17 @@ def ensure_checkpoint(checkpoint: str | None, runs_dir: str = "runs") -> str:
     return str(Path(runs_dir) / "demo" / "run" / "best.pt")
 
 
+def example_videos(runs_dir: str = "runs", n: int = 4) -> list[Path]:
+    """A few synthetic clips to try: the demo's test clips, or freshly generated ones."""
+    found = sorted((Path(runs_dir) / "demo" / "data" / "test").glob("*/*_000.mp4"))[:n]
+    if found:
+        return found
+    from .synthetic import ACTIONS, make_dataset
+
+    out = make_dataset(Path(tempfile.mkdtemp(prefix="vap-examples-")), 1, ACTIONS[:n], seed=123)
+    return sorted(out.glob("*/*.mp4"))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="app.py", description="vap web app (Gradio)")
     ap.add_argument("--checkpoint", help="a best.pt; default: the newest under runs/, or train the demo")
@@ -234,7 +245,7 @@ def main(argv=None) -> None:
     ap.add_argument("--queue-size", type=int, default=32, help="requests waiting at most; more are refused")
     args = ap.parse_args(argv)
     ckpt = ensure_checkpoint(args.checkpoint, args.runs)
-    examples = sorted((Path(args.runs) / "demo" / "data" / "test").glob("*/*_000.mp4"))[:4]
+    examples = example_videos(args.runs)
     demo = build_app(ckpt, args.runs, Limits(args.max_upload_mb, args.max_duration), examples)
     import torch
 
@@ -242,5 +253,6 @@ def main(argv=None) -> None:
     conc = args.concurrency or (4 if torch.cuda.is_available() else max(1, min(2, (os.cpu_count() or 2) // 2)))
     demo.queue(default_concurrency_limit=conc, max_size=args.queue_size)
     print(f"vap app on http://{args.host}:{args.port} with {ckpt}", file=sys.stderr)
+    allowed = [str(Path(args.runs).resolve()), *{str(e.parent.parent) for e in examples}]
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{int(args.max_upload_mb)}mb",
-                show_error=True, allowed_paths=[str(Path(args.runs).resolve())], ssr_mode=False)
+                show_error=True, allowed_paths=allowed, ssr_mode=False)

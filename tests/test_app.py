@@ -56,6 +56,14 @@ def clip(tmp_path_factory):
     return long_video(tmp_path_factory.mktemp("clip") / "squat_jump.mp4", ["squat", "jump"], seconds=3.0)
 
 
+def test_example_videos_are_bundled(tmp_path):
+    from pipeline.app import example_videos
+    from pipeline.video import probe
+
+    ex = example_videos(str(tmp_path / "no-runs"))
+    assert len(ex) == 4 and all(probe(e).num_frames > 0 for e in ex)
+
+
 def test_api_analyse_a_real_video(app_url, clip):
     from gradio_client import Client, handle_file
 
