@@ -267,6 +267,9 @@ class YOLOBackbone(Backbone):
     def __init__(self, name, weights="default", input_size=224):
         os.environ.setdefault("YOLO_VERBOSE", "False")
         os.environ.setdefault("YOLO_OFFLINE", "True")  # no update checks or telemetry
+        # importing ultralytics sets OMP_NUM_THREADS=1 when unset, which would make every process we
+        # start afterwards single-threaded: pin it to what torch uses now
+        os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         super().__init__(name, input_size, weights)
         stem = Path(name).stem if name.endswith((".pt", ".yaml")) else name
         self.is_cls = stem.endswith("-cls")

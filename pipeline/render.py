@@ -52,7 +52,7 @@ def draw_overlay(frame: np.ndarray, classes: list[str], probs: np.ndarray, bars:
 class _Writer:
     """H.264 via PyAV when available, else OpenCV mp4v."""
 
-    def __init__(self, path: str, fps: float, w: int, h: int):
+    def __init__(self, path: str, fps: float, w: int, h: int, crf: int = 23):
         self.codec = None
         try:
             import av
@@ -62,7 +62,7 @@ class _Writer:
 
             self.s = self.c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
             self.s.width, self.s.height, self.s.pix_fmt = w, h, "yuv420p"
-            self.s.options = {"crf": "23", "preset": "veryfast"}
+            self.s.options = {"crf": str(crf), "preset": "veryfast"}
             self.av, self.codec = av, "h264"
         except Exception:
             import cv2

@@ -127,7 +127,7 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0) -> None
             from .render import _Writer
 
             h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # yuv420p needs even sizes
-            wr = _Writer(tmp, fps, w, h)
+            wr = _Writer(tmp, fps, w, h, crf=12)  # near-lossless: the sensor noise is part of the data
             for f in frames:
                 wr.write(np.ascontiguousarray(f[:h, :w]))
             wr.close()

@@ -63,3 +63,18 @@ def test_unknown_backbone_and_missing_weights_file():
         create_backbone("vgg99")
     with pytest.raises(BackboneError, match="weights file not found"):
         create_backbone("tiny_cnn", weights="/nonexistent/w.pt")
+
+
+def test_yolo_import_does_not_make_later_processes_single_threaded():
+    """Ultralytics sets OMP_NUM_THREADS=1 on import when unset; child processes would inherit it."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import os, torch; from pipeline.backbones import create_backbone; "
+            "create_backbone('yolo26n-cls', weights='none', input_size=64); "
+            "print(os.environ['OMP_NUM_THREADS'], torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__))).stdout.split()
+    assert out[0] == out[1]
