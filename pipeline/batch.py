@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import _prefetch, content_hash
+from .cache import content_hash, prefetch
 from .data import DEFAULT_EXTENSIONS, is_video
-from .video import VideoError, iter_frames, open_video, video_kwargs
+from .video import VideoError, open_frames, video_kwargs
 
 
 class SourceError(ValueError):
@@ -161,16 +161,18 @@ class BatchSummary:
 
 
 def _decode_stream(paths: list[str], vcfg):
-    """Yield (path, chunk or None, error or None) for all videos in order; chunk None = video done."""
+    """Yield (path, chunk, info, error) for all videos in order; chunk None = video done (with its
+    VideoInfo, or the error that stopped it)."""
     for p in paths:
         try:
-            for frames, ts in iter_frames(p, **video_kwargs(vcfg)):
-                yield p, (frames, ts), None
-            yield p, None, None
+            info, chunks = open_frames(p, **video_kwargs(vcfg))
+            for frames, ts in chunks:
+                yield p, (frames, ts), None, None
+            yield p, None, info, None
         except VideoError as e:
-            yield p, None, str(e)
+            yield p, None, None, str(e)
         except Exception as e:  # an unexpected library error on one file must not end the run
-            yield p, None, f"{p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            yield p, None, None, f"{p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = False, topk: int = 5,
@@ -205,7 +207,7 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
     t_wait = t_bb = 0.0
     t_mark = time.perf_counter()
     try:
-        for p, chunk, err in _prefetch(_decode_stream(todo, predictor.cfg.video), depth=3):
+        for p, chunk, info, err in prefetch(_decode_stream(todo, predictor.cfg.video), depth=3):
             t_got = time.perf_counter()
             t_wait += t_got - t_mark  # waiting for decoded frames: ~0 when prefetch keeps up
             if chunk is not None:
@@ -217,7 +219,6 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
             row = dict(path=p, fingerprint=fps_of[p])
             if err is None:
                 try:
-                    info = open_video(p, predictor.cfg.video.decoder).info
                     f, t = np.concatenate(feats), np.concatenate(times)
                     pred = predictor.predict_features(f, t, info.duration, p, info.fps,
                                                       dict(frames_decoded=len(t), frames_encoded=len(f),

@@ -94,7 +94,7 @@ class ExtractResult:
     frames: int = 0                                           # frames newly encoded
 
 
-def _prefetch(gen, depth: int = 2):
+def prefetch(gen, depth: int = 2):
     """Run a generator in a background thread, `depth` items ahead: decoding overlaps encoding.
     If the consumer stops early (an error while encoding), the thread is told to stop too."""
     q: queue.Queue = queue.Queue(maxsize=depth)
@@ -134,7 +134,7 @@ def _prefetch(gen, depth: int = 2):
 def encode_video(path: str, backbone, vcfg, view: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Decode (chunked, prefetched) and encode one video: (features (T,D) float32, timestamps (T,))."""
     feats, times = [], []
-    for frames, ts in _prefetch(iter_frames(path, **video_kwargs(vcfg))):
+    for frames, ts in prefetch(iter_frames(path, **video_kwargs(vcfg))):
         if view == "hflip":
             frames = frames[:, :, ::-1]
         feats.append(backbone.encode(frames))

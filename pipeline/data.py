@@ -251,13 +251,7 @@ def stratified_split(ds: Dataset, val_fraction: float, seed: int = 0,
 
 
 def write_split(path: Path, train: Dataset, val: Dataset) -> None:
-    import io
+    from .io import atomic_write_csv
 
-    from .io import atomic_write_text
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "label", "split"])
-    w.writerows([s.path, s.label, "train"] for s in train.samples)
-    w.writerows([s.path, s.label, "val"] for s in val.samples)
-    atomic_write_text(path, buf.getvalue())
+    rows = [[s.path, s.label, "train"] for s in train.samples] + [[s.path, s.label, "val"] for s in val.samples]
+    atomic_write_csv(path, ["path", "label", "split"], rows)

@@ -1,8 +1,6 @@
 """Evaluate a checkpoint on a dataset: the JSON report, a confusion-matrix PNG, a per-class CSV."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 from pathlib import Path
 
@@ -10,7 +8,7 @@ from pathlib import Path
 from . import data as data_mod
 from .cache import FeatureCache
 from .checkpoint import backbone_of, config_of, head_of, load_checkpoint
-from .io import atomic_write_text
+from .io import atomic_write_csv, atomic_write_text
 from .metrics import classification_report, plot_confusion
 from .train import evaluate, load_feature_clips
 
@@ -44,13 +42,9 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pat
     atomic_write_text(out / "eval.json", json.dumps(rep, indent=2) + "\n")
     plot_confusion(rep["confusion_matrix"], classes, out / "confusion_eval.png",
                    title=f"{Path(str(data)).name}: top1 {rep['top1']:.3f}, {rep['num_clips']} clips")
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["class", "accuracy", "support"])
-    for c in classes:
-        acc = rep["per_class_accuracy"][c]
-        w.writerow([c, "" if acc is None else f"{acc:.4f}", rep["per_class_support"][c]])
-    atomic_write_text(out / "per_class_eval.csv", buf.getvalue())
+    acc = rep["per_class_accuracy"]
+    atomic_write_csv(out / "per_class_eval.csv", ["class", "accuracy", "support"],
+                     [[c, "" if acc[c] is None else f"{acc[c]:.4f}", rep["per_class_support"][c]] for c in classes])
     rep["outputs"] = dict(json=str(out / "eval.json"), confusion_png=str(out / "confusion_eval.png"),
                           per_class_csv=str(out / "per_class_eval.csv"))
     return rep

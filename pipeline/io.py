@@ -4,6 +4,8 @@ A reader (or a rerun after kill -9) sees either the old file or the complete new
 """
 from __future__ import annotations
 
+import contextlib
+import csv
 import io
 import os
 import tempfile
@@ -48,3 +50,28 @@ def atomic_savefig(fig, path: str | Path, **kwargs) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_write_csv(path: str | Path, header: list, rows) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary file name beside `path` for a writer that needs a name (video encoders);
+    renamed to `path` when the block completes, removed when it raises."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

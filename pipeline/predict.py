@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache import _prefetch
+from .cache import prefetch
 from .checkpoint import backbone_of, config_of, head_of, load_checkpoint
 from .train import pad_batch
-from .video import iter_frames, open_video, video_kwargs
+from .video import open_frames, video_kwargs
 
 
 @dataclass
@@ -139,13 +139,11 @@ class Predictor:
 
     def encode(self, video: str | Path) -> tuple[np.ndarray, np.ndarray, object, dict]:
         """Decode (prefetched, chunked) and encode: features (T,D), timestamps (T,), info, timing."""
-        reader = open_video(video, self.cfg.video.decoder, self.cfg.video.max_side)
-        info = reader.info
-        del reader
+        info, chunks = open_frames(video, **video_kwargs(self.cfg.video))
         feats, times = [], []
         t_dec = t_bb = 0.0
         t0 = time.perf_counter()
-        for frames, ts in _prefetch(iter_frames(video, **video_kwargs(self.cfg.video))):
+        for frames, ts in prefetch(chunks):
             t1 = time.perf_counter()
             t_dec += t1 - t0  # time spent waiting for decoded frames (hidden when prefetch keeps up)
             feats.append(self.backbone.encode(frames))

@@ -7,12 +7,11 @@ missing. Written to a temporary name and renamed when complete.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .io import atomic_path
 from .video import iter_frames
 
 
@@ -97,14 +96,10 @@ def render_video(video: str | Path, pred, out_dir: Path, vcfg=None, max_side: in
     upscaled so the longer side is at least min_side and the text stays readable."""
     import cv2
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{Path(video).stem}.annotated.mp4"
-    fd, tmp = tempfile.mkstemp(suffix=".mp4", prefix=f".{out.stem}.", dir=out_dir)
-    os.close(fd)
+    out = Path(out_dir) / f"{Path(video).stem}.annotated.mp4"
     writer = None
     step_t, step_p = pred.step_times, pred.step_probs
-    try:
+    with atomic_path(out) as tmp:
         for frames, ts in iter_frames(video, sampling="all", max_side=max_side,
                                       decoder=vcfg.decoder if vcfg else "auto"):
             if writer is None:
@@ -119,9 +114,4 @@ def render_video(video: str | Path, pred, out_dir: Path, vcfg=None, max_side: in
                 writer.write(np.ascontiguousarray(draw_overlay(f, pred.classes, probs)))
         if writer is not None:
             writer.close()
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return out

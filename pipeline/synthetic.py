@@ -113,15 +113,10 @@ def render_clip(action: str, rng: np.random.Generator, width: int = 160, height:
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0) -> None:
     """Write RGB frames atomically: .mp4 as H.264 (PyAV; browsers play it), .avi as MJPG (OpenCV)."""
-    import os
-    import tempfile
+    from .io import atomic_path
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=f".{path.stem}.")
-    os.close(fd)
-    try:
-        if path.suffix.lower() == ".avi":
+    with atomic_path(path) as tmp:
+        if Path(path).suffix.lower() == ".avi":
             _write_opencv(tmp, frames, fps, "MJPG")
         else:
             from .render import _Writer
@@ -131,11 +126,6 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0) -> None
             for f in frames:
                 wr.write(np.ascontiguousarray(f[:h, :w]))
             wr.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _write_opencv(path: str, frames: np.ndarray, fps: float, fourcc: str) -> None:

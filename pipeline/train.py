@@ -7,8 +7,6 @@ curves.png, confusion_val.png, failures.txt (when some videos could not be read)
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import math
@@ -28,7 +26,7 @@ from .cache import FeatureCache, extract
 from .checkpoint import FORMAT_VERSION, load_checkpoint
 from .config import Config, load_config, save_config
 from .heads import build_head, length_mask
-from .io import atomic_torch_save, atomic_write_text
+from .io import atomic_torch_save, atomic_write_csv, atomic_write_text
 from .metrics import classification_report, plot_confusion, plot_curves
 from .video import load_frames, video_kwargs
 
@@ -420,11 +418,7 @@ def _refit(cfg: Config, out: Path, clips: list[Clip], classes, backbone, fingerp
 
 
 def _write_log(path: Path, history: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(history[0]))
-    w.writeheader()
-    w.writerows(history)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_csv(path, list(history[0]), [list(row.values()) for row in history])
 
 
 def config_for_resume(out: str | Path, overrides=()) -> Config:

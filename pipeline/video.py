@@ -215,16 +215,28 @@ def probe(path, decoder: str = "auto") -> VideoInfo:
 
 # ----------------------------------------------------------------------------- reading
 
-def iter_frames(path, sampling: str = "fps", fps: float = 10.0, num_frames: int = 16,
+def open_frames(path, sampling: str = "fps", fps: float = 10.0, num_frames: int = 16,
                 decoder: str = "auto", max_side: int = 0, chunk_mb: int = 256,
-                indices: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (frames (t,H,W,3) RGB uint8, timestamps (t,) float64 s) chunks of the sampled frames."""
+                indices: np.ndarray | None = None) -> tuple[VideoInfo, Iterator[tuple[np.ndarray, np.ndarray]]]:
+    """Open the video once: its VideoInfo now (errors raise here), and the iter_frames chunks."""
     reader = open_video(path, decoder, max_side)
     info = reader.info
     if info.num_frames <= 0:
         raise VideoError(path, "video has no frames")
     if indices is None:
         indices = sample_indices(info.num_frames, info.fps, sampling, fps, num_frames)
+    return info, _read_chunks(reader, path, indices, sampling, fps, num_frames, decoder, max_side, chunk_mb)
+
+
+def iter_frames(path, sampling: str = "fps", fps: float = 10.0, num_frames: int = 16,
+                decoder: str = "auto", max_side: int = 0, chunk_mb: int = 256,
+                indices: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (frames (t,H,W,3) RGB uint8, timestamps (t,) float64 s) chunks of the sampled frames."""
+    yield from open_frames(path, sampling, fps, num_frames, decoder, max_side, chunk_mb, indices)[1]
+
+
+def _read_chunks(reader, path, indices, sampling, fps, num_frames, decoder, max_side, chunk_mb):
+    info = reader.info
     step = chunk_len(*reader.size, chunk_mb)
     yielded = 0
     for start in range(0, len(indices), step):
