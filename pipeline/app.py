@@ -116,6 +116,10 @@ def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, 
              f"{pred.frames} frames analysed in {sum(v for k, v in pred.timing.items() if k.endswith('_s')):.1f} s",
              "", "| start | end | action | prob |", "|---|---|---|---|"]
     lines += [f"| {s.start:.1f} | {s.end:.1f} | {s.label} | {s.prob:.2f} |" for s in pred.segments]
+    nxt = pred.next_event()
+    if nxt:  # next-event model: what it expects after the end of the video
+        when = f" in about {nxt['in_s']:.1f} s" if "in_s" in nxt else ""
+        lines[1:1] = ["", f"Next event: **{nxt['label']}** ({nxt['prob']:.2f}){when}, after {nxt['current']}"]
     fig = timeline_figure(pred)
     label = {lbl: p for lbl, p in pred.topk}
     return label, fig, str(annotated), "\n".join(lines), [str(out / "prediction.json"), str(out / "segments.csv")]
@@ -130,7 +134,11 @@ def stream_frame(models: Models, ckpt: str, frame, state):
     if state is None or state.get("ckpt") != ckpt:
         state = dict(ckpt=ckpt, sp=StreamingPredictor.from_checkpoint(ckpt, every=1, smooth=0.5), t0=time.time())
     r = state["sp"].push(frame, time.time() - state["t0"])
-    return {lbl: p for lbl, p in r.topk}, f"{r.latency_ms:.0f} ms per frame, {r.steps} steps", state
+    info = f"{r.latency_ms:.0f} ms per frame, {r.steps} steps"
+    if r.next_topk:
+        when = f" in ~{r.time_to_end:.1f} s" if r.time_to_end is not None else ""
+        info = f"next: {r.next_topk[0][0]} ({r.next_topk[0][1]:.2f}){when}; " + info
+    return {lbl: p for lbl, p in r.topk}, info, state
 
 
 def model_card(ckpt: str) -> tuple[str, str | None]:

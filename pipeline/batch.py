@@ -61,13 +61,14 @@ def expand_sources(sources: list[str], extensions=DEFAULT_EXTENSIONS) -> list[st
 
 CSV_BASE = ["path", "fingerprint", "label", "prob"]
 CSV_TAIL = ["duration", "frames", "fps", "segments", "error"]
+CSV_NEXT = ["next_label", "next_prob", "next_in_s"]  # next-event models only: the prediction at the end
 
 
-def csv_columns(topk: int) -> list[str]:
+def csv_columns(topk: int, next_event: bool = False) -> list[str]:
     cols = list(CSV_BASE)
     for k in range(1, topk + 1):
         cols += [f"top{k}_label", f"top{k}_prob"]
-    return cols + CSV_TAIL
+    return cols + (CSV_NEXT if next_event else []) + CSV_TAIL
 
 
 def _repair_tail(path: Path) -> None:
@@ -101,18 +102,18 @@ def read_done(path: Path) -> dict[tuple[str, str], dict]:
 class RowWriter:
     """Appends one row at a time and makes it durable before returning."""
 
-    def __init__(self, path: Path, topk: int):
+    def __init__(self, path: Path, topk: int, next_event: bool = False):
         self.path = path
         self.csv = path.suffix.lower() == ".csv"
-        self.columns = csv_columns(topk)
+        self.columns = csv_columns(topk, next_event)
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.exists() or path.stat().st_size == 0
         if self.csv and not new:
             with open(path, newline="") as f:
                 header = next(csv.reader(f), [])
             if header != self.columns:
-                raise SourceError(f"{path}: existing CSV has other columns (another --topk?); "
-                                  f"use a new --out or the same --topk")
+                raise SourceError(f"{path}: existing CSV has other columns (another --topk or another "
+                                  f"kind of model?); use a new --out or the same --topk")
         self.f = open(path, "a", newline="")
         if self.csv and new:
             self._write(self._csv_line(dict(zip(self.columns, self.columns))))
@@ -134,6 +135,9 @@ class RowWriter:
                 flat[f"top{k}_label"], flat[f"top{k}_prob"] = item["label"], item["prob"]
             if "segments" in row:
                 flat["segments"] = json.dumps(row["segments"])
+            if row.get("next"):
+                flat.update(next_label=row["next"]["label"], next_prob=row["next"]["prob"],
+                            next_in_s=row["next"].get("in_s", ""))
             self._write(self._csv_line(flat))
         else:
             self._write(json.dumps(row) + "\n")
@@ -200,7 +204,7 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
                 summary.errors.append(prev["error"])
         else:
             todo.append(p)
-    writer = RowWriter(out, predictor.topk)
+    writer = RowWriter(out, predictor.topk, predictor.ckpt.get("kind") == "next_event")
     t_start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="predict", unit="video", disable=not progress, dynamic_ncols=True)
     feats, times = [], []

@@ -61,6 +61,7 @@ def head_of(ckpt: dict, device="cpu"):
     from .heads import build_head
 
     cfg = config_of(ckpt)
-    head = build_head(cfg.head, ckpt["feature_dim"], len(ckpt["classes"]))
+    head = build_head(cfg.head, ckpt["feature_dim"], len(ckpt["classes"]),
+                      next_event=ckpt.get("kind") == "next_event")
     head.load_state_dict(ckpt["head_state"])
     return head.to(device).eval()

@@ -15,7 +15,9 @@ from .config import ConfigError, load_config
 from .data import DataError
 from .video import VideoError
 
-USER_ERRORS = (ConfigError, DataError, BackboneError, CheckpointError, VideoError)
+from .grammar import GrammarError
+
+USER_ERRORS = (ConfigError, DataError, BackboneError, CheckpointError, VideoError, GrammarError)
 
 # The demo: small enough for a laptop CPU in about a minute, big enough to learn motion.
 DEMO_OVERRIDES = [
@@ -56,13 +58,22 @@ def cmd_train(args) -> int:
     if args.resume:
         cfg = config_for_resume(out, args.overrides)
     else:
+        from .segments import is_annotation_file
+
         extra = [f"data.train={args.data}"] + ([f"data.val={args.val}"] if args.val else [])
-        cfg = _config(args, extra)
+        task = args.task or ("next_event" if args.data and is_annotation_file(args.data) else None)
+        cfg = _config(args, extra + ([f"train.task={task}"] if task else []))
     if args.cache:
         cfg.cache.dir = args.cache
     if not cfg.data.train:
         raise DataError("no training data: pass --data PATH")
     metrics = main(cfg, out, resume=args.resume, progress=not args.quiet)
+    if metrics.get("task") == "next_event":
+        print(f"best val next-action top1 {metrics['val_next_top1']:.3f}, current-action per-step top1 "
+              f"{metrics['val_current_top1']:.3f} (epoch {metrics['best_epoch']}); checkpoint {out / 'best.pt'}",
+              file=sys.stderr)
+        _print_json(metrics)
+        return 0
     print(f"best val top1 {metrics['val_top1']:.3f} (epoch {metrics['best_epoch']}); "
           f"checkpoint {out / 'best.pt'}; plots {out / 'curves.png'}, {out / 'confusion_val.png'}",
           file=sys.stderr)
@@ -77,6 +88,13 @@ def cmd_eval(args) -> int:
                               progress=not args.quiet)
     for e in rep["failed"].values():
         print(f"skipped: {e}", file=sys.stderr)
+    if rep.get("task") == "next_event":
+        at = rep["anticipation"]
+        print(f"current action per step {rep['current_top1']:.3f}; next action top1 {rep['next_top1']:.3f} "
+              f"(top5 {rep['next_top5']:.3f}); at " + ", ".join(f"{k} before: {v['top1']:.3f}" for k, v in at.items())
+              + f" on {rep['num_videos']} videos", file=sys.stderr)
+        _print_json({k: v for k, v in rep.items() if k != "current_confusion_matrix"})
+        return 1 if rep["failed"] else 0
     print(f"top1 {rep['top1']:.3f}, top5 {rep['top5']:.3f}, mean-class {rep['mean_class_accuracy']:.3f} "
           f"on {rep['num_clips']} clips; wrote {rep['outputs']['confusion_png']}", file=sys.stderr)
     _print_json(rep)
@@ -116,8 +134,38 @@ def cmd_synth(args) -> int:
     from .synthetic import ACTIONS, make_dataset
 
     actions = args.actions.split(",") if args.actions else ACTIONS
+    unknown = [a for a in actions if a not in ACTIONS]
+    if unknown:
+        raise DataError(f"unknown synthetic action(s) {unknown}; known: {', '.join(ACTIONS)}")
+    if args.sequences:
+        from .grammar import cycle_grammar, load_grammar
+        from .synthetic import make_sequences
+
+        g = load_grammar(args.grammar) if args.grammar else cycle_grammar(list(actions))
+        bad = [a for a in g.actions if a not in ACTIONS]
+        if bad:
+            raise GrammarError(f"{args.grammar}: synthetic videos cannot show {bad}; known: {', '.join(ACTIONS)}")
+        out = make_sequences(args.out, g, args.sequences, args.seconds, args.seed)
+        _print_json(dict(out=str(out), annotations=str(out / "annotations.csv"), videos=args.sequences,
+                         seconds_each=args.seconds, grammar=g.to_dict(), bayes_next_top1=g.bayes_limit()))
+        return 0
     out = make_dataset(args.out, args.clips_per_class, actions, args.seed)
     _print_json(dict(out=str(out), classes=list(actions), clips=args.clips_per_class * len(actions)))
+    return 0
+
+
+def cmd_compose(args) -> int:
+    from .compose import compose
+    from .grammar import load_grammar
+
+    g = load_grammar(args.grammar)
+    summary = compose(args.clips, g, args.out, args.sequences, args.seconds, args.group_by,
+                      args.groups.split(",") if args.groups else None, args.seed, args.fps,
+                      progress=not args.quiet)
+    for e in summary["failed_clips"].values():
+        print(f"skipped: {e}", file=sys.stderr)
+    print(f"wrote {summary['videos']} sequences and {summary['annotations']}", file=sys.stderr)
+    _print_json(summary)
     return 0
 
 
@@ -200,9 +248,13 @@ def cmd_stream(args) -> int:
             r = sp.push(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), ts)
             n += 1
             if r.encoded:
-                sys.stdout.write(json.dumps(dict(t=round(ts, 3), label=r.topk[0][0], prob=round(r.topk[0][1], 4),
-                                                 topk=[[lbl, round(p, 4)] for lbl, p in r.topk],
-                                                 latency_ms=round(r.latency_ms, 2))) + "\n")
+                row = dict(t=round(ts, 3), label=r.topk[0][0], prob=round(r.topk[0][1], 4),
+                           topk=[[lbl, round(p, 4)] for lbl, p in r.topk], latency_ms=round(r.latency_ms, 2))
+                if r.next_topk:  # next-event models: what comes next, and when the current action ends
+                    row.update(next=r.next_topk[0][0], next_prob=round(r.next_topk[0][1], 4))
+                    if r.time_to_end is not None:
+                        row["next_in_s"] = round(r.time_to_end, 3)
+                sys.stdout.write(json.dumps(row) + "\n")
                 sys.stdout.flush()
             if args.show:
                 from .render import draw_overlay
@@ -247,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", help="validation data (same formats); default: a split of --data")
     p.add_argument("--out", help="run directory (default runs/train-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--task", choices=["classification", "next_event"],
+                   help="classification (trimmed clips) or next_event (segment annotation CSV "
+                        "video,start,end,label); default: next_event for an annotation CSV, else classification")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_args(p)
     p.set_defaults(fn=cmd_train)
@@ -275,7 +330,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips-per-class", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--actions", help="comma-separated subset of: wave,clap,jump,squat,walk_left,walk_right")
+    p.add_argument("--sequences", type=int, default=0,
+                   help="instead of clips, write this many long videos whose actions follow a grammar, with "
+                        "annotations.csv (next-event data)")
+    p.add_argument("--grammar", help="grammar YAML for --sequences (default: a cycle over --actions, p=0.8)")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of each sequence (--sequences)")
     p.set_defaults(fn=cmd_synth)
+
+    p = sub.add_parser("compose", help="compose long annotated videos from trimmed clips following a grammar "
+                                       "(next-event data from a class-folder dataset)")
+    p.add_argument("--clips", required=True, help="class-folder dataset of trimmed clips")
+    p.add_argument("--grammar", required=True, help="grammar YAML (actions, transitions, duration)")
+    p.add_argument("--out", required=True, help="output folder: videos, annotations.csv, compose.json")
+    p.add_argument("--sequences", type=int, default=8, help="number of videos")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of each video")
+    p.add_argument("--group-by", default="", help="regex on clip file names; its first group (e.g. the actor) "
+                                                   "keeps one group per sequence")
+    p.add_argument("--groups", help="comma-separated groups to use (default: all, in turn)")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate of the written videos")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_compose)
 
     p = sub.add_parser("demo", help="synthetic data -> features -> LSTM -> evaluation, end to end")
     p.add_argument("--out", default="runs/demo", help="demo folder (data, cache, run)")

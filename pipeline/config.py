@@ -25,6 +25,7 @@ class DataConfig:
     split_seed: int = 0          # seed of that split (reproducible)
     group_by: str = ""           # regex on file names; a match keeps a group (actor) on one side
     ucf_split: int = 1           # which trainlist0N/testlist0N pair for UCF101-style folders
+    background: str = "background"  # next_event: label of the gaps between segments ('' = ignore gaps)
     extensions: list[str] = field(default_factory=lambda: [
         ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"])
 
@@ -59,10 +60,13 @@ class HeadConfig:
     input_norm: bool = True      # LayerNorm on the frame features
     proj_dim: int = 256          # linear projection of the features before the RNN (0 = none)
     pool: str = "mean"           # clip logits from the mean of the step states or the last one
+    time_head: bool = True       # next_event: also predict the seconds until the current segment ends
+    next_mode: str = "both"      # next_event: direct | transition | both (see heads.RNNHead)
 
 
 @dataclass
 class TrainConfig:
+    task: str = "classification"  # classification (trimmed clips) | next_event (segment annotations)
     epochs: int = 60             # maximum epochs
     batch_size: int = 16         # clips per step
     lr: float = 0.001            # AdamW learning rate of the head
@@ -82,6 +86,10 @@ class TrainConfig:
     device: str = "auto"         # auto | cpu | cuda | cuda:N
     finetune_backbone: bool = False  # train the backbone end to end too (slow; GPU advised)
     backbone_lr: float = 0.0001  # learning rate of the backbone when fine-tuning
+    seq_len: int = 128           # next_event: training window length in sampled steps
+    windows_per_epoch: int = 0   # next_event: windows per epoch (0 = enough to cover the data twice)
+    next_loss_weight: float = 1.0  # next_event: weight of the next-event loss beside the current-action loss
+    time_loss_weight: float = 0.1  # next_event: weight of the time-to-end loss (smooth L1, seconds)
 
 
 @dataclass
@@ -108,6 +116,8 @@ CHOICES = {
     "video.decoder": {"auto", "decord", "opencv"},
     "video.sampling": {"fps", "count", "all"},
     "head.type": {"lstm", "gru", "meanpool"},
+    "train.task": {"classification", "next_event"},
+    "head.next_mode": {"direct", "transition", "both"},
     "head.pool": {"mean", "last"},
     "train.class_balance": {"loss", "sampler", "none"},
     "cache.dtype": {"float16", "float32"},
@@ -238,6 +248,13 @@ def validate(cfg: Config) -> None:
     need(0 < cfg.train.speed_min <= cfg.train.speed_max,
          "config keys 'train.speed_min' <= 'train.speed_max' must both be > 0")
     need(0.0 <= cfg.train.label_smoothing < 1.0, "config key 'train.label_smoothing' must be in [0, 1)")
+    need(cfg.train.seq_len >= 2, "config key 'train.seq_len' must be >= 2")
+    need(cfg.train.windows_per_epoch >= 0, "config key 'train.windows_per_epoch' must be >= 0")
+    if cfg.train.task == "next_event":
+        need(cfg.head.type in ("lstm", "gru"), "train.task=next_event needs head.type=lstm or gru")
+        need(not cfg.head.bidirectional, "train.task=next_event needs a causal head: head.bidirectional=false")
+        need(not cfg.train.finetune_backbone, "train.task=next_event trains on cached features: "
+             "train.finetune_backbone must be false")
 
 
 def save_config(cfg: Config, path: str | Path) -> None:

@@ -16,17 +16,22 @@ from .train import evaluate, load_feature_clips
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Path | None = None,
                         device: str = "auto", cache_dir: str | None = None, progress: bool = True) -> dict:
     """Top-1/5, mean-class and per-class accuracy, confusion matrix, number of clips.
+    (A next-event checkpoint gets train_next.evaluate_next_checkpoint's report instead.)
 
     Writes eval.json, confusion_eval.png and per_class_eval.csv to `out` (default: the
     checkpoint's folder). Videos that cannot be read are listed under "failed".
     """
     ckpt = load_checkpoint(checkpoint)
+    out = Path(out) if out else Path(checkpoint).parent
+    out.mkdir(parents=True, exist_ok=True)
+    if ckpt.get("kind") == "next_event":
+        from .train_next import evaluate_next_checkpoint
+
+        return evaluate_next_checkpoint(ckpt, checkpoint, data, out, device, cache_dir, progress)
     cfg = config_of(ckpt)
     if cache_dir:
         cfg.cache.dir = cache_dir
     classes = ckpt["classes"]
-    out = Path(out) if out else Path(checkpoint).parent
-    out.mkdir(parents=True, exist_ok=True)
     ds = data_mod.load_dataset(data, "eval", tuple(cfg.data.extensions), cfg.data.ucf_split)
     unknown = sorted({s.label for s in ds.samples} - set(classes))
     if unknown:

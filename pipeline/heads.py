@@ -5,6 +5,9 @@ A causal head also has step(x_t (B,D), state) -> (HeadOutput(clip (B,C), steps (
 feeding a sequence one step at a time gives exactly the full pass (tests check it to 1e-5), which
 is what streaming inference relies on. Clip logits come from the mean of the step states
 (pool=mean) or the last valid one (pool=last); the running mean is part of the carried state.
+A next-event RNN head (next_event=True, causal only) also reads, from the same step states, the
+label of the segment that follows the current one and (time_head=True) the seconds until the
+current segment ends: RULSTM's rolling LSTM reduced to one recurrent path.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 class HeadOutput(NamedTuple):
     clip: torch.Tensor   # (B, C) logits for the whole (observed) clip
     steps: torch.Tensor  # (B, T, C) per-step logits, or (B, C) from step()
+    next: torch.Tensor | None = None  # (B, T, C) next-event logits, or (B, C) (next_event heads)
+    time: torch.Tensor | None = None  # (B, T) seconds until the current segment ends, or (B,)
 
 
 def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -46,8 +51,11 @@ class RNNHead(nn.Module):
     def __init__(self, in_dim: int, num_classes: int, rnn: str = "lstm", hidden_size: int = 256,
                  num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.3,
                  input_dropout: float = 0.2, input_norm: bool = True, proj_dim: int = 256,
-                 pool: str = "mean"):
+                 pool: str = "mean", next_event: bool = False, time_head: bool = False,
+                 next_mode: str = "both"):
         super().__init__()
+        if next_event and bidirectional:
+            raise ValueError("a next-event head must be causal: set head.bidirectional=false")
         self.inp = _InputBlock(in_dim, input_norm, proj_dim, input_dropout)
         cls = nn.LSTM if rnn == "lstm" else nn.GRU
         self.rnn_type = rnn
@@ -58,6 +66,35 @@ class RNNHead(nn.Module):
         out = hidden_size * (2 if bidirectional else 1)
         self.drop = nn.Dropout(dropout)
         self.classifier = nn.Linear(out, num_classes)
+        # next_mode: direct = a linear read-out of the state; transition = P(current | state) times a
+        # learned transition matrix (a first-order grammar: it cannot memorise one video's order);
+        # both = the transition term plus a direct correction that starts at zero
+        self.next_mode = next_mode if next_event else ""
+        self.next_classifier = nn.Linear(out, num_classes) if self.next_mode in ("direct", "both") else None
+        if self.next_mode == "both":
+            nn.init.zeros_(self.next_classifier.weight)
+            nn.init.zeros_(self.next_classifier.bias)
+        self.transition = nn.Parameter(torch.zeros(num_classes, num_classes)) if self.next_mode in (
+            "transition", "both") else None
+        # softplus keeps the predicted time >= 0
+        self.time_regressor = nn.Sequential(nn.Linear(out, 1), nn.Softplus()) if next_event and time_head else None
+
+    def _extras(self, h: torch.Tensor, step_logits: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Next-event logits and time to the segment's end from step states h (..., H) and the
+        current-action logits of the same steps (..., C)."""
+        hd = self.drop(h)
+        nxt = None
+        if self.transition is not None:  # log sum_a P(current=a) P(next | a)
+            p = torch.softmax(step_logits, -1) @ torch.softmax(self.transition, -1)  # (..., C)
+            nxt = torch.log(p.clamp_min(1e-8))
+        if self.next_classifier is not None:
+            nxt = self.next_classifier(hd) if nxt is None else nxt + self.next_classifier(hd)
+        tte = self.time_regressor(hd).squeeze(-1) if self.time_regressor is not None else None
+        return nxt, tte
+
+    def transition_matrix(self) -> torch.Tensor | None:
+        """(C, C) learned P(next = b | current = a) of a transition/both next-event head."""
+        return None if self.transition is None else torch.softmax(self.transition.detach(), -1)
 
     @property
     def can_stream(self) -> bool:
@@ -87,7 +124,7 @@ class RNNHead(nn.Module):
             if self.bidirectional:  # backward direction's summary sits at step 0
                 H = h.shape[-1] // 2
                 pooled = torch.cat([pooled[:, :H], h[:, 0, H:]], -1)
-        return HeadOutput(self.classifier(self.drop(pooled)), steps)
+        return HeadOutput(self.classifier(self.drop(pooled)), steps, *self._extras(h, steps))
 
     def init_state(self, batch: int = 1, device=None):
         return None  # created lazily from the first input
@@ -105,7 +142,9 @@ class RNNHead(nn.Module):
         h = h[:, 0]  # (B, H)
         h_sum, n = h_sum + h, n + 1
         pooled = h_sum / n if self.pool == "mean" else h
-        return HeadOutput(self.classifier(self.drop(pooled)), self.classifier(self.drop(h))), (rnn_state, h_sum, n)
+        steps = self.classifier(self.drop(h))  # (B, C)
+        return (HeadOutput(self.classifier(self.drop(pooled)), steps, *self._extras(h, steps)),
+                (rnn_state, h_sum, n))
 
 
 class MeanPoolHead(nn.Module):
@@ -136,13 +175,16 @@ class MeanPoolHead(nn.Module):
         return HeadOutput(self.classifier(self.drop(z_sum / n)), self.classifier(self.drop(z))), (z_sum, n)
 
 
-def build_head(hcfg, in_dim: int, num_classes: int) -> nn.Module:
-    """Build a head from a HeadConfig."""
+def build_head(hcfg, in_dim: int, num_classes: int, next_event: bool = False) -> nn.Module:
+    """Build a head from a HeadConfig; next_event adds the next-event (and time) outputs."""
     common = dict(dropout=hcfg.dropout, input_dropout=hcfg.input_dropout, input_norm=hcfg.input_norm,
                   proj_dim=hcfg.proj_dim)
     if hcfg.type == "meanpool":
+        if next_event:
+            raise ValueError("the next_event task needs a recurrent head: head.type=lstm or gru")
         return MeanPoolHead(in_dim, num_classes, **common)
     if hcfg.type in ("lstm", "gru"):
         return RNNHead(in_dim, num_classes, rnn=hcfg.type, hidden_size=hcfg.hidden_size,
-                       num_layers=hcfg.num_layers, bidirectional=hcfg.bidirectional, pool=hcfg.pool, **common)
+                       num_layers=hcfg.num_layers, bidirectional=hcfg.bidirectional, pool=hcfg.pool,
+                       next_event=next_event, time_head=hcfg.time_head, next_mode=hcfg.next_mode, **common)
     raise ValueError(f"unknown head type '{hcfg.type}' (lstm | gru | meanpool)")

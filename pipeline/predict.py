@@ -17,7 +17,7 @@ import torch
 from .cache import prefetch
 from .checkpoint import backbone_of, config_of, head_of, load_checkpoint
 from .train import pad_batch
-from .video import open_frames, video_kwargs
+from .video import RateLimiter, open_frames, video_kwargs
 
 
 @dataclass
@@ -45,16 +45,34 @@ class VideoPrediction:
     timing: dict                           # frames_decoded, frames_encoded, decode_wait_s, backbone_s, head_s
     step_times: np.ndarray = field(default_factory=lambda: np.zeros(0))       # (T,) sampled timestamps
     step_probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (T, C) causal per-step probs
+    next_probs: np.ndarray | None = None    # (T, C) next-event probabilities per step (next-event models)
+    time_to_end: np.ndarray | None = None   # (T,) predicted seconds until the current action ends
+
+    def next_event(self, i: int = -1) -> dict | None:
+        """The predicted next event at step i (default: the last step, i.e. after the whole video)."""
+        if self.next_probs is None or not len(self.next_probs):
+            return None
+        j = int(self.next_probs[i].argmax())
+        d = dict(label=self.classes[j], prob=round(float(self.next_probs[i, j]), 4),
+                 current=self.classes[int(self.step_probs[i].argmax())])
+        if self.time_to_end is not None:
+            d["in_s"] = round(float(self.time_to_end[i]), 3)  # expected time until it starts
+        return d
 
     def to_dict(self, timeline: bool = True) -> dict:
         d = dict(path=self.path, label=self.topk[0][0], prob=round(self.topk[0][1], 4),
                  topk=[dict(label=lbl, prob=round(p, 4)) for lbl, p in self.topk],
                  duration=round(self.duration, 3), frames=self.frames, fps=round(self.fps, 3),
                  timing={k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.timing.items()})
+        if self.next_probs is not None:
+            d["next"] = self.next_event()
         if timeline:
             d["segments"] = [s.to_dict() for s in self.segments]
             d["timeline"] = dict(times=[round(float(t), 3) for t in self.window_times], classes=self.classes,
                                  probs=np.round(self.window_probs, 4).tolist())
+            if self.next_probs is not None:  # what the model expects next, at every sampled step
+                d["next_timeline"] = [dict(t=round(float(t), 3), **self.next_event(i))
+                                      for i, t in enumerate(self.step_times)]
         return d
 
 
@@ -162,6 +180,8 @@ class Predictor:
         out = self.head(x)
         clip = _softmax(out.clip)[0]
         step_probs = _softmax(out.steps[0])  # (T, C) causal per-step probabilities
+        next_probs = _softmax(out.next[0]) if out.next is not None else None  # (T, C)
+        tte = out.time[0].float().cpu().numpy() if out.time is not None else None  # (T,)
         order = np.argsort(-clip)[: self.topk]
         starts = window_starts(duration, self.window, self.stride)
         seqs, keep = [], []
@@ -182,7 +202,8 @@ class Predictor:
                                  self.smooth, self.min_segment)
         timing = dict(timing or {}, head_s=time.perf_counter() - t0)
         return VideoPrediction(str(path), self.classes, [(self.classes[i], float(clip[i])) for i in order],
-                               duration, len(ts), fps, starts, probs, segments, timing, ts, step_probs)
+                               duration, len(ts), fps, starts, probs, segments, timing, ts, step_probs,
+                               next_probs, tte)
 
     def predict(self, video: str | Path) -> VideoPrediction:
         feats, ts, info, timing = self.encode(video)
@@ -198,6 +219,9 @@ class StepResult:
     clip_probs: np.ndarray             # (C,) probabilities of the clip seen so far
     latency_ms: float                  # backbone + head time for this frame
     steps: int                         # encoded frames since the last reset
+    next_topk: list[tuple[str, float]] | None = None  # next-event models: what happens next, best first
+    next_probs: np.ndarray | None = None              # (C,) next-event probabilities (unsmoothed)
+    time_to_end: float | None = None                  # predicted seconds until the current action ends
 
 
 class StreamingPredictor:
@@ -233,42 +257,25 @@ class StreamingPredictor:
         self.state = None
         self.n_pushed = 0
         self.n_steps = 0
-        self.due = None
-        self.prev_ts = None
+        self.rate = RateLimiter(self.fps, self.every)
         self.ema = None
         self.last = None
-
-    def _take(self, ts: float) -> bool:
-        """Rate limit. By timestamp, a frame stands for [ts, ts + dt) (dt from the previous frame) and
-        is taken when the next due time falls inside it: the same frames offline sampling picks."""
-        if self.every:
-            return (self.n_pushed - 1) % self.every == 0
-        if not self.fps:
-            return True
-        if self.due is None:
-            self.due = ts
-        dt = ts - self.prev_ts if self.prev_ts is not None else 0.0
-        end = ts + dt * (1 - 1e-6)
-        if not (self.due <= ts + 1e-9 or self.due < end):
-            return False
-        self.due += 1.0 / self.fps
-        while self.due < end:  # the target rate is above the source rate: one frame per interval
-            self.due += 1.0 / self.fps
-        return True
 
     @torch.no_grad()
     def push(self, frame_rgb: np.ndarray, timestamp: float) -> StepResult:
         self.n_pushed += 1
-        take = self._take(float(timestamp))
-        self.prev_ts = float(timestamp)
+        take = self.rate.take(float(timestamp))
         if not take and self.last is not None:
             r = self.last
-            return StepResult(float(timestamp), False, r.topk, r.probs, r.clip_probs, 0.0, r.steps)
+            return StepResult(float(timestamp), False, r.topk, r.probs, r.clip_probs, 0.0, r.steps,
+                              r.next_topk, r.next_probs, r.time_to_end)
         t0 = time.perf_counter()
         x = torch.from_numpy(self.backbone.encode(frame_rgb[None])).to(self.device)  # (1, D)
         out, self.state = self.head.step(x, self.state)
         probs = _softmax(out.steps)[0]
         clip = _softmax(out.clip)[0]
+        next_probs = _softmax(out.next)[0] if out.next is not None else None
+        tte = float(out.time[0]) if out.time is not None else None
         latency = (time.perf_counter() - t0) * 1000
         self.latencies.append(latency)
         self.n_steps += 1
@@ -276,6 +283,9 @@ class StreamingPredictor:
             self.ema = probs if self.ema is None else self.smooth * self.ema + (1 - self.smooth) * probs
             probs = self.ema
         order = np.argsort(-probs)[: self.topk]
+        next_topk = None
+        if next_probs is not None:
+            next_topk = [(self.classes[i], float(next_probs[i])) for i in np.argsort(-next_probs)[: self.topk]]
         self.last = StepResult(float(timestamp), True, [(self.classes[i], float(probs[i])) for i in order],
-                               probs, clip, latency, self.n_steps)
+                               probs, clip, latency, self.n_steps, next_topk, next_probs, tte)
         return self.last

@@ -79,19 +79,32 @@ def background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     return np.clip(base + (tex - 0.5) * rng.uniform(20, 90), 0, 255).astype(np.float32)
 
 
+def clip_style(rng: np.random.Generator, width: int = 160, height: int = 120) -> dict:
+    """The look of one performer in one scene: kept for a whole sequence (make_sequences)."""
+    return dict(fig_h=rng.uniform(0.55, 0.8) * height, color=tuple(float(c) for c in rng.uniform(0, 255, 3)),
+                thick=int(rng.integers(2, 5)), noise=rng.uniform(2, 10), bg=background(rng, width, height),
+                cy=rng.uniform(0.8, 0.95) * height)
+
+
 def render_clip(action: str, rng: np.random.Generator, width: int = 160, height: int = 120,
-                fps: float = 25.0, duration: float | None = None) -> np.ndarray:
-    """Frames (T, H, W, 3) uint8 RGB of one clip of `action` with random nuisance parameters."""
+                fps: float = 25.0, duration: float | None = None, style: dict | None = None) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 RGB of one clip of `action` with random nuisance parameters
+    (or the performer and scene of `style`, with a random tempo, phase and position)."""
     duration = duration or float(rng.uniform(2.0, 3.0))
     n = max(1, int(round(duration * fps)))
-    fig_h = rng.uniform(0.55, 0.8) * height
-    freq = rng.uniform(0.8, 1.6)
-    phase = rng.uniform(0, 2 * math.pi)
-    color = tuple(float(c) for c in rng.uniform(0, 255, 3))
-    thick = int(rng.integers(2, 5))
-    noise = rng.uniform(2, 10)
-    bg = background(rng, width, height)
-    cy = rng.uniform(0.8, 0.95) * height
+    if style is None:  # draw order kept from the first version: existing datasets stay identical
+        fig_h = rng.uniform(0.55, 0.8) * height
+        freq = rng.uniform(0.8, 1.6)
+        phase = rng.uniform(0, 2 * math.pi)
+        color = tuple(float(c) for c in rng.uniform(0, 255, 3))
+        thick = int(rng.integers(2, 5))
+        noise = rng.uniform(2, 10)
+        bg = background(rng, width, height)
+        cy = rng.uniform(0.8, 0.95) * height
+    else:
+        fig_h, color, thick, noise, bg, cy = (style[k] for k in ("fig_h", "color", "thick", "noise", "bg", "cy"))
+        freq = rng.uniform(0.8, 1.6)
+        phase = rng.uniform(0, 2 * math.pi)
     margin = 0.3 * fig_h
     if action in ("walk_left", "walk_right"):
         speed = rng.uniform(0.25, 0.5) * fig_h  # pixels per second
@@ -157,4 +170,36 @@ def make_dataset(out: str | Path, clips_per_class: int = 12, actions=ACTIONS, se
     atomic_write_text(out / "synth.json", json.dumps(dict(seed=seed, actions=list(actions),
                                                           clips_per_class=clips_per_class, clips=manifest),
                                                      indent=1))
+    return out
+
+
+def make_sequences(out: str | Path, grammar, videos: int = 8, seconds: float = 30.0, seed: int = 0,
+                   width: int = 160, height: int = 120, fps: float = 25.0, prefix: str = "seq") -> Path:
+    """Long videos whose actions follow `grammar` (a grammar.Grammar), one performer and scene per
+    video, with their segment annotations: out/<prefix>_NNN.mp4 and out/annotations.csv
+    (video,start,end,label). Boundaries sit on frame times. Existing videos are kept."""
+    from .segments import write_annotations
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for v in range(videos):
+        rng = np.random.default_rng([seed, 1000 + v])
+        name = f"{prefix}_{v:03d}.mp4"
+        plan = grammar.sample(rng, seconds)
+        style = clip_style(rng, width, height)
+        parts, t = [], 0
+        for i, (action, dur) in enumerate(plan):
+            n = max(1, int(round(dur * fps)))
+            parts.append((action, n, np.random.default_rng([seed, 1000 + v, i])))
+            rows.append((name, t / fps, (t + n) / fps, action))
+            t += n
+        if not (out / name).exists():
+            frames = np.concatenate([render_clip(a, r, width, height, fps, n / fps, style) for a, n, r in parts])
+            write_video(out / name, frames, fps)
+    write_annotations(out / "annotations.csv", rows)
+    from .io import atomic_write_text
+
+    atomic_write_text(out / "grammar.json", json.dumps(dict(seed=seed, videos=videos, seconds=seconds,
+                                                            grammar=grammar.to_dict()), indent=1))
     return out

@@ -256,7 +256,8 @@ def _setup_logging(out: Path) -> logging.Handler:
 
 
 def main(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Train a head (or backbone + head) on cfg.data.train; returns the metrics dict."""
+    """Train a head (or backbone + head) on cfg.data.train; returns the metrics dict.
+    train.task=next_event trains on segment annotations instead (train_next.py)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = None
@@ -266,6 +267,10 @@ def main(cfg: Config, out: str | Path, resume: bool = False, progress: bool = Tr
         state = load_checkpoint(out / "last.pt")
     handler = _setup_logging(out)
     try:
+        if cfg.train.task == "next_event":
+            from .train_next import run
+
+            return run(cfg, out, state, progress)
         return _run(cfg, out, state, progress)
     finally:
         logging.getLogger("vap").removeHandler(handler)

@@ -273,3 +273,36 @@ def video_kwargs(vcfg) -> dict:
     """iter_frames keyword arguments from a VideoConfig."""
     return dict(sampling=vcfg.sampling, fps=vcfg.fps, num_frames=vcfg.num_frames,
                 decoder=vcfg.decoder, max_side=vcfg.max_side, chunk_mb=vcfg.chunk_mb)
+
+
+class RateLimiter:
+    """Which pushed frames of a live stream to encode: every n-th (every=n), or by timestamp at `fps`.
+
+    By timestamp, a frame stands for [ts, ts + dt) (dt from the previous frame) and is taken when
+    the next due time falls inside it: the same frames that offline sampling at `fps` picks.
+    fps=0 and every=0 take every frame. Shared by the PyTorch and ONNX Runtime streaming predictors.
+    """
+
+    def __init__(self, fps: float = 0.0, every: int = 0):
+        self.fps, self.every = fps, every
+        self.n = 0
+        self.due = None
+        self.prev_ts = None
+
+    def take(self, ts: float) -> bool:
+        self.n += 1
+        prev, self.prev_ts = self.prev_ts, ts
+        if self.every:
+            return (self.n - 1) % self.every == 0
+        if not self.fps:
+            return True
+        if self.due is None:
+            self.due = ts
+        dt = ts - prev if prev is not None else 0.0
+        end = ts + dt * (1 - 1e-6)
+        if not (self.due <= ts + 1e-9 or self.due < end):
+            return False
+        self.due += 1.0 / self.fps
+        while self.due < end:  # the target rate is above the source rate: one frame per interval
+            self.due += 1.0 / self.fps
+        return True

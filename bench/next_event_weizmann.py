@@ -1,0 +1,109 @@
+"""Next-event prediction on real video: sequences composed from the Weizmann clips with a fixed grammar.
+
+The clips of 6 actors are composed (`pipeline.compose`, as `vap compose`) into training sequences and
+those of the other 3 actors into test sequences, following configs/grammars/weizmann.yaml. Training
+goes through `pipeline.train.main` with train.task=next_event (validation: 2 of the 6 training
+actors, data.group_by), evaluation through `pipeline.evaluate.evaluate_checkpoint` (as `vap eval`).
+
+    python bench/next_event_weizmann.py [--seeds 0,1,2] [--work DIR] [key=value ...]
+
+Prints JSON with, per seed and as a mean: next-action top-1 at 1 s before boundaries on the test
+actors, current-action per-step accuracy, next-action top-1 over all steps, and the references:
+the grammar's Bayes limit (0.8), the oracle that knows the true current action and the grammar
+(realised on these test boundaries), and the most-frequent-next-action baseline.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.compose import compose  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+from pipeline.evaluate import evaluate_checkpoint  # noqa: E402
+from pipeline.grammar import load_grammar  # noqa: E402
+from pipeline.segments import load_annotations  # noqa: E402
+from pipeline.train import main as train_main  # noqa: E402
+
+WEIZMANN = ROOT.parent / "shared" / "data" / "weizmann"
+TEST_ACTORS = ["daria", "ido", "lyova"]  # the same held-out actors as accuracy_weizmann.py's 6-3 split
+TRAIN_ACTORS = ["denis", "eli", "ira", "lena", "moshe", "shahar"]
+GROUP_BY = "^([a-z]+)_"
+OVERRIDES = [  # chosen on the validation actors of the synthetic and Weizmann training sequences only
+    "video.fps=5", "head.hidden_size=128", "head.proj_dim=128", "head.dropout=0.5", "head.input_dropout=0.5",
+    "train.epochs=40", "train.patience=15", "train.seq_len=100", f"data.group_by={GROUP_BY}",
+    "data.val_fraction=0.34",
+]
+
+
+def references(grammar, ann_path: Path, train_ann: Path, tau: float = 1.0) -> dict:
+    """Bayes limit, the realised oracle on the test boundaries, and the class-frequency baseline."""
+    test = load_annotations(ann_path)
+    best = {a: grammar.actions[int(grammar.transitions[i].argmax())] for i, a in enumerate(grammar.actions)}
+    pairs = [(a.label, b.label) for v in test.videos for a, b in zip(v.segments, v.segments[1:])
+             if b.start - tau >= 0]
+    oracle = float(np.mean([best[a] == b for a, b in pairs]))
+    train_next = Counter(b.label for v in load_annotations(train_ann).videos for b in v.segments[1:])
+    most = train_next.most_common(1)[0][0]
+    freq = float(np.mean([b == most for _, b in pairs]))
+    return dict(bayes_limit=round(grammar.bayes_limit(), 4), oracle_at_1s=round(oracle, 4),
+                class_frequency_baseline_at_1s=round(freq, 4), test_boundaries=len(pairs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--work", default=str(Path.home() / ".cache" / "vap" / "bench-next-weizmann"),
+                    help="composed videos and runs (composition is deterministic and reused)")
+    ap.add_argument("--train-sequences", type=int, default=48)
+    ap.add_argument("--test-sequences", type=int, default=18)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    if not WEIZMANN.is_dir():
+        print(json.dumps(dict(skipped=f"{WEIZMANN} not found")))
+        return
+    grammar = load_grammar(ROOT / "configs" / "grammars" / "weizmann.yaml")
+    work = Path(args.work)
+    t0 = time.time()
+    tr = compose(WEIZMANN, grammar, work / "train", args.train_sequences, args.seconds, GROUP_BY, TRAIN_ACTORS,
+                 seed=0, progress=False)
+    te = compose(WEIZMANN, grammar, work / "test", args.test_sequences, args.seconds, GROUP_BY, TEST_ACTORS,
+                 seed=1, progress=False)
+    t_compose = time.time() - t0
+    runs = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        t1 = time.time()
+        cfg = load_config(None, [*OVERRIDES, f"data.train={tr['annotations']}", "train.task=next_event",
+                                 f"train.seed={seed}", *args.overrides])
+        out = work / f"run-seed{seed}"
+        m = train_main(cfg, out, progress=False)
+        rep = evaluate_checkpoint(out / "best.pt", te["annotations"], out / "eval", progress=False)
+        runs.append(dict(seed=seed, next_top1_at_1s=round(rep["anticipation"]["1s"]["top1"], 4),
+                         next_top1_at_0_5s=round(rep["anticipation"]["0.5s"]["top1"], 4),
+                         next_top1_at_2s=round(rep["anticipation"]["2s"]["top1"], 4),
+                         next_top1_all_steps=round(rep["next_top1"], 4),
+                         next_mean_class_at_1s=round(rep["anticipation"]["1s"]["mean_class_accuracy"], 4),
+                         current_top1_per_step=round(rep["current_top1"], 4),
+                         val_next_top1=round(m["val_next_top1"], 4), best_epoch=m["best_epoch"],
+                         seconds=round(time.time() - t1, 1)))
+    mean = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0] if k not in ("seed", "best_epoch")}
+    std = {k: round(float(np.std([r[k] for r in runs])), 4) for k in ("next_top1_at_1s", "current_top1_per_step")}
+    print(json.dumps(dict(protocol="compose 6 train actors / 3 test actors", test_actors=TEST_ACTORS,
+                          sequences=dict(train=tr["videos"], test=te["videos"], seconds_each=args.seconds),
+                          **references(grammar, Path(te["annotations"]), Path(tr["annotations"])),
+                          mean=mean, std=std, runs=runs, overrides=OVERRIDES + args.overrides,
+                          compose_seconds=round(t_compose, 1), total_seconds=round(time.time() - t0, 1)),
+                     indent=1))
+
+
+if __name__ == "__main__":
+    main()

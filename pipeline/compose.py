@@ -1,0 +1,119 @@
+"""Compose untrimmed sequences from trimmed clips following a grammar (`vap compose`).
+
+Anyone with a class-folder dataset of trimmed clips can then train and evaluate next-event
+prediction: each sequence walks the grammar's Markov chain and, for every segment, plays a random
+clip of that action (looped or cut to the segment's random duration), at one size and frame rate.
+With group_by (a regex on file names whose first group names e.g. the actor) a sequence uses the
+clips of one group only and its file name starts with the group, so actor-disjoint train/test
+sequences come from composing different groups (`groups=`), and data.group_by still works on them.
+Writes out/<group>_seq_NNN.mp4, out/annotations.csv (video,start,end,label) and out/compose.json.
+"""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .data import DataError, group_of, load_class_folders
+from .grammar import Grammar
+from .segments import write_annotations
+from .synthetic import write_video
+from .video import VideoError, load_frames
+
+
+def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:
+    if frames.shape[1:3] == (height, width):
+        return frames
+    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def _segment_frames(frames: np.ndarray, src_fps: float, n: int, fps: float, offset: float) -> np.ndarray:
+    """n output frames at `fps` from a clip played from `offset` s and looped: nearest source frame."""
+    t = offset + np.arange(n) / fps
+    idx = np.floor(t * src_fps + 1e-6).astype(np.int64) % len(frames)
+    return frames[idx]
+
+
+def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int = 8,
+            seconds: float = 30.0, group_by: str = "", groups: list[str] | None = None, seed: int = 0,
+            fps: float = 25.0, size: tuple[int, int] | None = None, progress: bool = True) -> dict:
+    """Write `sequences` composed videos (spread over the groups in turn) and their annotations.
+
+    Returns a summary dict. Clips that cannot be decoded are skipped and listed; a group lacking a
+    clip of some grammar action raises DataError naming the group and the action.
+    """
+    from tqdm import tqdm
+
+    ds = load_class_folders(Path(clips))
+    missing = [a for a in grammar.actions if a not in ds.classes]
+    if missing:
+        raise DataError(f"{clips}: grammar action(s) {missing} have no class folder (classes: {ds.classes})")
+    by_group: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for s in ds.samples:
+        by_group[group_of(s.path, group_by) if group_by else "all"][s.label].append(s.path)
+    names = sorted(by_group)
+    if groups:
+        unknown = [g for g in groups if g not in by_group]
+        if unknown:
+            raise DataError(f"{clips}: group(s) {unknown} not found with group_by='{group_by}' (groups: {names})")
+        names = list(groups)
+    for g in names:
+        lacking = [a for a in grammar.actions if not by_group[g].get(a)]
+        if lacking:
+            raise DataError(f"{clips}: group '{g}' has no clip of {lacking}; compose other groups or "
+                            f"add clips")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, manifest, failures = [], [], {}
+    decoded: dict[str, tuple[np.ndarray, float]] = {}
+    plan = [(names[i % len(names)], i) for i in range(sequences)]
+    for group, i in tqdm(sorted(plan), desc="compose", unit="video", disable=not progress):
+        rng = np.random.default_rng([seed, i])
+        name = f"{group}_seq_{i:03d}.mp4"
+        frames_out, segs, t = [], [], 0
+        for action, dur in grammar.sample(rng, seconds):
+            pool = [p for p in by_group[group][action] if p not in failures]
+            while pool:  # a clip that cannot be decoded is skipped for good
+                clip = pool[int(rng.integers(len(pool)))]
+                if clip in decoded:
+                    break
+                try:
+                    f, ts = load_frames(clip, sampling="all")
+                except VideoError as e:
+                    failures[clip] = str(e)
+                    pool.remove(clip)
+                    continue
+                src_fps = (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] > ts[0] else fps
+                decoded[clip] = (f, src_fps)
+                break
+            if not pool:
+                raise DataError(f"{clips}: no readable clip of '{action}' for group '{group}' "
+                                f"({len(failures)} clip(s) failed to decode)")
+            f, src_fps = decoded[clip]
+            if size is None:
+                size = (f.shape[2] // 2 * 2, f.shape[1] // 2 * 2)
+            n = max(1, int(round(dur * fps)))
+            offset = float(rng.uniform(0, max(len(f) / src_fps - n / fps, 0.0)))
+            frames_out.append(_fit(_segment_frames(f, src_fps, n, fps, offset), *size))
+            rows.append((name, t / fps, (t + n) / fps, action))
+            segs.append(dict(action=action, start=round(t / fps, 3), end=round((t + n) / fps, 3),
+                             clip=str(Path(clip).relative_to(Path(clips).resolve()))
+                             if Path(clip).is_relative_to(Path(clips).resolve()) else clip))
+            t += n
+        if not (out / name).exists():
+            write_video(out / name, np.concatenate(frames_out), fps)
+        manifest.append(dict(video=name, group=group, segments=segs))
+        if len(decoded) > 64:  # bounded memory: clips of other groups are not needed again soon
+            decoded.clear()
+    write_annotations(out / "annotations.csv", sorted(rows, key=lambda r: (r[0], r[1])))
+    summary = dict(out=str(out), annotations=str(out / "annotations.csv"), videos=len(manifest),
+                   groups=sorted({m["group"] for m in manifest}), seconds_each=seconds, fps=fps,
+                   size=list(size) if size else None, grammar=grammar.to_dict(), seed=seed,
+                   failed_clips=failures)
+    from .io import atomic_write_text
+
+    atomic_write_text(out / "compose.json", json.dumps(dict(summary, sequences=manifest), indent=1))
+    return summary

@@ -1,0 +1,346 @@
+"""Next-event training (train.task=next_event): untrimmed videos with segment annotations.
+
+Reads top to bottom like train.py: data (annotations -> cached features -> per-step targets),
+windows, loss, evaluate, run. A causal LSTM reads random windows of train.seq_len steps cut from the
+long videos' cached features and learns, at every step, the current action, the next action (the
+label of the segment after the current one) and the seconds until the current segment ends.
+Evaluation runs the head over each whole video from its first frame, as streaming does.
+Run directory: as for classification (best.pt, last.pt, metrics.json, config.yaml, split.csv,
+log.csv, train.log, curves.png, confusion_val.png, failures.txt).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import segments as seg
+from .backbones import backbone_spec, create_backbone, resolve_device
+from .cache import FeatureCache, extract
+from .checkpoint import FORMAT_VERSION
+from .config import Config, save_config
+from .data import DataError, group_of
+from .heads import build_head
+from .io import atomic_torch_save, atomic_write_csv, atomic_write_text
+from .metrics import next_event_report, plot_confusion, plot_curves
+
+log = logging.getLogger("vap.train")
+
+
+# ----------------------------------------------------------------------------- data
+
+@dataclass
+class Sequence:
+    path: str
+    feats: torch.Tensor        # (T, D) cached features
+    times: np.ndarray          # (T,) seconds
+    cur: torch.Tensor          # (T,) current-action index, -1 = undefined
+    nxt: torch.Tensor          # (T,) next-action index, -1 = undefined
+    tte: torch.Tensor          # (T,) seconds to the end of the current segment, NaN = undefined
+    boundaries: list           # [(start s, label index)] segment starts to anticipate
+
+    def __len__(self):
+        return len(self.feats)
+
+
+def split_videos(ann: seg.Annotations, cfg: Config) -> tuple[list, list]:
+    """Validation videos: by whole groups (data.group_by on file names) or a seeded share of videos."""
+    vids = sorted(ann.videos, key=lambda v: v.path)
+    keys = [group_of(v.path, cfg.data.group_by) if cfg.data.group_by else v.path for v in vids]
+    uniq = sorted(set(keys))
+    if len(uniq) < 2:
+        raise DataError(f"{ann.source}: need at least 2 videos (or groups) to carve a validation split; "
+                        f"pass --val")
+    random.Random(cfg.data.split_seed).shuffle(uniq)
+    n_val = min(len(uniq) - 1, max(1, round(len(uniq) * cfg.data.val_fraction)))
+    held = set(uniq[:n_val])
+    return [v for v, k in zip(vids, keys) if k not in held], [v for v, k in zip(vids, keys) if k in held]
+
+
+def encode_videos(videos: list, backbone, cfg: Config, cache: FeatureCache, progress: bool,
+                  source: str) -> tuple[dict, dict]:
+    """Cached features of every video: {path: (feats (T,D), times (T,))}, failures {path: error}.
+    A segment that runs past a video's end is an error naming its row."""
+    res = extract([v.path for v in videos], backbone, cfg.video, cache, progress)
+    feats = {}
+    for v in videos:
+        if v.path not in res.keys:
+            continue
+        f, ts, _ = cache.load(res.keys[v.path])
+        step = 1.0 / cfg.video.fps if cfg.video.sampling == "fps" else (ts[-1] - ts[0]) / max(len(ts) - 1, 1)
+        seg.check_duration(v, float(ts[-1] + step), source)
+        feats[v.path] = (f, ts)
+    return feats, res.failures
+
+
+def make_classes(videos: list, feats: dict, background: str) -> list[str]:
+    """Sorted action labels, then the background label if some sampled step falls in a gap."""
+    labels = sorted({g.label for v in videos for g in v.segments})
+    if background in labels:
+        raise DataError(f"'{background}' is both an annotated label and data.background; rename one")
+    gaps = background and any(seg.has_gap(v, feats[v.path][1]) for v in videos if v.path in feats)
+    return labels + ([background] if gaps else [])
+
+
+def build_sequences(videos: list, feats: dict, classes: list[str], background: str,
+                    source: str = "") -> list[Sequence]:
+    index = {c: i for i, c in enumerate(classes)}
+    bg = background if background in index else ""
+    out = []
+    for v in videos:
+        if v.path not in feats:
+            continue
+        unknown = sorted({g.label for g in v.segments} - set(index))
+        if unknown:
+            raise DataError(f"{source}: label(s) {unknown} of {Path(v.path).name} are not classes of this model "
+                            f"{classes}")
+        f, ts = feats[v.path]
+        cur, nxt, tte = seg.step_targets(v, ts, index, bg)
+        out.append(Sequence(v.path, torch.from_numpy(f), ts, torch.from_numpy(cur), torch.from_numpy(nxt),
+                            torch.from_numpy(tte), seg.boundaries(v, index)))
+    return out
+
+
+# ----------------------------------------------------------------------------- windows and loss
+
+def sample_windows(seqs: list[Sequence], n: int, seq_len: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """n (sequence, start) pairs; sequences drawn in proportion to their length."""
+    lengths = np.array([len(s) for s in seqs], np.float64)
+    which = rng.choice(len(seqs), size=n, p=lengths / lengths.sum())
+    return [(int(i), int(rng.integers(0, max(1, len(seqs[i]) - seq_len + 1)))) for i in which]
+
+
+def pad(tensors: list[torch.Tensor], value) -> torch.Tensor:
+    """(T_i, ...) -> (B, T_max, ...) padded with value."""
+    T = max(len(t) for t in tensors)
+    out = tensors[0].new_full((len(tensors), T, *tensors[0].shape[1:]), value)
+    for i, t in enumerate(tensors):
+        out[i, :len(t)] = t
+    return out
+
+
+def batch_of(pieces: list[tuple[Sequence, slice]], device):
+    """Features (B,T,D), lengths (B,), targets cur/nxt (B,T) long (-1 pads), tte (B,T) (NaN pads)."""
+    x = pad([s.feats[sl] for s, sl in pieces], 0.0)
+    lengths = torch.tensor([len(s.feats[sl]) for s, sl in pieces])
+    cur = pad([s.cur[sl] for s, sl in pieces], -1)
+    nxt = pad([s.nxt[sl] for s, sl in pieces], -1)
+    tte = pad([s.tte[sl] for s, sl in pieces], float("nan"))
+    return x.to(device), lengths.to(device), cur.to(device), nxt.to(device), tte.to(device)
+
+
+def next_loss(out, cur, nxt, tte, cfg: Config) -> torch.Tensor:
+    """Current-action CE + w * next-action CE + w_t * smooth L1 of the time to the segment's end,
+    each over the steps where its target is defined."""
+    ls = cfg.train.label_smoothing
+    m = cur >= 0
+    loss = F.cross_entropy(out.steps[m], cur[m], label_smoothing=ls) if m.any() else out.steps.sum() * 0
+    m = nxt >= 0
+    if m.any() and cfg.train.next_loss_weight > 0:
+        loss = loss + cfg.train.next_loss_weight * F.cross_entropy(out.next[m], nxt[m], label_smoothing=ls)
+    if out.time is not None and cfg.train.time_loss_weight > 0:
+        m = torch.isfinite(tte)
+        if m.any():
+            loss = loss + cfg.train.time_loss_weight * F.smooth_l1_loss(out.time[m], tte[m])
+    return loss
+
+
+def train_one_epoch(head, seqs, optimizer, cfg: Config, rng, device) -> tuple[float, float, float]:
+    """Mean loss, current-action and next-action accuracy over the epoch's windows."""
+    head.train()
+    total_steps = sum(len(s) for s in seqs)
+    n = cfg.train.windows_per_epoch or max(cfg.train.batch_size, math.ceil(2 * total_steps / cfg.train.seq_len))
+    windows = sample_windows(seqs, n, cfg.train.seq_len, rng)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    tot = ok_c = n_c = ok_n = n_n = 0.0
+    bs = cfg.train.batch_size
+    for b in range(0, len(windows), bs):
+        pieces = [(seqs[i], slice(st, st + cfg.train.seq_len)) for i, st in windows[b:b + bs]]
+        x, lengths, cur, nxt, tte = batch_of(pieces, device)
+        out = head(x, lengths)
+        loss = next_loss(out, cur, nxt, tte, cfg)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        optimizer.step()
+        tot += float(loss.detach()) * len(pieces)
+        m = cur >= 0
+        ok_c += float((out.steps.argmax(-1)[m] == cur[m]).sum())
+        n_c += float(m.sum())
+        m = nxt >= 0
+        ok_n += float((out.next.argmax(-1)[m] == nxt[m]).sum())
+        n_n += float(m.sum())
+    return tot / len(windows), ok_c / max(n_c, 1), ok_n / max(n_n, 1)
+
+
+@torch.no_grad()
+def evaluate(head, seqs: list[Sequence], cfg: Config, classes: list[str], device,
+             batch_size: int = 16) -> tuple[dict, float]:
+    """next_event_report over whole videos (each read from its first step) and the mean loss."""
+    head.eval()
+    rows, losses = [], []
+    for b in range(0, len(seqs), batch_size):
+        chunk = seqs[b:b + batch_size]
+        x, lengths, cur, nxt, tte = batch_of([(s, slice(None)) for s in chunk], device)
+        out = head(x, lengths)
+        losses.append(float(next_loss(out, cur, nxt, tte, cfg)) * len(chunk))
+        for i, s in enumerate(chunk):
+            T = len(s)
+            rows.append(dict(times=s.times, cur_logits=out.steps[i, :T].float().cpu().numpy(),
+                             next_logits=out.next[i, :T].float().cpu().numpy(), cur=s.cur.numpy(),
+                             nxt=s.nxt.numpy(), boundaries=s.boundaries, tte=s.tte.numpy(),
+                             time_pred=None if out.time is None else out.time[i, :T].float().cpu().numpy()))
+    return next_event_report(rows, classes), sum(losses) / max(len(seqs), 1)
+
+
+# ----------------------------------------------------------------------------- run
+
+def load_annotation_splits(cfg: Config) -> tuple[seg.Annotations, list, list]:
+    ann = seg.load_annotations(cfg.data.train)
+    splits = {v.split for v in ann.videos}
+    if cfg.data.val:
+        val = seg.load_annotations(cfg.data.val).videos
+        train = ann.videos
+    elif splits & {"val", "test"}:
+        train = [v for v in ann.videos if v.split in ("train", "")]
+        held = "val" if "val" in splits else "test"
+        val = [v for v in ann.videos if v.split == held]
+    else:
+        if cfg.data.val_fraction <= 0:
+            raise DataError("no validation data: pass --val, or set data.val_fraction > 0")
+        train, val = split_videos(ann, cfg)
+    return ann, train, val
+
+
+def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
+    from .train import lr_lambda, seed_everything
+
+    t0 = time.time()
+    save_config(cfg, out / "config.yaml")
+    rng = seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    ann, train_v, val_v = load_annotation_splits(cfg)
+    atomic_write_csv(out / "split.csv", ["video", "split"],
+                     [[v.path, "train"] for v in train_v] + [[v.path, "val"] for v in val_v])
+    backbone = create_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.input_size,
+                               cfg.backbone.device, cfg.backbone.batch_size)
+    cache = FeatureCache.from_config(cfg)
+    feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
+    if failures:
+        atomic_write_text(out / "failures.txt", "".join(f"{e}\n" for e in failures.values()))
+        log.warning("%d video(s) could not be read and were skipped; see %s", len(failures), out / "failures.txt")
+    classes = state["classes"] if state else make_classes(train_v + val_v, feats, cfg.data.background)
+    train_s = build_sequences(train_v, feats, classes, cfg.data.background, ann.source)
+    val_s = build_sequences(val_v, feats, classes, cfg.data.background, ann.source)
+    if not train_s or not val_s:
+        raise DataError(f"{ann.source}: no readable {'training' if not train_s else 'validation'} video "
+                        f"({len(failures)} failed)")
+    log.info("next_event: classes (%d) %s; train %d videos (%d steps), val %d videos", len(classes), classes,
+             len(train_s), sum(len(s) for s in train_s), len(val_s))
+
+    head = build_head(cfg.head, backbone.dim, len(classes), next_event=True).to(device)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    history, best, start_epoch, stale = [], None, 0, 0
+    if state is not None:
+        head.load_state_dict(state["head_state"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, best, start_epoch, stale = state["history"], state["best"], state["epoch"] + 1, state["stale"]
+        rng = np.random.default_rng([cfg.train.seed, start_epoch])
+        torch.manual_seed(cfg.train.seed + start_epoch)
+        log.info("resumed from epoch %d", state["epoch"] + 1)
+
+    from tqdm import tqdm
+
+    bar = tqdm(range(start_epoch, cfg.train.epochs), desc="train next_event", unit="epoch", disable=not progress,
+               dynamic_ncols=True, initial=start_epoch, total=cfg.train.epochs)
+    for epoch in bar:
+        te = time.time()
+        tr_loss, tr_cur, tr_next = train_one_epoch(head, train_s, optimizer, cfg, rng, device)
+        scheduler.step()
+        rep, val_loss = evaluate(head, val_s, cfg, classes, device)
+        at1 = rep["anticipation"].get("1s", {}).get("top1", float("nan"))
+        row = dict(epoch=epoch + 1, train_loss=round(tr_loss, 5), train_current_top1=round(tr_cur, 5),
+                   train_next_top1=round(tr_next, 5), val_loss=round(val_loss, 5),
+                   val_current_top1=round(rep["current_top1"], 5), val_next_top1=round(rep["next_top1"], 5),
+                   val_next_top1_at_1s=round(at1, 5), lr=optimizer.param_groups[0]["lr"],
+                   seconds=round(time.time() - te, 3))
+        history.append(row)
+        score = (rep["next_top1"], rep["current_top1"], -val_loss)  # best next-action top-1, then current
+        improved = best is None or score > tuple(best["score"])
+        if improved:
+            best = dict(score=list(score), epoch=epoch + 1, report=rep, val_loss=val_loss)
+            stale = 0
+        else:
+            stale += 1
+        ckpt = dict(format_version=FORMAT_VERSION, kind="next_event", config=cfg.to_dict(), classes=classes,
+                    feature_dim=backbone.dim, head_state=head.state_dict(), backbone=backbone_spec(cfg.backbone),
+                    backbone_fingerprint=backbone.fingerprint, backbone_state=None,
+                    metrics=dict(val_next_top1=rep["next_top1"], val_current_top1=rep["current_top1"],
+                                 val_next_top1_at_1s=at1, val_loss=val_loss, epoch=epoch + 1),
+                    epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                    history=history, best=best, stale=stale)
+        if improved:
+            atomic_torch_save(ckpt, out / "best.pt")
+        atomic_torch_save(ckpt, out / "last.pt")
+        atomic_write_csv(out / "log.csv", list(history[0]), [list(r.values()) for r in history])
+        bar.set_postfix(loss=f"{tr_loss:.3f}", next=f"{rep['next_top1']:.3f}", cur=f"{rep['current_top1']:.3f}")
+        log.info("epoch %d: %s", epoch + 1, row)
+        if cfg.train.patience and stale >= cfg.train.patience:
+            log.info("early stop: no better val next-action top1 for %d epochs", stale)
+            break
+
+    plot_curves(history, out / "curves.png", ("train_current_top1", "train_next_top1", "val_current_top1",
+                                              "val_next_top1", "val_next_top1_at_1s"))
+    rep = best["report"]
+    plot_confusion(rep["current_confusion_matrix"], classes, out / "confusion_val.png",
+                   title=f"current action, validation, epoch {best['epoch']}, per-step top1 {rep['current_top1']:.3f}")
+    metrics = dict(task="next_event", best_epoch=best["epoch"], epochs_run=len(history),
+                   **{f"val_{k}": v for k, v in rep.items() if k not in ("classes", "current_confusion_matrix")},
+                   val_loss=best["val_loss"], classes=classes, train_videos=len(train_s), val_videos=len(val_s),
+                   failed_videos=len(failures), seconds=round(time.time() - t0, 2), run_dir=str(out),
+                   checkpoint=str(out / "best.pt"))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def evaluate_next_checkpoint(ckpt: dict, checkpoint: str | Path, data: str | Path, out: Path, device="auto",
+                             cache_dir: str | None = None, progress: bool = True) -> dict:
+    """vap eval on a next-event checkpoint: the next_event_report on annotated videos (their test or
+    val split when the CSV has a split column), eval.json and a current-action confusion PNG."""
+    from .checkpoint import backbone_of, config_of, head_of
+
+    cfg = config_of(ckpt)
+    if cache_dir:
+        cfg.cache.dir = cache_dir
+    if not seg.is_annotation_file(data):
+        raise DataError(f"{data}: a next-event model is evaluated on a segment annotation CSV "
+                        f"(video,start,end,label)")
+    ann = seg.load_annotations(data)
+    splits = {v.split for v in ann.videos}
+    held = next((s for s in ("test", "val") if s in splits), None)
+    videos = [v for v in ann.videos if v.split == held] if held else ann.videos
+    classes = list(ckpt["classes"])
+    backbone = backbone_of(ckpt, device)
+    head = head_of(ckpt, backbone.device)
+    feats, failures = encode_videos(videos, backbone, cfg, FeatureCache.from_config(cfg), progress, ann.source)
+    seqs = build_sequences(videos, feats, classes, cfg.data.background, ann.source)
+    if not seqs:
+        raise DataError(f"{data}: no video could be read ({len(failures)} failed)")
+    rep, _ = evaluate(head, seqs, cfg, classes, backbone.device)
+    rep.update(task="next_event", checkpoint=str(checkpoint), data=str(data), failed=failures)
+    atomic_write_text(out / "eval.json", json.dumps(rep, indent=2) + "\n")
+    plot_confusion(rep["current_confusion_matrix"], classes, out / "confusion_eval.png",
+                   title=f"{Path(str(data)).name}: current action per step, top1 {rep['current_top1']:.3f}")
+    rep["outputs"] = dict(json=str(out / "eval.json"), confusion_png=str(out / "confusion_eval.png"))
+    return rep

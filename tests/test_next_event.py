@@ -1,0 +1,285 @@
+"""Next-event prediction: annotations, grammars, composed and synthetic sequences, training through
+the real CLI on real (synthetic) videos, evaluation against the Bayes limit, streaming = offline."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, run_vap, write_video
+from pipeline.data import DataError
+from pipeline.grammar import GrammarError, cycle_grammar, grammar_from_dict, load_grammar
+from pipeline.segments import (AnnotatedVideo, Segment, boundaries, check_duration, load_annotations,
+                               step_targets)
+
+GRAMMAR = ROOT / "configs" / "grammars" / "synthetic.yaml"
+TRAIN_OVERRIDES = ["backbone.input_size=160", "video.fps=5", "train.epochs=30", "train.patience=0",
+                   "data.val_fraction=0.2"]
+
+
+def _csv(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture()
+def two_videos(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a.mp4", "b.mp4"):
+        write_video(tmp_path / name, rng.integers(0, 255, (50, 32, 32, 3), dtype=np.uint8), fps=10)
+    return tmp_path
+
+
+# ----------------------------------------------------------------------------- annotations
+
+def test_annotations_parse_any_order(two_videos):
+    f = _csv(two_videos / "ann.csv", "video,start,end,label\nb.mp4,0,2,x\na.mp4,2.5,5,y\na.mp4,0,2,x\n")
+    ann = load_annotations(f)
+    assert ann.labels == ["x", "y"]
+    a = next(v for v in ann.videos if v.path.endswith("a.mp4"))
+    assert [(g.start, g.label) for g in a.segments] == [(0.0, "x"), (2.5, "y")]
+
+
+@pytest.mark.parametrize("body, problem", [
+    ("a.mp4,0,3,x\na.mp4,2,4,y\n", "ann.csv:3: segment 2-4 s 'y' overlaps row 2"),
+    ("a.mp4,3,3,x\n", "ann.csv:2: end (3 s) must be after start (3 s)"),
+    ("a.mp4,4,1,x\n", "ann.csv:2: end (1 s) must be after start (4 s)"),
+    ("missing.mp4,0,1,x\n", "ann.csv:2: unknown video"),
+    ("a.mp4,zero,1,x\n", "ann.csv:2: start 'zero' is not a number"),
+    ("a.mp4,0,1,\n", "ann.csv:2: empty label"),
+    ("a.mp4,0,1\n", "ann.csv:2: expected 4 fields"),
+])
+def test_annotation_errors_name_the_row(two_videos, body, problem):
+    f = _csv(two_videos / "ann.csv", "video,start,end,label\n" + body)
+    with pytest.raises(DataError) as e:
+        load_annotations(f)
+    assert problem in str(e.value)
+
+
+def test_annotation_header_and_past_end(two_videos):
+    with pytest.raises(DataError, match="header must be video,start,end,label"):
+        load_annotations(_csv(two_videos / "h.csv", "path,label\na.mp4,x\n"))
+    ann = load_annotations(_csv(two_videos / "ann.csv", "video,start,end,label\na.mp4,0,2,x\na.mp4,2,9,y\n"))
+    with pytest.raises(DataError, match=r"ann.csv:3: segment 2-9 s 'y' runs past the end of a.mp4 \(5.00 s\)"):
+        check_duration(ann.videos[0], 5.0, str(two_videos / "ann.csv"))
+
+
+def test_step_targets_with_gaps():
+    v = AnnotatedVideo("v", [Segment(1, 3, "a"), Segment(4, 6, "b"), Segment(6, 7, "c")])
+    idx = {"a": 0, "b": 1, "c": 2, "background": 3}
+    t = np.array([0.0, 1.0, 2.5, 3.5, 4.0, 6.5, 7.5])
+    cur, nxt, tte = step_targets(v, t, idx, "background")
+    assert cur.tolist() == [3, 0, 0, 3, 1, 2, 3]
+    assert nxt.tolist() == [0, 1, 1, 1, 2, -1, -1]  # gaps are skipped: "next" names an action
+    np.testing.assert_allclose(tte[:6], [1.0, 2.0, 0.5, 0.5, 2.0, 0.5])
+    assert np.isnan(tte[6])
+    cur, _, _ = step_targets(v, t, idx, "")  # background off: steps in gaps carry no current label
+    assert cur.tolist() == [-1, 0, 0, -1, 1, 2, -1]
+    assert boundaries(v, idx) == [(1, 0), (4, 1), (6, 2)]
+
+
+# ----------------------------------------------------------------------------- grammars
+
+def test_grammar_file_and_bayes_limit():
+    g = load_grammar(GRAMMAR)
+    assert g.actions == ["wave", "clap", "jump", "squat"]
+    assert g.bayes_limit() == pytest.approx(0.8)
+    np.testing.assert_allclose(g.stationary(), 0.25, atol=1e-9)
+    segs = g.sample(np.random.default_rng(0), 30.0)
+    assert sum(d for _, d in segs) == pytest.approx(30.0)
+    assert all(2.0 - 1e-9 <= d <= 4.0 for _, d in segs[:-1])
+    # the chain is followed: every transition has non-zero probability
+    idx = g.index
+    assert all(g.transitions[idx[a], idx[b]] > 0 for (a, _), (b, _) in zip(segs, segs[1:]))
+
+
+@pytest.mark.parametrize("d, problem", [
+    ({"actions": ["a", "b"], "transitions": {"a": {"b": 1.0}}}, "no transitions for ['b']"),
+    ({"actions": ["a", "b"], "transitions": {"a": {"b": 0.5}, "b": {"a": 1}}}, "sum to 0.5"),
+    ({"actions": ["a", "b"], "transitions": {"a": {"c": 1.0}, "b": {"a": 1}}}, "unknown action 'c'"),
+    ({"actions": ["a", "b"], "transitions": {"a": {"b": 1}, "b": {"a": 1}}, "duration": [3, 1]}, "duration"),
+])
+def test_grammar_errors(d, problem):
+    with pytest.raises(GrammarError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+        grammar_from_dict(d, "g.yaml")
+
+
+# ----------------------------------------------------------------------------- synthetic and composed sequences
+
+def test_make_sequences_annotations_match_video(tmp_path):
+    from pipeline.synthetic import make_sequences
+    from pipeline.video import probe
+
+    out = make_sequences(tmp_path / "seq", load_grammar(GRAMMAR), videos=2, seconds=8, seed=3, fps=10)
+    ann = load_annotations(out / "annotations.csv")
+    assert len(ann.videos) == 2
+    for v in ann.videos:
+        assert v.segments[0].start == 0
+        assert all(a.end == pytest.approx(b.start) for a, b in zip(v.segments, v.segments[1:]))
+        assert v.segments[-1].end == pytest.approx(probe(v.path).duration, abs=0.11)
+
+
+def test_compose_keeps_groups_and_follows_grammar(tmp_path):
+    from pipeline.compose import compose
+    from pipeline.synthetic import render_clip
+
+    clips = tmp_path / "clips"
+    for a in ("wave", "jump", "squat"):
+        for g in ("ann", "bob"):
+            write_video(clips / a / f"{g}_{a}.mp4", render_clip(a, np.random.default_rng(len(a)), duration=1.2),
+                        fps=25)
+    (clips / "jump" / "bob_broken.mp4").write_bytes(b"not a video")
+    grammar = cycle_grammar(["wave", "jump", "squat"], 1.0, (1.0, 2.0))  # deterministic cycle
+    s = compose(clips, grammar, tmp_path / "out", sequences=3, seconds=6, group_by=r"^([a-z]+)_", seed=0,
+                fps=10, progress=False)
+    assert s["videos"] == 3 and s["groups"] == ["ann", "bob"]
+    ann = load_annotations(tmp_path / "out" / "annotations.csv")
+    assert sorted(Path(v.path).name for v in ann.videos) == ["ann_seq_000.mp4", "ann_seq_002.mp4", "bob_seq_001.mp4"]
+    manifest = json.loads((tmp_path / "out" / "compose.json").read_text())
+    for m in manifest["sequences"]:
+        assert all(Path(sg["clip"]).name.startswith(m["group"] + "_") for sg in m["segments"])
+    for v in ann.videos:
+        labels = [g.label for g in v.segments]
+        assert all(grammar.transitions[grammar.index[a], grammar.index[b]] == 1.0 for a, b in zip(labels, labels[1:]))
+    with pytest.raises(DataError, match="have no class folder"):
+        compose(clips, cycle_grammar(["wave", "clap"]), tmp_path / "x", 1, 4, progress=False)
+    with pytest.raises(DataError, match="group\\(s\\) \\['zed'\\] not found"):
+        compose(clips, grammar, tmp_path / "x", 1, 4, r"^([a-z]+)_", ["zed"], progress=False)
+
+
+def test_next_event_head_streams_like_full_pass():
+    from pipeline.config import HeadConfig
+    from pipeline.heads import build_head
+
+    for mode in ("direct", "transition", "both"):
+        head = build_head(HeadConfig(next_mode=mode), 20, 5, next_event=True).eval()
+        x = torch.randn(2, 9, 20)
+        full = head(x)
+        state = None
+        for t in range(9):
+            out, state = head.step(x[:, t], state)
+            torch.testing.assert_close(out.next, full.next[:, t], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out.time, full.time[:, t], atol=1e-5, rtol=1e-5)
+        assert (full.time >= 0).all()
+    with pytest.raises(ValueError, match="causal"):
+        build_head(HeadConfig(bidirectional=True), 20, 5, next_event=True)
+
+
+# ----------------------------------------------------------------------------- training, evaluation, inference
+
+@pytest.fixture(scope="module")
+def seq_data(tmp_path_factory):
+    from pipeline.synthetic import make_sequences
+
+    root = tmp_path_factory.mktemp("nextseq")
+    g = load_grammar(GRAMMAR)
+    train = make_sequences(root / "train", g, videos=36, seconds=15, seed=0, fps=10)
+    test = make_sequences(root / "test", g, videos=8, seconds=30, seed=1, fps=10)
+    return train / "annotations.csv", test / "annotations.csv"
+
+
+@pytest.fixture(scope="module")
+def next_ckpt(tmp_path_factory, seq_data):
+    out = tmp_path_factory.mktemp("nextrun")
+    code, stdout, err = run_vap("train", "--data", seq_data[0], "--task", "next_event", "--out", out / "run",
+                                "--cache", out / "cache", "--quiet", *TRAIN_OVERRIDES)
+    assert code == 0, err
+    m = json.loads(stdout)
+    assert m["task"] == "next_event" and m["classes"] == ["clap", "jump", "squat", "wave"]
+    for f in ("best.pt", "last.pt", "metrics.json", "config.yaml", "split.csv", "log.csv", "curves.png",
+              "confusion_val.png"):
+        assert (out / "run" / f).is_file(), f
+    return out / "run" / "best.pt", out / "cache"
+
+
+@pytest.mark.slow
+def test_next_action_near_bayes_limit(next_ckpt, seq_data, tmp_path):
+    ckpt, cache = next_ckpt
+    code, stdout, err = run_vap("eval", "--checkpoint", ckpt, "--data", seq_data[1], "--cache", cache,
+                                "--out", tmp_path, "--quiet")
+    assert code == 0, err
+    rep = json.loads(stdout)
+    g = load_grammar(GRAMMAR)
+    test = load_annotations(seq_data[1])
+    # references on the same test steps: the Bayes limit knowing the true current action, and the
+    # best model that knows only how often each action comes next
+    labels = [b.label for v in test.videos for b in v.segments[1:]]
+    freq = max(labels.count(c) for c in set(labels)) / len(labels)
+    bayes = g.bayes_limit()
+    assert rep["current_top1"] > 0.8, rep
+    assert rep["next_top1"] >= bayes - 0.12, rep
+    assert rep["next_top1"] >= freq + 0.3, (rep, freq)
+    assert rep["anticipation"]["1s"]["top1"] >= bayes - 0.15, rep
+    assert rep["anticipation"]["1s"]["n"] >= 50
+    assert set(rep["anticipation"]) == {"0.5s", "1s", "2s"}
+    assert 0 < rep["time_to_end_mae_s"] < 1.0, rep  # segments last 2-4 s
+    assert (tmp_path / "eval.json").is_file() and (tmp_path / "confusion_eval.png").is_file()
+    # the learned transition matrix recovers the grammar's most likely successors
+    from pipeline.checkpoint import head_of, load_checkpoint
+
+    ck = load_checkpoint(ckpt)
+    T = head_of(ck).transition_matrix().numpy()
+    cls = ck["classes"]
+    for a in g.actions:
+        assert cls[int(T[cls.index(a)].argmax())] == g.actions[int(g.transitions[g.index[a]].argmax())]
+
+
+def test_streaming_next_event_equals_offline(next_ckpt, seq_data):
+    from pipeline.predict import Predictor, StreamingPredictor
+    from pipeline.video import load_frames
+
+    ckpt, _ = next_ckpt
+    video = load_annotations(seq_data[1]).videos[0].path
+    off = Predictor.from_checkpoint(ckpt, "cpu").predict(video)
+    assert off.next_probs.shape == off.step_probs.shape and off.time_to_end.shape == off.step_times.shape
+    frames, ts = load_frames(video, sampling="all")
+    sp = StreamingPredictor.from_checkpoint(ckpt, "cpu")
+    got = [sp.push(f, t) for f, t in zip(frames, ts)]
+    enc = [r for r in got if r.encoded]
+    assert len(enc) == len(off.step_times)
+    np.testing.assert_allclose([r.timestamp for r in enc], off.step_times, atol=1e-6)
+    np.testing.assert_allclose(np.stack([r.next_probs for r in enc]), off.next_probs, atol=1e-4)
+    np.testing.assert_allclose([r.time_to_end for r in enc], off.time_to_end, atol=1e-4)
+    d = off.to_dict(timeline=True)
+    assert d["next"]["label"] == enc[-1].next_topk[0][0] and len(d["next_timeline"]) == len(enc)
+
+
+def test_predict_cli_reports_next_event(next_ckpt, seq_data, tmp_path):
+    ckpt, _ = next_ckpt
+    video = load_annotations(seq_data[1]).videos[1].path
+    code, _, err = run_vap("predict", "--checkpoint", ckpt, video, "--out", tmp_path / "p.jsonl", "--timeline",
+                           "--quiet", "--device", "cpu")
+    assert code == 0, err
+    row = json.loads((tmp_path / "p.jsonl").read_text().splitlines()[0])
+    assert row["next"]["label"] in {"clap", "jump", "squat", "wave"} and 0 < row["next"]["prob"] <= 1
+    assert row["next"]["in_s"] >= 0
+    steps = row["next_timeline"]
+    assert len(steps) == row["frames"] and {"t", "label", "prob", "current", "in_s"} <= set(steps[0])
+    code, _, err = run_vap("predict", "--checkpoint", ckpt, video, "--out", tmp_path / "p.csv", "--quiet",
+                           "--device", "cpu")
+    assert code == 0, err
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert rows[0]["next_label"] == row["next"]["label"]
+
+
+def test_next_event_resume_and_bad_annotations(next_ckpt, seq_data, tmp_path):
+    _, cache = next_ckpt
+    args = ["--data", seq_data[0], "--cache", cache, "--quiet", "--out", tmp_path / "r",
+            "backbone.input_size=160", "video.fps=5", "train.patience=0"]
+    code, _, err = run_vap("train", *args, "train.epochs=2")  # the task comes from the CSV's header
+    assert code == 0, err
+    code, stdout, err = run_vap("train", "--out", tmp_path / "r", "--resume", "--cache", cache, "--quiet",
+                                "train.epochs=3")
+    assert code == 0, err
+    assert json.loads(stdout)["epochs_run"] == 3
+    v = load_annotations(seq_data[0]).videos
+    bad = _csv(tmp_path / "bad.csv", f"video,start,end,label\n{v[0].path},0,5,x\n{v[1].path},0,99,x\n")
+    code, _, err = run_vap("train", "--data", bad, "--cache", cache, "--quiet", "--out", tmp_path / "b",
+                           "backbone.input_size=160", "video.fps=5")
+    assert code == 2
+    assert err.strip().splitlines()[-1].startswith(f"error: {bad}:3: segment 0-99 s 'x' runs past the end")
