@@ -41,8 +41,10 @@ def list_backbones() -> list[str]:
 
 
 def create_backbone(name: str, weights: str = "default", input_size: int = 224,
-                    device: str = "auto", batch_size: int = 32) -> "Backbone":
-    """Build a backbone by registry name, e.g. create_backbone("yolo26n-cls", weights="none")."""
+                    device: str = "auto", batch_size: int = 32, runtime: str = "torch",
+                    precision: str = "fp32", channels_last: bool = False) -> "Backbone":
+    """Build a backbone by registry name, e.g. create_backbone("yolo26n-cls", weights="none").
+    runtime / precision / channels_last choose how encode() runs (runtime.py)."""
     fn = _REGISTRY.get(name)
     if fn is None:
         fn = next((f for match, f in _PATTERNS if match(name)), None)
@@ -56,7 +58,17 @@ def create_backbone(name: str, weights: str = "default", input_size: int = 224,
         bb = fn(name=name, weights=weights, input_size=input_size)
     bb.batch_size = batch_size
     bb.eval()
-    return bb.to(resolve_device(device))
+    bb = bb.to(resolve_device(device))
+    if (runtime, precision, channels_last) != ("torch", "fp32", False):
+        bb.set_runtime(runtime, precision, channels_last)
+    return bb
+
+
+def runtime_args(bcfg) -> dict:
+    """create_backbone keyword arguments for the runtime from a BackboneConfig (or its dict)."""
+    get = bcfg.get if isinstance(bcfg, dict) else lambda k, d: getattr(bcfg, k, d)
+    return dict(runtime=get("runtime", "torch"), precision=get("precision", "fp32"),
+                channels_last=get("channels_last", False))
 
 
 def backbone_spec(cfg_backbone) -> dict:
@@ -97,6 +109,20 @@ class Backbone(nn.Module):
         self.weights_id = weights_id  # how the weights were obtained, for messages
         self.batch_size = 32
         self._fingerprint = None
+        self.runtime, self.precision, self.channels_last = "torch", "fp32", False
+        self._ort = None  # an onnxruntime.InferenceSession when runtime == "onnxruntime"
+
+    @property
+    def numerics(self) -> str:
+        """How features are computed: 'torch-fp32' (the reference) or e.g. 'torch-bf16', 'onnxruntime-fp32'."""
+        return f"{self.runtime}-{self.precision}" + ("-cl" if self.channels_last else "")
+
+    @property
+    def cache_id(self) -> str:
+        """The fingerprint, plus the numerics for low-precision paths: their features differ in the
+        third digit, so they are cached apart from the fp32 ones."""
+        same = self.precision == "fp32"  # fp32 paths (eager, channels-last, ONNX Runtime) agree to ~1e-6
+        return self.fingerprint if same else f"{self.fingerprint}-{self.numerics}"
 
     @property
     def device(self) -> torch.device:
@@ -128,16 +154,34 @@ class Backbone(nn.Module):
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
-        """uint8 (T,H,W,3) RGB frames -> float32 (T,D) features, in batches on the model's device."""
+        """uint8 (T,H,W,3) RGB frames -> float32 (T,D) features, in batches on the model's device,
+        with the runtime and precision set by set_runtime()."""
         if len(frames) == 0:
             return np.zeros((0, self.dim), np.float32)
         out = []
         dev = self.device
+        low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         for i in range(0, len(frames), self.batch_size):
             chunk = torch.as_tensor(np.ascontiguousarray(frames[i:i + self.batch_size]))
+            if dev.type == "cuda":
+                chunk = chunk.pin_memory()  # lets the copy overlap with work already queued on the GPU
             x = self.preprocess(chunk.to(dev, non_blocking=True))
-            out.append(self.features(x).float().cpu())
+            if self._ort is not None:
+                out.append(torch.from_numpy(self._ort.run(None, {"pixels": x.cpu().numpy()})[0]))
+                continue
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=low, enabled=low is not None):
+                out.append(self.features(x).float().cpu())
         return torch.cat(out).numpy()
+
+    def set_runtime(self, runtime: str = "torch", precision: str = "fp32", channels_last: bool = False) -> "Backbone":
+        """Choose how encode() runs: PyTorch (fp32, bf16 or fp16 autocast, optionally channels-last)
+        or ONNX Runtime (fp32; the model is exported once into the cache folder). See runtime.py."""
+        from .runtime import configure
+
+        configure(self, runtime, precision, channels_last)
+        return self
 
 
 # ----------------------------------------------------------------------------- EfficientNet-Lite0

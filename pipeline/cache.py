@@ -151,7 +151,7 @@ def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: boo
     todo = []
     for p in paths:
         try:
-            key = cache.key(p, backbone.fingerprint, vcfg, view)
+            key = cache.key(p, getattr(backbone, "cache_id", backbone.fingerprint), vcfg, view)
         except OSError as e:
             res.failures[p] = f"{p}: cannot read file ({e.strerror})"
             continue
@@ -175,6 +175,7 @@ def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: boo
             continue
         cache.save(res.keys[p], feats, ts, dict(video=p, backbone=backbone.name,
                                                 fingerprint=backbone.fingerprint, sampling=sampling_id(vcfg),
+                                                numerics=getattr(backbone, "numerics", "torch-fp32"),
                                                 view=view))
         res.extracted += 1
         res.frames += len(feats)

@@ -41,9 +41,11 @@ def config_of(ckpt: dict):
 
 def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None):
     """Rebuild the backbone from the checkpoint's spec (and fine-tuned weights, if any)."""
-    from .backbones import create_backbone
+    from .backbones import create_backbone, runtime_args
 
     spec, cfg = ckpt["backbone"], ckpt["config"]
+    # the runtime is how features are computed, not what they are: a fine-tuned backbone stays on torch
+    rt = runtime_args(cfg["backbone"]) if not ckpt.get("backbone_state") else {}
     bb = create_backbone(spec["name"], spec["weights"], spec["input_size"], device,
                          batch_size or cfg["backbone"]["batch_size"])
     if ckpt.get("backbone_state"):
@@ -54,6 +56,8 @@ def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None)
             f"backbone '{spec['name']}' (weights={spec['weights']}) does not match the one this model "
             f"was trained with (fingerprint {bb.fingerprint} != {ckpt['backbone_fingerprint']}); "
             f"the weights file or the library version changed")
+    if rt and tuple(rt.values()) != ("torch", "fp32", False):
+        bb.set_runtime(**rt)
     return bb
 
 

@@ -15,9 +15,10 @@ from .config import ConfigError, load_config
 from .data import DataError
 from .video import VideoError
 
+from .export import ExportError
 from .grammar import GrammarError
 
-USER_ERRORS = (ConfigError, DataError, BackboneError, CheckpointError, VideoError, GrammarError)
+USER_ERRORS = (ConfigError, DataError, BackboneError, CheckpointError, VideoError, GrammarError, ExportError)
 
 # The demo: small enough for a laptop CPU in about a minute, big enough to learn motion.
 DEMO_OVERRIDES = [
@@ -102,7 +103,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from .backbones import create_backbone
+    from .backbones import create_backbone, runtime_args
     from .cache import FeatureCache, extract
     from .data import load_dataset
 
@@ -115,7 +116,7 @@ def cmd_extract(args) -> int:
     except DataError:
         pass
     bb = create_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.input_size,
-                         cfg.backbone.device, cfg.backbone.batch_size)
+                         cfg.backbone.device, cfg.backbone.batch_size, **runtime_args(cfg.backbone))
     cache = FeatureCache.from_config(cfg)
     t0 = time.time()
     res = extract(paths, bb, cfg.video, cache, progress=not args.quiet, failures_file=args.failures)
@@ -166,6 +167,18 @@ def cmd_compose(args) -> int:
         print(f"skipped: {e}", file=sys.stderr)
     print(f"wrote {summary['videos']} sequences and {summary['annotations']}", file=sys.stderr)
     _print_json(summary)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import ExportError, export_onnx
+
+    if args.format != "onnx":
+        raise ExportError(f"unknown export format '{args.format}' (onnx)")
+    s = export_onnx(args.checkpoint, args.out)
+    print(f"wrote {s['backbone']}, {s['head']} and {s['model']}; check against PyTorch: {s['check']}",
+          file=sys.stderr)
+    _print_json(s)
     return 0
 
 
@@ -351,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(fn=cmd_compose)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX (backbone + streaming head step + model.json)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", default="onnx", help="onnx (the only format so far)")
+    p.add_argument("--out", help="output folder (default: <run>/onnx)")
+    p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("demo", help="synthetic data -> features -> LSTM -> evaluation, end to end")
     p.add_argument("--out", default="runs/demo", help="demo folder (data, cache, run)")

@@ -37,7 +37,7 @@ class VideoConfig:
     fps: float = 10.0            # target rate for sampling=fps
     num_frames: int = 16         # frames spread over the clip for sampling=count (TSN segments)
     max_side: int = 320          # downscale at decode time so the longer side <= this (0 = keep)
-    chunk_mb: int = 256          # decode at most this many MB of frames at once
+    chunk_mb: int = 32           # decode at most this many MB of frames at once (up to ~5 chunks in flight)
 
 
 @dataclass
@@ -47,6 +47,9 @@ class BackboneConfig:
     input_size: int = 224        # square input side in pixels
     batch_size: int = 32         # frames per forward pass
     device: str = "auto"         # auto | cpu | cuda | cuda:N
+    runtime: str = "torch"       # torch | onnxruntime | auto (measure once, keep the fastest correct path)
+    precision: str = "fp32"      # fp32 | bf16 (CPUs with native bf16) | fp16 (CUDA) | auto
+    channels_last: bool = False  # PyTorch runtime: channels-last memory format
 
 
 @dataclass
@@ -117,6 +120,8 @@ CHOICES = {
     "video.sampling": {"fps", "count", "all"},
     "head.type": {"lstm", "gru", "meanpool"},
     "train.task": {"classification", "next_event"},
+    "backbone.runtime": {"torch", "onnxruntime", "auto"},
+    "backbone.precision": {"fp32", "bf16", "fp16", "auto"},
     "head.next_mode": {"direct", "transition", "both"},
     "head.pool": {"mean", "last"},
     "train.class_balance": {"loss", "sampler", "none"},

@@ -25,6 +25,20 @@ class HeadOutput(NamedTuple):
     time: torch.Tensor | None = None  # (B, T) seconds until the current segment ends, or (B,)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout drawn from torch.rand instead of bernoulli_: the same distribution, 2.4x
+    faster on a CPU (bernoulli_ was 19% of a training epoch's time; bench/perf.py training)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return x * (torch.rand_like(x) >= self.p) * (1.0 / (1.0 - self.p))
+
+
 def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
     """(B,) lengths -> (B, T) bool, True on valid steps."""
     return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
@@ -38,7 +52,7 @@ class _InputBlock(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(in_dim) if norm else nn.Identity()
         self.proj = nn.Sequential(nn.Linear(in_dim, proj_dim), nn.GELU()) if proj_dim > 0 else nn.Identity()
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.out_dim = proj_dim if proj_dim > 0 else in_dim
 
     def forward(self, x):
@@ -64,7 +78,7 @@ class RNNHead(nn.Module):
         self.bidirectional = bidirectional
         self.pool = pool
         out = hidden_size * (2 if bidirectional else 1)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.classifier = nn.Linear(out, num_classes)
         # next_mode: direct = a linear read-out of the state; transition = P(current | state) times a
         # learned transition matrix (a first-order grammar: it cannot memorise one video's order);
@@ -79,10 +93,9 @@ class RNNHead(nn.Module):
         # softplus keeps the predicted time >= 0
         self.time_regressor = nn.Sequential(nn.Linear(out, 1), nn.Softplus()) if next_event and time_head else None
 
-    def _extras(self, h: torch.Tensor, step_logits: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Next-event logits and time to the segment's end from step states h (..., H) and the
-        current-action logits of the same steps (..., C)."""
-        hd = self.drop(h)
+    def _extras(self, hd: torch.Tensor, step_logits: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Next-event logits and time to the segment's end from the (dropped-out) step states
+        hd (..., H) and the current-action logits of the same steps (..., C)."""
         nxt = None
         if self.transition is not None:  # log sum_a P(current=a) P(next | a)
             p = torch.softmax(step_logits, -1) @ torch.softmax(self.transition, -1)  # (..., C)
@@ -114,7 +127,8 @@ class RNNHead(nn.Module):
             # causal: padding after the end cannot change earlier outputs, so no packing is needed
             h, _ = self.rnn(z)  # (B, T, H)
         mask = length_mask(lengths, T)  # (B, T)
-        steps = self.classifier(self.drop(h))  # (B, T, C)
+        hd = self.drop(h)  # one dropout mask for every read-out of the step states
+        steps = self.classifier(hd)  # (B, T, C)
         if self.pool == "mean":
             m = mask.unsqueeze(-1).to(h.dtype)
             pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)  # (B, H)
@@ -124,7 +138,7 @@ class RNNHead(nn.Module):
             if self.bidirectional:  # backward direction's summary sits at step 0
                 H = h.shape[-1] // 2
                 pooled = torch.cat([pooled[:, :H], h[:, 0, H:]], -1)
-        return HeadOutput(self.classifier(self.drop(pooled)), steps, *self._extras(h, steps))
+        return HeadOutput(self.classifier(self.drop(pooled)), steps, *self._extras(hd, steps))
 
     def init_state(self, batch: int = 1, device=None):
         return None  # created lazily from the first input
@@ -142,8 +156,9 @@ class RNNHead(nn.Module):
         h = h[:, 0]  # (B, H)
         h_sum, n = h_sum + h, n + 1
         pooled = h_sum / n if self.pool == "mean" else h
-        steps = self.classifier(self.drop(h))  # (B, C)
-        return (HeadOutput(self.classifier(self.drop(pooled)), steps, *self._extras(h, steps)),
+        hd = self.drop(h)
+        steps = self.classifier(hd)  # (B, C)
+        return (HeadOutput(self.classifier(self.drop(pooled)), steps, *self._extras(hd, steps)),
                 (rnn_state, h_sum, n))
 
 
@@ -155,7 +170,7 @@ class MeanPoolHead(nn.Module):
                  input_norm: bool = True, proj_dim: int = 256, **_):
         super().__init__()
         self.inp = _InputBlock(in_dim, input_norm, proj_dim, input_dropout)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.classifier = nn.Linear(self.inp.out_dim, num_classes)
         self.can_stream = True
 

@@ -184,17 +184,16 @@ class Predictor:
         tte = out.time[0].float().cpu().numpy() if out.time is not None else None  # (T,)
         order = np.argsort(-clip)[: self.topk]
         starts = window_starts(duration, self.window, self.stride)
-        seqs, keep = [], []
-        for i, s in enumerate(starts):  # each window reuses the already-encoded frames
-            m = (ts >= s - 1e-9) & (ts < s + self.window - 1e-9)
-            if m.any():
-                seqs.append(torch.from_numpy(feats[m]).float())
-                keep.append(i)
+        # each window reuses the already-encoded frames: (first, last + 1) step of each window
+        lo = np.searchsorted(ts, starts - 1e-9, side="left")
+        hi = np.searchsorted(ts, starts + self.window - 1e-9, side="left")
+        keep = np.flatnonzero(hi > lo)
         probs = np.zeros((0, len(self.classes)), np.float32)
-        if seqs:
+        if len(keep):
             outs = []
-            for b in range(0, len(seqs), 256):
-                xb, lb = pad_batch(seqs[b:b + 256])
+            for b in range(0, len(keep), 256):  # windows built batch by batch: memory flat in length
+                seqs = [torch.from_numpy(feats[lo[i]:hi[i]]).float() for i in keep[b:b + 256]]
+                xb, lb = pad_batch(seqs)
                 outs.append(_softmax(self.head(xb.to(self.device), lb.to(self.device)).clip))
             probs = np.concatenate(outs)
         starts = starts[keep]

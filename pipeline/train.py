@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import data as data_mod
-from .backbones import backbone_spec, create_backbone, resolve_device
+from .backbones import backbone_spec, create_backbone, resolve_device, runtime_args
 from .cache import FeatureCache, extract
 from .checkpoint import FORMAT_VERSION, load_checkpoint
 from .config import Config, load_config, save_config
@@ -289,7 +289,7 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     finetune = cfg.train.finetune_backbone
     backbone = create_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.input_size,
                                cfg.backbone.device if not finetune else cfg.train.device,
-                               cfg.backbone.batch_size)
+                               cfg.backbone.batch_size, **({} if finetune else runtime_args(cfg.backbone)))
     spec_fingerprint = backbone.fingerprint
     failures_file = out / "failures.txt"
     if finetune:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import segments as seg
-from .backbones import backbone_spec, create_backbone, resolve_device
+from .backbones import backbone_spec, create_backbone, resolve_device, runtime_args
 from .cache import FeatureCache, extract
 from .checkpoint import FORMAT_VERSION
 from .config import Config, save_config
@@ -232,7 +232,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     atomic_write_csv(out / "split.csv", ["video", "split"],
                      [[v.path, "train"] for v in train_v] + [[v.path, "val"] for v in val_v])
     backbone = create_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.input_size,
-                               cfg.backbone.device, cfg.backbone.batch_size)
+                               cfg.backbone.device, cfg.backbone.batch_size, **runtime_args(cfg.backbone))
     cache = FeatureCache.from_config(cfg)
     feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
     if failures:

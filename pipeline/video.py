@@ -192,12 +192,25 @@ def _first_line(e: Exception) -> str:
     return text[0][:200] if text else type(e).__name__
 
 
+# Above this file size, decoder=auto reads with OpenCV first: decord's memory grows with the file
+# (measured: +180 MB from a 60 s to a 10 min 1080p H.264 file, where OpenCV stays flat and decodes
+# as fast; bench/perf.py decode and memory).
+LONG_FILE_MB = 16
+
+
 def open_video(path, decoder: str = "auto", max_side: int = 0):
-    """Open a reader; decoder=auto tries decord and falls back to OpenCV."""
+    """Open a reader; decoder=auto tries decord and falls back to OpenCV (OpenCV first for files
+    over LONG_FILE_MB, to keep memory flat on long videos)."""
     path = str(path)
     _check_file(path)
     if decoder == "opencv" or (decoder == "auto" and not decord_available()):
         return _OpenCVReader(path, max_side)
+    if decoder == "auto" and os.path.getsize(path) > LONG_FILE_MB * 1024 * 1024:
+        try:
+            return _OpenCVReader(path, max_side)
+        except VideoError as e:
+            log.debug("OpenCV failed on %s (%s); trying decord", path, e.problem)
+            return _DecordReader(path, max_side)
     if decoder == "decord":
         return _DecordReader(path, max_side)
     if decoder != "auto":
@@ -216,7 +229,7 @@ def probe(path, decoder: str = "auto") -> VideoInfo:
 # ----------------------------------------------------------------------------- reading
 
 def open_frames(path, sampling: str = "fps", fps: float = 10.0, num_frames: int = 16,
-                decoder: str = "auto", max_side: int = 0, chunk_mb: int = 256,
+                decoder: str = "auto", max_side: int = 0, chunk_mb: int = 32,
                 indices: np.ndarray | None = None) -> tuple[VideoInfo, Iterator[tuple[np.ndarray, np.ndarray]]]:
     """Open the video once: its VideoInfo now (errors raise here), and the iter_frames chunks."""
     reader = open_video(path, decoder, max_side)
@@ -229,7 +242,7 @@ def open_frames(path, sampling: str = "fps", fps: float = 10.0, num_frames: int 
 
 
 def iter_frames(path, sampling: str = "fps", fps: float = 10.0, num_frames: int = 16,
-                decoder: str = "auto", max_side: int = 0, chunk_mb: int = 256,
+                decoder: str = "auto", max_side: int = 0, chunk_mb: int = 32,
                 indices: np.ndarray | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (frames (t,H,W,3) RGB uint8, timestamps (t,) float64 s) chunks of the sampled frames."""
     yield from open_frames(path, sampling, fps, num_frames, decoder, max_side, chunk_mb, indices)[1]

@@ -283,3 +283,20 @@ def test_next_event_resume_and_bad_annotations(next_ckpt, seq_data, tmp_path):
                            "backbone.input_size=160", "video.fps=5")
     assert code == 2
     assert err.strip().splitlines()[-1].startswith(f"error: {bad}:3: segment 0-99 s 'x' runs past the end")
+
+
+def test_next_event_onnx_export_streams(next_ckpt, seq_data, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from pipeline.export import export_onnx
+    from pipeline.onnx_predict import OnnxModel, OnnxPredictor
+    from pipeline.predict import Predictor
+
+    ckpt, _ = next_ckpt
+    s = export_onnx(ckpt, tmp_path / "onnx")
+    assert s["kind"] == "next_event" and s["check"]["step_prob_max_diff"] < 1e-4
+    video = load_annotations(seq_data[1]).videos[2].path
+    a = OnnxPredictor(OnnxModel(tmp_path / "onnx")).predict(video)
+    b = Predictor.from_checkpoint(ckpt, "cpu").predict(video)
+    np.testing.assert_allclose(a["next_probs"], b.next_probs, atol=1e-3)
+    np.testing.assert_allclose(a["time_to_end"], b.time_to_end, atol=1e-3)
+    assert a["next"]["label"] == b.next_event()["label"]

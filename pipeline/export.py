@@ -1,0 +1,147 @@
+"""ONNX export (`vap export`): the backbone and one streaming step of the head, plus model.json.
+
+    backbone.onnx   pixels (N,3,S,S) float32, normalised as model.json says -> features (N,D)
+    head_step.onnx  x (B,D), h (L,B,H), c (L,B,H), acc (B,A), n (B,1)
+                    -> step_logits (B,C), clip_logits (B,C)[, next_logits (B,C)][, time (B,)],
+                       h, c, acc, n (the new state)
+    model.json      classes, task, preprocessing, sampling, state sizes, file names
+
+The head step carries its state explicitly, so a stream runs entirely in ONNX Runtime; a zero
+state starts a sequence. `pipeline.onnx_predict` runs these files without importing torch.
+Optional dependencies: pip install "vap[onnx]" (onnx, onnxruntime).
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .checkpoint import backbone_of, config_of, head_of, load_checkpoint
+from .heads import MeanPoolHead, RNNHead
+from .io import atomic_path, atomic_write_text
+
+FORMAT = 1
+
+
+class ExportError(ValueError):
+    """A checkpoint that cannot be exported; the message says why."""
+
+
+class _Features(nn.Module):
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, pixels):  # (N, 3, S, S) -> (N, D)
+        return self.backbone.features(pixels)
+
+
+class _HeadStep(nn.Module):
+    """head.step with the state as plain tensors: (h, c) of the RNN (c unused by a GRU, both unused
+    by mean-pool), the running sum of step states `acc` and the step count `n` (B, 1)."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head = head
+        self.lstm = isinstance(head, RNNHead) and head.rnn_type == "lstm"
+
+    def forward(self, x, h, c, acc, n):
+        if isinstance(self.head, MeanPoolHead):
+            out, (acc2, n2) = self.head.step(x, (acc, n))
+            h2, c2 = h, c
+        else:
+            rnn_state = (h, c) if self.lstm else h
+            out, (rnn2, acc2, n2) = self.head.step(x, (rnn_state, acc, n))
+            h2, c2 = rnn2 if self.lstm else (rnn2, c)
+        outs = [out.steps, out.clip]
+        if out.next is not None:
+            outs.append(out.next)
+        if out.time is not None:
+            outs.append(out.time)
+        return (*outs, h2, c2, acc2, n2)
+
+
+def state_sizes(head) -> dict:
+    """layers, hidden (H) and acc (A) sizes of the head's streaming state."""
+    if isinstance(head, MeanPoolHead):
+        return dict(layers=1, hidden=1, acc=head.inp.out_dim)
+    return dict(layers=head.rnn.num_layers, hidden=head.rnn.hidden_size, acc=head.rnn.hidden_size)
+
+
+def _onnx_export(module, args, path: Path, inputs, outputs, dynamic) -> None:
+    # the exporter puts the module back into the mode it found it in, children included: a fresh
+    # wrapper is in training mode, which would leave dropout and BatchNorm training afterwards
+    module.eval()
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about control flow that these modules lack
+        torch.onnx.export(module, args, tmp, input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
+                          opset_version=17, dynamo=False)
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> dict:
+    """Write backbone.onnx, head_step.onnx and model.json into `out` (default: beside the checkpoint,
+    in <run>/onnx). Returns a summary dict with the paths."""
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+    except ImportError:
+        raise ExportError('ONNX export needs the onnx package: pip install "vap[onnx]"') from None
+    ckpt = load_checkpoint(checkpoint)
+    cfg = config_of(ckpt)
+    out = Path(out) if out else Path(checkpoint).parent / "onnx"
+    out.mkdir(parents=True, exist_ok=True)
+    backbone = backbone_of(ckpt, "cpu").eval()
+    head = head_of(ckpt, "cpu").eval()
+    if not getattr(head, "can_stream", False):
+        raise ExportError(f"{checkpoint}: a bidirectional head cannot run step by step; retrain with "
+                          f"head.bidirectional=false")
+    S = backbone.input_size
+    _onnx_export(_Features(backbone), (torch.zeros(2, 3, S, S),), out / "backbone.onnx", ["pixels"], ["features"],
+                 {"pixels": {0: "n"}, "features": {0: "n"}})
+    sz = state_sizes(head)
+    B, L, H, A = 1, sz["layers"], sz["hidden"], sz["acc"]
+    args = (torch.zeros(B, backbone.dim), torch.zeros(L, B, H), torch.zeros(L, B, H), torch.zeros(B, A),
+            torch.zeros(B, 1))
+    next_event = ckpt.get("kind") == "next_event"
+    has_time = next_event and getattr(head, "time_regressor", None) is not None
+    outputs = ["step_logits", "clip_logits"] + (["next_logits"] if next_event else []) + (
+        ["time"] if has_time else []) + ["h_out", "c_out", "acc_out", "n_out"]
+    dyn = {"x": {0: "b"}, "acc": {0: "b"}, "n": {0: "b"}, "h": {1: "b"}, "c": {1: "b"},
+           **{o: ({1: "b"} if o in ("h_out", "c_out") else {0: "b"}) for o in outputs}}
+    _onnx_export(_HeadStep(head), args, out / "head_step.onnx", ["x", "h", "c", "acc", "n"], outputs, dyn)
+    meta = dict(format=FORMAT, kind=ckpt.get("kind", "classification"), classes=list(ckpt["classes"]),
+                backbone=dict(name=backbone.name, input_size=S, mean=list(backbone.mean), std=list(backbone.std),
+                              dim=backbone.dim, fingerprint=ckpt["backbone_fingerprint"]),
+                video=dict(sampling=cfg.video.sampling, fps=cfg.video.fps, num_frames=cfg.video.num_frames,
+                           decoder=cfg.video.decoder, max_side=cfg.video.max_side, chunk_mb=cfg.video.chunk_mb),
+                head=dict(type=cfg.head.type, **sz, outputs=outputs),
+                files=dict(backbone="backbone.onnx", head="head_step.onnx"), checkpoint=str(checkpoint))
+    atomic_write_text(out / "model.json", json.dumps(meta, indent=1) + "\n")
+    return dict(out=str(out), backbone=str(out / "backbone.onnx"), head=str(out / "head_step.onnx"),
+                model=str(out / "model.json"), kind=meta["kind"], classes=meta["classes"],
+                check=verify(out, backbone, head))
+
+
+@torch.no_grad()
+def verify(folder: Path, backbone, head, steps: int = 12) -> dict:
+    """Run the exported files on ONNX Runtime beside PyTorch: the features' minimum cosine similarity
+    on probe frames and the largest difference of the streamed step probabilities."""
+    from .onnx_predict import OnnxModel, _softmax
+    from .runtime import cosine, probe_frames
+
+    try:
+        m = OnnxModel(folder)
+    except ImportError:
+        return dict(skipped="onnxruntime not installed")
+    frames = probe_frames(8, backbone.input_size)
+    f_ort, f_pt = m.encode(frames), backbone.encode(frames)
+    x = torch.from_numpy(f_pt).repeat(2, 1)[:steps]  # (steps, D)
+    state, pt_state, worst = m.init_state(1), None, 0.0
+    for t in range(len(x)):
+        o, state = m.step(x[t:t + 1].numpy(), state)
+        p, pt_state = head.step(x[t:t + 1], pt_state)
+        worst = max(worst, float(np.abs(_softmax(o["step_logits"]) - torch.softmax(p.steps, -1).numpy()).max()))
+    return dict(feature_min_cosine=round(float(cosine(f_ort, f_pt).min()), 6), step_prob_max_diff=worst)

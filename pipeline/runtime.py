@@ -1,0 +1,184 @@
+"""Backbone runtimes: PyTorch eager (fp32, bf16 / fp16 autocast, channels-last) or ONNX Runtime,
+and `auto`, which measures the candidates once on this machine and keeps the fastest one whose
+features match the fp32 reference (cosine similarity > 0.99).
+
+The choice is cached in ~/.cache/vap/runtime.json per (backbone fingerprint, input size, batch
+size, device, CPU, library versions), so the measurement (a few seconds) happens once per machine.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .backbones import BackboneError
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("torch", "onnxruntime", "auto")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+MIN_COSINE = 0.99
+
+
+class RuntimeConfigError(BackboneError):
+    """A runtime or precision this machine cannot run; the message says what to use instead."""
+
+
+def bf16_supported() -> bool:
+    """CPU bf16 is worth it only with native support (AVX512-BF16 / AMX); emulated, it is slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+def ort_available() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+        import onnx  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("VAP_HOME", Path.home() / ".cache" / "vap")).expanduser()
+
+
+def _ort_session(bb, threads: int = 0):
+    """Export bb.features to ONNX once (cached by fingerprint and input size) and open a session."""
+    import onnxruntime as ort
+
+    from .export import _Features, _onnx_export
+
+    path = _cache_dir() / "onnx" / f"{bb.name}-{bb.fingerprint}-{bb.input_size}.onnx"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        S = bb.input_size
+        bb_cpu_state = bb.device
+        bb.cpu()
+        try:
+            _onnx_export(_Features(bb).eval(), (torch.zeros(2, 3, S, S),), path, ["pixels"], ["features"],
+                         {"pixels": {0: "n"}, "features": {0: "n"}})
+        finally:
+            bb.to(bb_cpu_state)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    # no busy-waiting between runs: ORT's spinning threads would fight PyTorch's (preprocessing, the
+    # head) for the same cores, which showed as 5x latency spikes when streaming
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    avail = ort.get_available_providers()
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if (
+        bb.device.type == "cuda" and "CUDAExecutionProvider" in avail) else ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(path), opts, providers=providers)
+
+
+def configure(bb, runtime: str = "torch", precision: str = "fp32", channels_last: bool = False) -> None:
+    """Set how bb.encode runs. runtime/precision 'auto' measure the candidates (see pick_fastest)."""
+    if runtime not in RUNTIMES or precision not in PRECISIONS:
+        raise RuntimeConfigError(f"backbone.runtime must be one of {RUNTIMES} and backbone.precision one of "
+                            f"{PRECISIONS}; got {runtime!r}, {precision!r}")
+    if runtime == "auto" or precision == "auto":
+        runtime, precision, channels_last = pick_fastest(bb, runtime, precision)
+    dev = bb.device.type
+    if precision == "bf16" and dev == "cpu" and not bf16_supported():
+        raise RuntimeConfigError("backbone.precision=bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); "
+                            "use fp32 or auto")
+    if precision == "fp16" and dev != "cuda":
+        raise RuntimeConfigError("backbone.precision=fp16 needs a CUDA device; on a CPU use fp32, bf16 or auto")
+    if runtime == "onnxruntime" and precision != "fp32":
+        raise RuntimeConfigError("backbone.runtime=onnxruntime runs fp32; set backbone.precision=fp32")
+    if runtime == "onnxruntime" and not ort_available():
+        raise RuntimeConfigError('backbone.runtime=onnxruntime needs: pip install "vap[onnx]"')
+    bb.runtime, bb.precision, bb.channels_last = runtime, precision, bool(channels_last)
+    bb.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    bb._ort = _ort_session(bb) if runtime == "onnxruntime" else None
+
+
+def candidates(bb, runtime: str = "auto", precision: str = "auto") -> list[tuple[str, str, bool]]:
+    """(runtime, precision, channels_last) paths this machine can run, fp32 eager first."""
+    cuda = bb.device.type == "cuda"
+    out = [("torch", "fp32", False), ("torch", "fp32", True)]
+    if cuda:
+        out += [("torch", "fp16", False), ("torch", "fp16", True)]
+    elif bf16_supported():
+        out += [("torch", "bf16", False), ("torch", "bf16", True)]
+    if ort_available():
+        out.append(("onnxruntime", "fp32", False))
+    return [c for c in out if runtime in ("auto", c[0]) and precision in ("auto", c[1])] or [("torch", "fp32", False)]
+
+
+def probe_frames(n: int = 8, size: int = 224) -> np.ndarray:
+    """Deterministic camera-like frames (synthetic performers over textured, noisy backgrounds) at
+    the backbone's input size, for timing and for checking a fast path against fp32."""
+    from .synthetic import ACTIONS, render_clip
+
+    return np.stack([render_clip(ACTIONS[i % len(ACTIONS)], np.random.default_rng(i), size, size,
+                                 duration=0.04)[0] for i in range(n)])
+
+
+def measure(bb, frames: np.ndarray, repeats: int = 3) -> float:
+    """Best seconds per call of bb.encode(frames) after one warm-up call."""
+    bb.encode(frames)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        bb.encode(frames)
+        if bb.device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
+def features_match(a: np.ndarray, ref: np.ndarray) -> bool:
+    """cosine > MIN_COSINE on every frame; frames whose reference features are ~0 (random-init
+    models with BatchNorm can give that) must instead agree to 1e-4 absolute."""
+    live = np.linalg.norm(ref, axis=1) > 1e-4
+    ok = bool((cosine(a[live], ref[live]) > MIN_COSINE).all()) if live.any() else True
+    return ok and bool(np.allclose(a[~live], ref[~live], atol=1e-4))
+
+
+def pick_fastest(bb, runtime: str = "auto", precision: str = "auto", use_cache: bool = True) -> tuple[str, str, bool]:
+    """Measure every candidate path on probe frames and return the fastest whose features have
+    cosine similarity > MIN_COSINE with fp32 eager on every frame."""
+    key = "|".join(map(str, [bb.name, bb.fingerprint, bb.input_size, bb.batch_size, bb.device, runtime, precision,
+                             platform.processor() or platform.machine(), os.cpu_count(), torch.__version__,
+                             torch.get_num_threads()]))
+    store = _cache_dir() / "runtime.json"
+    known = json.loads(store.read_text()) if use_cache and store.is_file() else {}
+    if key in known:
+        return tuple(known[key]["choice"])  # type: ignore[return-value]
+    frames = probe_frames(min(bb.batch_size, 16), bb.input_size)
+    results = []
+    configure(bb, "torch", "fp32", False)
+    ref = bb.encode(frames)  # the reference every path must match
+    for cand in candidates(bb, runtime, precision):
+        try:
+            configure(bb, *cand)
+            feats = bb.encode(frames)
+        except Exception as e:  # e.g. an operator ONNX cannot export: skip that path
+            log.info("backbone runtime %s unavailable: %s", cand, str(e).splitlines()[0] if str(e) else e)
+            continue
+        ok = features_match(feats, ref)
+        results.append(dict(choice=list(cand), seconds=measure(bb, frames), ok=ok,
+                            min_cosine=round(float(cosine(feats, ref).min()), 5)))
+    configure(bb, "torch", "fp32", False)
+    good = [r for r in results if r["ok"]]
+    best = min(good, key=lambda r: r["seconds"])
+    log.info("backbone runtime auto: %s (measured %s)", best["choice"], results)
+    if use_cache:
+        from .io import atomic_write_text
+
+        known[key] = dict(choice=best["choice"], measured=results)
+        atomic_write_text(store, json.dumps(known, indent=1))
+    return tuple(best["choice"])  # type: ignore[return-value]
