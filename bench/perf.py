@@ -107,6 +107,10 @@ def bench_backbone(quick: bool = False, names: list[str] | None = None, batch: i
     from pipeline.backbones import create_backbone
     from pipeline.runtime import candidates, cosine, features_match, probe_frames
 
+    if os.environ.get("VAP_BENCH_ALL_BACKBONES"):  # every registered backbone (slow: ResNet50, ConvNeXt...)
+        from pipeline.backbones import list_backbones
+
+        names = list_backbones()
     names = names or (DEFAULT_BACKBONES[:2] if quick else DEFAULT_BACKBONES)
     rows = []
     for name in names:
@@ -363,7 +367,11 @@ def main() -> None:
     ap.add_argument("bench", choices=sorted(BENCHES))
     ap.add_argument("--quick", action="store_true", help="smaller inputs (a smoke run)")
     ap.add_argument("--device", default=None, help="auto (default) | cpu | cuda")
+    ap.add_argument("--all-backbones", action="store_true", help="backbone: every registered backbone, not the "
+                                                                 "default six")
     args = ap.parse_args()
+    if args.all_backbones:
+        os.environ["VAP_BENCH_ALL_BACKBONES"] = "1"
     global DEVICE
     DEVICE = args.device or DEVICE
     t0 = time.time()

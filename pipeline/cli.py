@@ -107,14 +107,19 @@ def cmd_extract(args) -> int:
     from .cache import FeatureCache, extract
     from .data import load_dataset
 
+    from .segments import is_annotation_file, load_annotations
+
     cfg = _config(args, [f"data.train={args.data}"])
-    ds = load_dataset(args.data, "train", tuple(cfg.data.extensions), cfg.data.ucf_split)
-    paths = [s.path for s in ds.samples]
-    try:  # a split-aware source also has evaluation clips: extract those too
-        paths += [s.path for s in load_dataset(args.data, "eval", tuple(cfg.data.extensions),
-                                               cfg.data.ucf_split).samples if s.path not in set(paths)]
-    except DataError:
-        pass
+    if is_annotation_file(args.data):  # segment annotations (next-event task): every video they name
+        paths = [v.path for v in load_annotations(args.data).videos]
+    else:
+        ds = load_dataset(args.data, "train", tuple(cfg.data.extensions), cfg.data.ucf_split)
+        paths = [s.path for s in ds.samples]
+        try:  # a split-aware source also has evaluation clips: extract those too
+            paths += [s.path for s in load_dataset(args.data, "eval", tuple(cfg.data.extensions),
+                                                   cfg.data.ucf_split).samples if s.path not in set(paths)]
+        except DataError:
+            pass
     bb = create_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.input_size,
                          cfg.backbone.device, cfg.backbone.batch_size, **runtime_args(cfg.backbone))
     cache = FeatureCache.from_config(cfg)
@@ -332,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("extract", help="fill the feature cache ahead of training (resumable)")
-    p.add_argument("--data", required=True, help="videos to encode (any training format)")
+    p.add_argument("--data", required=True, help="videos to encode (any training format, or segment annotations)")
     p.add_argument("--failures", help="also write the unreadable videos to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_args(p)

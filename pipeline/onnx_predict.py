@@ -64,8 +64,8 @@ class OnnxModel:
                 # shrinking: PIL's bilinear filter widens with the scale, as torch's antialias=True does
                 from PIL import Image
 
-                out[i] = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(f[..., k])).resize((S, S), Image.BILINEAR))
-                                   for k in range(3)], -1)
+                planes = [Image.fromarray(np.ascontiguousarray(f[..., k])) for k in range(3)]  # float "F" images
+                out[i] = np.stack([np.asarray(pl.resize((S, S), Image.BILINEAR)) for pl in planes], -1)
             else:
                 out[i] = cv2.resize(f, (S, S), interpolation=cv2.INTER_LINEAR) if f.shape[:2] != (S, S) else f
         return np.ascontiguousarray(((out - self.mean) / self.std).transpose(0, 3, 1, 2))

@@ -277,6 +277,10 @@ def test_next_event_resume_and_bad_annotations(next_ckpt, seq_data, tmp_path):
                                 "train.epochs=3")
     assert code == 0, err
     assert json.loads(stdout)["epochs_run"] == 3
+    code, stdout, err = run_vap("extract", "--data", seq_data[0], "--cache", cache, "--quiet",
+                                "backbone.input_size=160", "video.fps=5")  # annotation CSVs work here too
+    assert code == 0, err
+    assert json.loads(stdout)["reused"] == 36
     v = load_annotations(seq_data[0]).videos
     bad = _csv(tmp_path / "bad.csv", f"video,start,end,label\n{v[0].path},0,5,x\n{v[1].path},0,99,x\n")
     code, _, err = run_vap("train", "--data", bad, "--cache", cache, "--quiet", "--out", tmp_path / "b",
