@@ -255,6 +255,18 @@ def _setup_logging(out: Path) -> logging.Handler:
     return handler
 
 
+def restore(state: dict, head, optimizer, scheduler, cfg: Config):
+    """Load a last.pt's head, optimizer and scheduler; (history, best, start epoch, stale epochs, rng)."""
+    head.load_state_dict(state["head_state"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    start = state["epoch"] + 1
+    rng = np.random.default_rng([cfg.train.seed, start])  # a fresh, reproducible stream
+    torch.manual_seed(cfg.train.seed + start)
+    log.info("resumed from epoch %d", start)
+    return state["history"], state["best"], start, state["stale"], rng
+
+
 def main(cfg: Config, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
     """Train a head (or backbone + head) on cfg.data.train; returns the metrics dict.
     train.task=next_event trains on segment annotations instead (train_next.py)."""
@@ -327,13 +339,7 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
 
     history, best, start_epoch, stale = [], None, 0, 0
     if state is not None:
-        head.load_state_dict(state["head_state"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, best, start_epoch, stale = state["history"], state["best"], state["epoch"] + 1, state["stale"]
-        rng = np.random.default_rng([cfg.train.seed, start_epoch])  # a fresh, reproducible stream
-        torch.manual_seed(cfg.train.seed + start_epoch)
-        log.info("resumed from epoch %d", state["epoch"] + 1)
+        history, best, start_epoch, stale, rng = restore(state, head, optimizer, scheduler, cfg)
 
     from tqdm import tqdm
 

@@ -222,7 +222,7 @@ def load_annotation_splits(cfg: Config) -> tuple[seg.Annotations, list, list]:
 
 
 def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
-    from .train import lr_lambda, seed_everything
+    from .train import lr_lambda, restore, seed_everything
 
     t0 = time.time()
     save_config(cfg, out / "config.yaml")
@@ -252,13 +252,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     history, best, start_epoch, stale = [], None, 0, 0
     if state is not None:
-        head.load_state_dict(state["head_state"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, best, start_epoch, stale = state["history"], state["best"], state["epoch"] + 1, state["stale"]
-        rng = np.random.default_rng([cfg.train.seed, start_epoch])
-        torch.manual_seed(cfg.train.seed + start_epoch)
-        log.info("resumed from epoch %d", state["epoch"] + 1)
+        history, best, start_epoch, stale, rng = restore(state, head, optimizer, scheduler, cfg)
 
     from tqdm import tqdm
 
