@@ -61,13 +61,13 @@ def _ort_session(bb, threads: int = 0):
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         S = bb.input_size
-        bb_cpu_state = bb.device
-        bb.cpu()
+        device = bb.device
+        bb.cpu()  # exported on the CPU; the session picks its own provider
         try:
             _onnx_export(_Features(bb).eval(), (torch.zeros(2, 3, S, S),), path, ["pixels"], ["features"],
                          {"pixels": {0: "n"}, "features": {0: "n"}})
         finally:
-            bb.to(bb_cpu_state)
+            bb.to(device)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or torch.get_num_threads()
     # no busy-waiting between runs: ORT's spinning threads would fight PyTorch's (preprocessing, the
@@ -169,8 +169,7 @@ def pick_fastest(bb, runtime: str = "auto", precision: str = "auto", use_cache: 
         except Exception as e:  # e.g. an operator ONNX cannot export: skip that path
             log.info("backbone runtime %s unavailable: %s", cand, str(e).splitlines()[0] if str(e) else e)
             continue
-        ok = features_match(feats, ref)
-        results.append(dict(choice=list(cand), seconds=measure(bb, frames), ok=ok,
+        results.append(dict(choice=list(cand), seconds=measure(bb, frames), ok=features_match(feats, ref),
                             min_cosine=round(float(cosine(feats, ref).min()), 5)))
     configure(bb, "torch", "fp32", False)
     good = [r for r in results if r["ok"]]

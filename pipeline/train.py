@@ -255,6 +255,26 @@ def _setup_logging(out: Path) -> logging.Handler:
     return handler
 
 
+def end_epoch(out: Path, ckpt: dict, score: tuple, report: dict, val_loss: float, history: list[dict],
+              best: dict | None, stale: int) -> tuple[dict, int]:
+    """Model selection and the run directory after an epoch (both tasks): keep the best score (ties go
+    to the earlier epoch), count stale epochs, write best.pt when it improved, last.pt and log.csv.
+    ckpt holds this task's checkpoint fields; history, best and stale are added here."""
+    epoch = ckpt["epoch"] + 1
+    improved = best is None or score > tuple(best["score"])
+    if improved:
+        best = dict(score=list(score), epoch=epoch, report=report, val_loss=val_loss)
+        stale = 0
+    else:
+        stale += 1
+    ckpt.update(history=history, best=best, stale=stale)
+    if improved:
+        atomic_torch_save(ckpt, out / "best.pt")
+    atomic_torch_save(ckpt, out / "last.pt")
+    _write_log(out / "log.csv", history)
+    return best, stale
+
+
 def restore(state: dict, head, optimizer, scheduler, cfg: Config):
     """Load a last.pt's head, optimizer and scheduler; (history, best, start epoch, stale epochs, rng)."""
     head.load_state_dict(state["head_state"])
@@ -357,26 +377,15 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
                    val_top5=round(rep["top5"], 5), val_mean_class_accuracy=round(rep["mean_class_accuracy"], 5),
                    lr=optimizer.param_groups[0]["lr"], seconds=round(time.time() - te, 3))
         history.append(row)
-        # best = highest val top1; ties go to the lower val loss
-        score = (rep["top1"], -val_loss)
-        improved = best is None or score > tuple(best["score"])
-        if improved:
-            best = dict(score=list(score), epoch=epoch + 1, report=rep, val_loss=val_loss)
-            stale = 0
-        else:
-            stale += 1
         ckpt = dict(format_version=FORMAT_VERSION, kind="classification", config=cfg.to_dict(),
                     classes=classes, feature_dim=backbone.dim, head_state=head.state_dict(),
                     backbone=backbone_spec(cfg.backbone), backbone_fingerprint=spec_fingerprint,
                     backbone_state=backbone.state_dict() if finetune else None,
                     metrics=dict(val_top1=rep["top1"], val_mean_class_accuracy=rep["mean_class_accuracy"],
                                  val_loss=val_loss, epoch=epoch + 1),
-                    epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                    history=history, best=best, stale=stale)
-        if improved:
-            atomic_torch_save(ckpt, out / "best.pt")
-        atomic_torch_save(ckpt, out / "last.pt")
-        _write_log(out / "log.csv", history)
+                    epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
+        # best = highest val top1; ties go to the lower val loss
+        best, stale = end_epoch(out, ckpt, (rep["top1"], -val_loss), rep, val_loss, history, best, stale)
         bar.set_postfix(loss=f"{tr_loss:.3f}", val_top1=f"{rep['top1']:.3f}", best=f"{best['report']['top1']:.3f}")
         log.info("epoch %d: %s", epoch + 1, row)
         if cfg.train.patience and stale >= cfg.train.patience:

@@ -29,7 +29,7 @@ from .checkpoint import FORMAT_VERSION
 from .config import Config, save_config
 from .data import DataError, group_of
 from .heads import build_head
-from .io import atomic_torch_save, atomic_write_csv, atomic_write_text
+from .io import atomic_write_csv, atomic_write_text
 from .metrics import next_event_report, plot_confusion, plot_curves
 
 log = logging.getLogger("vap.train")
@@ -222,7 +222,7 @@ def load_annotation_splits(cfg: Config) -> tuple[seg.Annotations, list, list]:
 
 
 def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
-    from .train import lr_lambda, restore, seed_everything
+    from .train import end_epoch, lr_lambda, restore, seed_everything
 
     t0 = time.time()
     save_config(cfg, out / "config.yaml")
@@ -270,24 +270,14 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
                    val_next_top1_at_1s=round(at1, 5), lr=optimizer.param_groups[0]["lr"],
                    seconds=round(time.time() - te, 3))
         history.append(row)
-        score = (rep["next_top1"], rep["current_top1"], -val_loss)  # best next-action top-1, then current
-        improved = best is None or score > tuple(best["score"])
-        if improved:
-            best = dict(score=list(score), epoch=epoch + 1, report=rep, val_loss=val_loss)
-            stale = 0
-        else:
-            stale += 1
         ckpt = dict(format_version=FORMAT_VERSION, kind="next_event", config=cfg.to_dict(), classes=classes,
                     feature_dim=backbone.dim, head_state=head.state_dict(), backbone=backbone_spec(cfg.backbone),
                     backbone_fingerprint=backbone.fingerprint, backbone_state=None,
                     metrics=dict(val_next_top1=rep["next_top1"], val_current_top1=rep["current_top1"],
                                  val_next_top1_at_1s=at1, val_loss=val_loss, epoch=epoch + 1),
-                    epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                    history=history, best=best, stale=stale)
-        if improved:
-            atomic_torch_save(ckpt, out / "best.pt")
-        atomic_torch_save(ckpt, out / "last.pt")
-        atomic_write_csv(out / "log.csv", list(history[0]), [list(r.values()) for r in history])
+                    epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
+        score = (rep["next_top1"], rep["current_top1"], -val_loss)  # best next-action top-1, then current
+        best, stale = end_epoch(out, ckpt, score, rep, val_loss, history, best, stale)
         bar.set_postfix(loss=f"{tr_loss:.3f}", next=f"{rep['next_top1']:.3f}", cur=f"{rep['current_top1']:.3f}")
         log.info("epoch %d: %s", epoch + 1, row)
         if cfg.train.patience and stale >= cfg.train.patience:
