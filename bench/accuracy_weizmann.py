@@ -6,9 +6,13 @@ For each fold the test actors' clips are held out; the training actors' clips ar
 extracted once into the cache and reused by every fold and head.
 
     python bench/accuracy_weizmann.py [--protocol loao|3fold] [--heads lstm,meanpool] [--seeds 0,1,2] [key=value ...]
+    python bench/accuracy_weizmann.py --table [--rows rgb,crop,...]   # one row per configuration (README)
 
 Prints JSON: per head and seed, top1 mean / std / min over folds and per-fold top1; with several
 seeds also the mean and std over seeds (training on ~60 clips moves by several points with the seed).
+--table runs every configuration of ROWS (the views.streams of pipeline/views.py) with each head
+and prints a Markdown table after the JSON: mean and spread over folds, seconds of training and
+evaluation, and the feature extraction cost relative to the whole frame alone (RGB only).
 """
 from __future__ import annotations
 
@@ -30,6 +34,21 @@ from pipeline.train import main as train_main  # noqa: E402
 
 WEIZMANN = ROOT.parent / "shared" / "data" / "weizmann"
 ACTORS = ["daria", "denis", "eli", "ido", "ira", "lena", "lyova", "moshe", "shahar"]
+
+
+# configuration rows of --table: name -> overrides on top of the config (and the command line)
+ROWS = {
+    "rgb": ["views.streams=[frame]"],                      # the plain recipe: whole frame only
+    "+crop": ["views.streams=[frame,crop]"],               # + person-centred view
+    "+diff": ["views.streams=[frame,diff]"],               # + motion: frame differences
+    "+flow": ["views.streams=[frame,flow]"],               # + motion: optical flow
+    "crop+diff": ["views.streams=[crop,diff]"],            # person and its motion (the default)
+    "crop+flow": ["views.streams=[crop,flow]"],
+    "frame+crop+diff": ["views.streams=[frame,crop,diff]"],  # combined
+    "crop+diff grid2": ["views.streams=[crop,diff]", "backbone.grid=2"],  # spatial detail
+    "crop+diff test3": ["views.streams=[crop,diff]", "train.test_clips=3"],  # multi-clip testing
+    "crop+diff finetune1": ["views.streams=[crop,diff]", "train.finetune_blocks=1"],  # + fine-tuning
+}
 
 
 def folds(protocol: str) -> list[list[str]]:
@@ -63,18 +82,58 @@ def run(data: Path, protocol: str, heads: list[str], overrides: list[str], work:
             train_csv, test_csv = write_lists(data, test_actors, work / f"fold{k}")
             cfg = load_config(config or ROOT / "configs" / "weizmann.yaml",
                               [*overrides, *extra, f"head.type={head}", f"data.train={train_csv}"])
-            train_main(cfg, work / f"fold{k}" / head, progress=False)
+            m = train_main(cfg, work / f"fold{k}" / head, progress=False)
             rep = evaluate_checkpoint(work / f"fold{k}" / head / "best.pt", test_csv,
                                       work / f"fold{k}" / head / "eval", progress=False)
-            per_fold.append(dict(test_actors=test_actors, top1=rep["top1"],
+            per_fold.append(dict(test_actors=test_actors, top1=rep["top1"], val_top1=m["val_top1"],
+                                 val_loss=m["val_loss"],
                                  mean_class_accuracy=rep["mean_class_accuracy"], clips=rep["num_clips"]))
             print(f"{head} seed {seed} fold {k} {test_actors}: top1 {rep['top1']:.3f}", file=sys.stderr)
         top1 = np.array([f["top1"] for f in per_fold])
+        val = np.array([f["val_top1"] for f in per_fold])
         # clip-weighted overall accuracy equals the mean for equal-sized folds
         results[head] = dict(top1_mean=round(float(top1.mean()), 4), top1_std=round(float(top1.std()), 4),
                              top1_min=round(float(top1.min()), 4), folds=per_fold,
+                             # model choice looks at this only: validation actors, never the test actor
+                             val_top1_mean=round(float(val.mean()), 4),
+                             val_loss_mean=round(float(np.mean([f["val_loss"] for f in per_fold])), 4),
                              seconds=round(time.time() - t0, 1))
     return results
+
+
+def extraction_seconds(data: Path, config: str | None, overrides: list[str], clips: int = 10) -> float:
+    """Seconds to decode and encode `clips` Weizmann clips (one per action) with the views of the
+    config, no cache: the extraction cost of a configuration (compared with RGB only in one process)."""
+    from pipeline.backbones import backbone_from_config
+    from pipeline.cache import encode_video
+
+    cfg = load_config(config or ROOT / "configs" / "weizmann.yaml", overrides)
+    bb = backbone_from_config(cfg.backbone)
+    paths = [sorted(d.glob("*.avi"))[0] for d in sorted(data.iterdir()) if d.is_dir()][:clips]
+    encode_video(str(paths[0]), bb, cfg.video, cfg.views)  # warm-up
+    t0 = time.perf_counter()
+    for p in paths:
+        encode_video(str(p), bb, cfg.video, cfg.views)
+    return time.perf_counter() - t0
+
+
+def table(data: Path, protocol: str, heads: list[str], rows: list[str], overrides: list[str], work: Path,
+          config: str | None) -> tuple[dict, str]:
+    """Every configuration row with every head; (results, Markdown table)."""
+    results, lines = {}, []
+    base_cost = extraction_seconds(data, config, [*overrides, *ROWS["rgb"]])
+    for name in rows:
+        ov = [*overrides, *ROWS[name]]
+        cost = base_cost if name == "rgb" else extraction_seconds(data, config, ov)
+        res = run(data, protocol, heads, ov, work / name, config)
+        results[name] = dict(overrides=ROWS[name], extraction_cost_vs_rgb=round(cost / base_cost, 2), heads=res)
+        for h in heads:
+            r = res[h]
+            lines.append(f"| {name} | {h} | {r['val_top1_mean']:.3f} | {r['top1_mean']:.3f} | {r['top1_std']:.3f} | "
+                         f"{r['top1_min']:.3f} | {cost / base_cost:.2f} | {r['seconds']:.0f} |")
+    head = ["| configuration | head | val top-1 (training actors) | test top-1 mean | std over folds | worst fold "
+            "| extraction cost vs RGB | seconds |", "|---|---|---|---|---|---|---|---|"]
+    return results, "\n".join(head + lines)
 
 
 def main(argv=None) -> dict:
@@ -85,13 +144,26 @@ def main(argv=None) -> dict:
     ap.add_argument("--config", help="experiment YAML (default configs/weizmann.yaml)")
     ap.add_argument("--seeds", default="", help="comma-separated train.seed values (default: the config's)")
     ap.add_argument("--work", help="folder for the fold runs (default: a temporary folder)")
+    ap.add_argument("--table", action="store_true", help="one row per configuration (ROWS), Markdown table")
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"rows of --table, of: {', '.join(ROWS)}")
     ap.add_argument("overrides", nargs="*")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     data = Path(args.data)
     if not data.is_dir():
         print(json.dumps(dict(skipped=f"{data} not found")))
         return {}
     t0 = time.time()
+    if args.table:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(args.work) if args.work else Path(tmp)
+            res, md = table(data, args.protocol, args.heads.split(","), args.rows.split(","), args.overrides,
+                            work, args.config)
+        out = dict(benchmark="accuracy_weizmann_table", protocol=args.protocol,
+                   config=args.config or "configs/weizmann.yaml", overrides=args.overrides, rows=res,
+                   seconds=round(time.time() - t0, 1), markdown=md)
+        print(json.dumps(out, indent=2))
+        print(md)
+        return out
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
     by_seed = {}
     with tempfile.TemporaryDirectory() as tmp:

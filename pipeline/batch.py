@@ -215,7 +215,9 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
             t_got = time.perf_counter()
             t_wait += t_got - t_mark  # waiting for decoded frames: ~0 when prefetch keeps up
             if chunk is not None:
-                feats.append(predictor.backbone.encode(chunk[0]))
+                if not feats:  # a new video: the moving-region tracker starts afresh
+                    predictor.encoder.reset()
+                feats.append(predictor.encoder.encode(chunk[0]))
                 times.append(chunk[1])
                 t_mark = time.perf_counter()
                 t_bb += t_mark - t_got

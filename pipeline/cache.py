@@ -62,7 +62,8 @@ class FeatureCache:
         return cls(cfg.cache.dir, cfg.cache.dtype)
 
     def key(self, video: str | Path, fingerprint: str, vcfg, view: str = "") -> str:
-        """view: "" for the frames as they are, "hflip" for mirrored frames (flip augmentation)."""
+        """view: "" for the whole frames as they are, "hflip" for mirrored frames (flip augmentation),
+        else a stream of views.py and its settings (stream_views)."""
         parts = [FORMAT, content_hash(video), fingerprint, sampling_id(vcfg), self.dtype] + ([view] if view else [])
         ident = json.dumps(parts, sort_keys=True)
         return hashlib.sha1(ident.encode()).hexdigest()
@@ -84,10 +85,15 @@ class FeatureCache:
         with np.load(self.path(key)) as z:
             return z["features"].astype(np.float32), z["timestamps"], json.loads(str(z["meta"]))
 
+    def load_streams(self, keys: list[str] | str) -> tuple[np.ndarray, np.ndarray]:
+        """Features of several streams of one video side by side: (T, sum D) float32, timestamps (T,)."""
+        loaded = [self.load(k) for k in ([keys] if isinstance(keys, str) else keys)]
+        return np.concatenate([f for f, _, _ in loaded], 1), loaded[0][1]
+
 
 @dataclass
 class ExtractResult:
-    keys: dict[str, str] = field(default_factory=dict)        # video path -> cache key
+    keys: dict[str, list[str]] = field(default_factory=dict)  # video path -> cache keys, one per stream
     failures: dict[str, str] = field(default_factory=dict)    # video path -> one-line error
     extracted: int = 0                                        # newly encoded videos
     reused: int = 0                                           # entries already in the cache
@@ -131,40 +137,65 @@ def prefetch(gen, depth: int = 2):
         stop.set()
 
 
-def encode_video(path: str, backbone, vcfg, view: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """Decode (chunked, prefetched) and encode one video: (features (T,D) float32, timestamps (T,))."""
-    feats, times = [], []
+def stream_views(views, flip: bool = False) -> list[tuple[str, str]]:
+    """[(stream, cache view string)] for views.streams (None = the whole frame only). The whole frame
+    keeps the view strings of earlier versions ("" and "hflip"), so their cache entries stay valid."""
+    from .views import stream_id
+
+    streams = list(views.streams) if views is not None else ["frame"]
+    out = []
+    for k in streams:
+        sid = stream_id(k, views) if views is not None else ""
+        out.append((k, ":".join(x for x in (sid, "hflip" if flip else "") if x)))
+    return out
+
+
+def encode_video(path: str, backbone, vcfg, views=None, flip: bool = False,
+                 streams: list[str] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Decode (chunked, prefetched) and encode one video: ({stream: features (T,D) float32}, timestamps (T,)).
+    views: a ViewsConfig (None = the whole frame only); streams: the subset to encode (default all)."""
+    from .config import ViewsConfig
+    from .views import ViewRenderer
+
+    vc = views if views is not None else ViewsConfig(streams=["frame"])
+    renderer = ViewRenderer(streams or vc.streams, vc, backbone.input_size, flip)
+    feats: dict[str, list] = {k: [] for k in renderer.streams}
+    times = []
     for frames, ts in prefetch(iter_frames(path, **video_kwargs(vcfg))):
-        if view == "hflip":
-            frames = frames[:, :, ::-1]
-        feats.append(backbone.encode(frames))
+        for k, imgs in renderer.render(frames).items():
+            feats[k].append(backbone.encode(imgs))
         times.append(ts)
-    return np.concatenate(feats), np.concatenate(times)
+    return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(times)
 
 
 def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: bool = True,
-            failures_file: str | Path | None = None, view: str = "") -> ExtractResult:
-    """Fill the cache for `paths`. A bad video is recorded in result.failures, never fatal."""
+            failures_file: str | Path | None = None, flip: bool = False, views=None) -> ExtractResult:
+    """Fill the cache for `paths`, one entry per (video, stream of views.streams). result.keys maps each
+    video to its list of keys, in stream order (FeatureCache.load_streams concatenates them). One decode
+    per video encodes every stream it still lacks. A bad video is recorded in result.failures, never fatal.
+    flip=True: the features of the mirrored views (flip augmentation)."""
     from tqdm import tqdm
 
     res = ExtractResult()
     todo = []
+    sv = stream_views(views, flip)
     for p in paths:
         try:
-            key = cache.key(p, getattr(backbone, "cache_id", backbone.fingerprint), vcfg, view)
+            keys = [cache.key(p, getattr(backbone, "cache_id", backbone.fingerprint), vcfg, v) for _, v in sv]
         except OSError as e:
             res.failures[p] = f"{p}: cannot read file ({e.strerror})"
             continue
-        res.keys[p] = key
-        if cache.has(key):
+        res.keys[p] = keys
+        if all(cache.has(k) for k in keys):
             res.reused += 1
         else:
             todo.append(p)
-    desc = f"extract {backbone.name}" + (f" ({view})" if view else "")
+    desc = f"extract {backbone.name}" + (" (mirrored)" if flip else "")
     bar = tqdm(todo, desc=desc, unit="video", disable=not progress or not todo, dynamic_ncols=True)
     for p in bar:
+        missing = [(k, key) for (k, view), key in zip(sv, res.keys[p]) if not cache.has(key)]
         try:
-            feats, ts = encode_video(p, backbone, vcfg, view)
+            feats, ts = encode_video(p, backbone, vcfg, views, flip, [k for k, _ in missing])
         except VideoError as e:
             res.failures[p] = str(e)
             res.keys.pop(p, None)
@@ -173,12 +204,14 @@ def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: boo
             res.failures[p] = f"{p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             res.keys.pop(p, None)
             continue
-        cache.save(res.keys[p], feats, ts, dict(video=p, backbone=backbone.name,
-                                                fingerprint=backbone.fingerprint, sampling=sampling_id(vcfg),
-                                                numerics=getattr(backbone, "numerics", "torch-fp32"),
-                                                view=view))
+        for (k, view), key in zip(sv, res.keys[p]):
+            if (k, key) in missing:
+                cache.save(key, feats[k], ts, dict(video=p, backbone=backbone.name,
+                                                   fingerprint=backbone.fingerprint, sampling=sampling_id(vcfg),
+                                                   numerics=getattr(backbone, "numerics", "torch-fp32"),
+                                                   stream=k, view=view))
         res.extracted += 1
-        res.frames += len(feats)
+        res.frames += len(ts)
         bar.set_postfix(frames=res.frames)
     if failures_file is not None and res.failures:
         atomic_write_text(failures_file, "".join(f"{e}\n" for e in res.failures.values()))

@@ -33,10 +33,18 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def config_of(ckpt: dict):
+def saved_config(ckpt: dict) -> dict:
+    """The checkpoint's config dict, with what older versions did implicitly made explicit: models
+    saved before views.streams existed were trained on the whole frame."""
+    cfg = dict(ckpt["config"])
+    cfg.setdefault("views", {"streams": ["frame"]})
+    return cfg
+
+
+def config_of(ckpt: dict, overrides=()):
     from .config import load_config
 
-    return load_config(None, (), base=ckpt["config"])
+    return load_config(None, overrides, base=saved_config(ckpt))
 
 
 def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None):
@@ -47,7 +55,7 @@ def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None)
     # the runtime is how features are computed, not what they are: a fine-tuned backbone stays on torch
     rt = runtime_args(cfg["backbone"]) if not ckpt.get("backbone_state") else {}
     bb = create_backbone(spec["name"], spec["weights"], spec["input_size"], device,
-                         batch_size or cfg["backbone"]["batch_size"])
+                         batch_size or cfg["backbone"]["batch_size"], grid=spec.get("grid", 1))
     if ckpt.get("backbone_state"):
         bb.load_state_dict(ckpt["backbone_state"])
         bb._fingerprint = None  # recomputed from the fine-tuned weights
@@ -61,11 +69,18 @@ def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None)
     return bb
 
 
+def encoder_of(ckpt: dict, backbone, flip: bool = False):
+    """The FrameEncoder (views.streams through the backbone) that made this model's features."""
+    from .views import FrameEncoder
+
+    return FrameEncoder(backbone, config_of(ckpt).views, flip)
+
+
 def head_of(ckpt: dict, device="cpu"):
     from .heads import build_head
 
     cfg = config_of(ckpt)
     head = build_head(cfg.head, ckpt["feature_dim"], len(ckpt["classes"]),
-                      next_event=ckpt.get("kind") == "next_event")
+                      next_event=ckpt.get("kind") == "next_event", groups=len(cfg.views.streams))
     head.load_state_dict(ckpt["head_state"])
     return head.to(device).eval()

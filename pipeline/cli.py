@@ -103,7 +103,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from .backbones import create_backbone, runtime_args
+    from .backbones import backbone_from_config
     from .cache import FeatureCache, extract
     from .data import load_dataset
 
@@ -120,14 +120,15 @@ def cmd_extract(args) -> int:
                                                    cfg.data.ucf_split).samples if s.path not in set(paths)]
         except DataError:
             pass
-    bb = create_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.input_size,
-                         cfg.backbone.device, cfg.backbone.batch_size, **runtime_args(cfg.backbone))
+    bb = backbone_from_config(cfg.backbone)
     cache = FeatureCache.from_config(cfg)
     t0 = time.time()
-    res = extract(paths, bb, cfg.video, cache, progress=not args.quiet, failures_file=args.failures)
+    res = extract(paths, bb, cfg.video, cache, progress=not args.quiet, failures_file=args.failures,
+                  views=cfg.views)
     summary = dict(videos=len(paths), extracted=res.extracted, reused=res.reused, failed=len(res.failures),
                    frames_encoded=res.frames, seconds=round(time.time() - t0, 2), cache=str(cache.root),
-                   backbone=bb.name, fingerprint=bb.fingerprint, failures=list(res.failures.values()))
+                   backbone=bb.name, fingerprint=bb.fingerprint, streams=list(cfg.views.streams),
+                   failures=list(res.failures.values()))
     for e in res.failures.values():
         print(f"skipped: {e}", file=sys.stderr)
     print(f"{res.extracted} extracted, {res.reused} already cached, {len(res.failures)} failed",

@@ -41,11 +41,27 @@ class VideoConfig:
 
 
 @dataclass
+class ViewsConfig:
+    # images of each sampled frame that go through the backbone (views.py): frame | crop | diff | flow
+    # (the default was chosen from the Weizmann table in the README: bench/accuracy_weizmann.py --table)
+    streams: list[str] = field(default_factory=lambda: ["crop", "diff"])
+    crop_margin: float = 0.25    # margin around the moving region, each side, as a fraction of its size
+    crop_min: float = 0.3        # smallest crop side, as a fraction of the frame's shorter side
+    motion_steps: int = 5        # sampled frames whose frame differences make the moving region
+    motion_threshold: int = 12   # grey-level change (0-255) that counts as motion
+    motion_side: int = 160       # motion is found on a copy of the frame with this longer side (pixels)
+    box_smooth: float = 0.5      # weight of the previous box in the moving average of the crop box
+    diff_gain: float = 3.0       # diff stream: grey-level differences are multiplied by this
+    flow_gain: float = 16.0      # flow stream: pixels of motion (at the crop's size) per grey level
+
+
+@dataclass
 class BackboneConfig:
     name: str = "efficientnet_lite0"  # registry name, see `vap backbones`
     weights: str = "default"     # default (offline pretrained or library default) | none | PATH
     input_size: int = 224        # square input side in pixels
     batch_size: int = 32         # frames per forward pass
+    grid: int = 1                # pool the last feature map over grid x grid cells (1 = global average)
     device: str = "auto"         # auto | cpu | cuda | cuda:N
     runtime: str = "torch"       # torch | onnxruntime | auto (measure once, keep the fastest correct path)
     precision: str = "fp32"      # fp32 | bf16 (CPUs with native bf16) | fp16 (CUDA) | auto
@@ -63,6 +79,7 @@ class HeadConfig:
     input_norm: bool = True      # LayerNorm on the frame features
     proj_dim: int = 256          # linear projection of the features before the RNN (0 = none)
     pool: str = "mean"           # clip logits from the mean of the step states or the last one
+    skip: bool = True            # read-outs see [RNN state, projected input]: a residual path around the RNN
     time_head: bool = True       # next_event: also predict the seconds until the current segment ends
     next_mode: str = "both"      # next_event: direct | transition | both (see heads.RNNHead)
 
@@ -78,6 +95,7 @@ class TrainConfig:
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     grad_clip: float = 1.0       # max global gradient norm (0 = off)
     max_len: int = 32            # random temporal crop length in steps (0 = whole clip)
+    test_clips: int = 1          # multi-clip testing: average over this many max_len crops (1 = whole clip)
     speed_min: float = 0.8       # temporal speed jitter range (1.0 and 1.0 = off)
     speed_max: float = 1.25
     flip_aug: bool = False       # mirror half the training clips (features of flipped frames, cached)
@@ -89,6 +107,7 @@ class TrainConfig:
     device: str = "auto"         # auto | cpu | cuda | cuda:N
     finetune_backbone: bool = False  # train the backbone end to end too (slow; GPU advised)
     backbone_lr: float = 0.0001  # learning rate of the backbone when fine-tuning
+    finetune_blocks: int = 0     # train the last n backbone stages on cached trunk maps (0 = frozen backbone)
     seq_len: int = 128           # next_event: training window length in sampled steps
     windows_per_epoch: int = 0   # next_event: windows per epoch (0 = enough to cover the data twice)
     next_loss_weight: float = 1.0  # next_event: weight of the next-event loss beside the current-action loss
@@ -105,6 +124,7 @@ class CacheConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     video: VideoConfig = field(default_factory=VideoConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -118,6 +138,7 @@ class Config:
 CHOICES = {
     "video.decoder": {"auto", "decord", "opencv"},
     "video.sampling": {"fps", "count", "all"},
+    "views.streams": {"frame", "crop", "diff", "flow"},
     "head.type": {"lstm", "gru", "meanpool"},
     "train.task": {"classification", "next_event"},
     "backbone.runtime": {"torch", "onnxruntime", "auto"},
@@ -241,7 +262,16 @@ def validate(cfg: Config) -> None:
     need(cfg.video.fps > 0, "config key 'video.fps' must be > 0")
     need(cfg.video.num_frames >= 1, "config key 'video.num_frames' must be >= 1")
     need(cfg.video.chunk_mb >= 1, "config key 'video.chunk_mb' must be >= 1")
+    need(len(cfg.views.streams) >= 1 and len(set(cfg.views.streams)) == len(cfg.views.streams),
+         "config key 'views.streams' must list at least one of frame, crop, diff, flow, each once")
+    need(cfg.views.crop_margin >= 0, "config key 'views.crop_margin' must be >= 0")
+    need(0 < cfg.views.crop_min <= 1, "config key 'views.crop_min' must be in (0, 1]")
+    need(cfg.views.motion_steps >= 1, "config key 'views.motion_steps' must be >= 1")
+    need(0 <= cfg.views.motion_threshold < 255, "config key 'views.motion_threshold' must be in [0, 255)")
+    need(cfg.views.motion_side >= 16, "config key 'views.motion_side' must be >= 16")
+    need(0 <= cfg.views.box_smooth < 1, "config key 'views.box_smooth' must be in [0, 1)")
     need(cfg.backbone.input_size >= 32, "config key 'backbone.input_size' must be >= 32")
+    need(1 <= cfg.backbone.grid <= 4, "config key 'backbone.grid' must be in 1..4")
     need(cfg.backbone.batch_size >= 1, "config key 'backbone.batch_size' must be >= 1")
     need(cfg.head.hidden_size >= 1, "config key 'head.hidden_size' must be >= 1")
     need(cfg.head.num_layers >= 1, "config key 'head.num_layers' must be >= 1")
@@ -253,9 +283,16 @@ def validate(cfg: Config) -> None:
     need(0 < cfg.train.speed_min <= cfg.train.speed_max,
          "config keys 'train.speed_min' <= 'train.speed_max' must both be > 0")
     need(0.0 <= cfg.train.label_smoothing < 1.0, "config key 'train.label_smoothing' must be in [0, 1)")
+    need(cfg.train.test_clips >= 1, "config key 'train.test_clips' must be >= 1")
     need(cfg.train.seq_len >= 2, "config key 'train.seq_len' must be >= 2")
     need(cfg.train.windows_per_epoch >= 0, "config key 'train.windows_per_epoch' must be >= 0")
+    need(cfg.train.finetune_blocks >= 0, "config key 'train.finetune_blocks' must be >= 0")
+    need(not (cfg.train.finetune_blocks and cfg.train.finetune_backbone),
+         "train.finetune_blocks and train.finetune_backbone exclude each other: the first trains the last "
+         "stages on cached maps, the second the whole backbone on decoded frames")
     if cfg.train.task == "next_event":
+        need(not cfg.train.finetune_blocks, "train.task=next_event trains on cached features: "
+             "train.finetune_blocks must be 0")
         need(cfg.head.type in ("lstm", "gru"), "train.task=next_event needs head.type=lstm or gru")
         need(not cfg.head.bidirectional, "train.task=next_event needs a causal head: head.bidirectional=false")
         need(not cfg.train.finetune_backbone, "train.task=next_event trains on cached features: "

@@ -12,6 +12,7 @@ Optional dependencies: pip install "vap[onnx]" (onnx, onnxruntime).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -69,7 +70,7 @@ def state_sizes(head) -> dict:
     """layers, hidden (H) and acc (A) sizes of the head's streaming state."""
     if isinstance(head, MeanPoolHead):
         return dict(layers=1, hidden=1, acc=head.inp.out_dim)
-    return dict(layers=head.rnn.num_layers, hidden=head.rnn.hidden_size, acc=head.rnn.hidden_size)
+    return dict(layers=head.rnn.num_layers, hidden=head.rnn.hidden_size, acc=head.readout_dim)
 
 
 def _onnx_export(module, args, path: Path, inputs, outputs, dynamic) -> None:
@@ -103,7 +104,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> dict:
                  {"pixels": {0: "n"}, "features": {0: "n"}})
     sz = state_sizes(head)
     B, L, H, A = 1, sz["layers"], sz["hidden"], sz["acc"]
-    args = (torch.zeros(B, backbone.dim), torch.zeros(L, B, H), torch.zeros(L, B, H), torch.zeros(B, A),
+    args = (torch.zeros(B, ckpt["feature_dim"]), torch.zeros(L, B, H), torch.zeros(L, B, H), torch.zeros(B, A),
             torch.zeros(B, 1))
     next_event = ckpt.get("kind") == "next_event"
     has_time = next_event and getattr(head, "time_regressor", None) is not None
@@ -117,6 +118,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> dict:
                               dim=backbone.dim, fingerprint=ckpt["backbone_fingerprint"]),
                 video=dict(sampling=cfg.video.sampling, fps=cfg.video.fps, num_frames=cfg.video.num_frames,
                            decoder=cfg.video.decoder, max_side=cfg.video.max_side, chunk_mb=cfg.video.chunk_mb),
+                views=dataclasses.asdict(cfg.views),  # streams side by side: pipeline.views renders them
                 head=dict(type=cfg.head.type, **sz, outputs=outputs),
                 files=dict(backbone="backbone.onnx", head="head_step.onnx"), checkpoint=str(checkpoint))
     atomic_write_text(out / "model.json", json.dumps(meta, indent=1) + "\n")
@@ -138,7 +140,8 @@ def verify(folder: Path, backbone, head, steps: int = 12) -> dict:
         return dict(skipped="onnxruntime not installed")
     frames = probe_frames(8, backbone.input_size)
     f_ort, f_pt = m.encode(frames), backbone.encode(frames)
-    x = torch.from_numpy(f_pt).repeat(2, 1)[:steps]  # (steps, D)
+    streams = head.inp.groups  # the streams' features side by side: probe the head with copies
+    x = torch.from_numpy(f_pt).repeat(2, streams)[:steps]  # (steps, streams * D)
     state, pt_state, worst = m.init_state(1), None, 0.0
     for t in range(len(x)):
         o, state = m.step(x[t:t + 1].numpy(), state)

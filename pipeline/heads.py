@@ -46,17 +46,26 @@ def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
 
 class _InputBlock(nn.Module):
     """LayerNorm -> optional projection -> dropout. Normalising the frozen features matters: their
-    scale differs wildly between backbones, and the LSTM's gates saturate on large inputs."""
+    scale differs wildly between backbones, and the LSTM's gates saturate on large inputs.
+    groups > 1 (several views.streams side by side): each stream is normalised on its own, so a
+    stream with large activations (the whole frame) cannot drown a quiet one (frame differences)."""
 
-    def __init__(self, in_dim: int, norm: bool, proj_dim: int, dropout: float):
+    def __init__(self, in_dim: int, norm: bool, proj_dim: int, dropout: float, groups: int = 1):
         super().__init__()
-        self.norm = nn.LayerNorm(in_dim) if norm else nn.Identity()
+        if in_dim % groups:
+            raise ValueError(f"feature size {in_dim} is not a multiple of the {groups} streams")
+        self.groups = groups
+        self.norm = nn.LayerNorm(in_dim // groups) if norm else nn.Identity()
         self.proj = nn.Sequential(nn.Linear(in_dim, proj_dim), nn.GELU()) if proj_dim > 0 else nn.Identity()
         self.drop = Dropout(dropout)
         self.out_dim = proj_dim if proj_dim > 0 else in_dim
 
-    def forward(self, x):
-        return self.drop(self.proj(self.norm(x)))
+    def forward(self, x):  # (..., D) with D = groups * per-stream size
+        if self.groups > 1:
+            x = self.norm(x.unflatten(-1, (self.groups, -1))).flatten(-2)
+        else:
+            x = self.norm(x)
+        return self.drop(self.proj(x))
 
 
 class RNNHead(nn.Module):
@@ -66,18 +75,22 @@ class RNNHead(nn.Module):
                  num_layers: int = 1, bidirectional: bool = False, dropout: float = 0.3,
                  input_dropout: float = 0.2, input_norm: bool = True, proj_dim: int = 256,
                  pool: str = "mean", next_event: bool = False, time_head: bool = False,
-                 next_mode: str = "both"):
+                 next_mode: str = "both", groups: int = 1, skip: bool = False):
         super().__init__()
         if next_event and bidirectional:
             raise ValueError("a next-event head must be causal: set head.bidirectional=false")
-        self.inp = _InputBlock(in_dim, input_norm, proj_dim, input_dropout)
+        self.inp = _InputBlock(in_dim, input_norm, proj_dim, input_dropout, groups)
         cls = nn.LSTM if rnn == "lstm" else nn.GRU
         self.rnn_type = rnn
         self.rnn = cls(self.inp.out_dim, hidden_size, num_layers, batch_first=True,
                        dropout=dropout if num_layers > 1 else 0.0, bidirectional=bidirectional)
         self.bidirectional = bidirectional
         self.pool = pool
-        out = hidden_size * (2 if bidirectional else 1)
+        # skip: the read-outs see [state, input] - a residual path around the recurrence, so what a
+        # single frame shows (a pose, a motion image) need not survive the LSTM's gates to be used
+        self.skip = skip
+        out = hidden_size * (2 if bidirectional else 1) + (self.inp.out_dim if skip else 0)
+        self.readout_dim = out
         self.drop = Dropout(dropout)
         self.classifier = nn.Linear(out, num_classes)
         # next_mode: direct = a linear read-out of the state; transition = P(current | state) times a
@@ -126,6 +139,8 @@ class RNNHead(nn.Module):
         else:
             # causal: padding after the end cannot change earlier outputs, so no packing is needed
             h, _ = self.rnn(z)  # (B, T, H)
+        if self.skip:
+            h = torch.cat([h, z], -1)  # (B, T, H + P)
         mask = length_mask(lengths, T)  # (B, T)
         hd = self.drop(h)  # one dropout mask for every read-out of the step states
         steps = self.classifier(hd)  # (B, T, C)
@@ -136,8 +151,9 @@ class RNNHead(nn.Module):
             last = (lengths - 1).clamp(min=0)
             pooled = h[torch.arange(B, device=x.device), last]  # (B, H)
             if self.bidirectional:  # backward direction's summary sits at step 0
-                H = h.shape[-1] // 2
-                pooled = torch.cat([pooled[:, :H], h[:, 0, H:]], -1)
+                H = self.rnn.hidden_size
+                # (with skip, the input part stays that of the last step)
+                pooled = torch.cat([pooled[:, :H], h[:, 0, H:2 * H], pooled[:, 2 * H:]], -1)
         return HeadOutput(self.classifier(self.drop(pooled)), steps, *self._extras(hd, steps))
 
     def init_state(self, batch: int = 1, device=None):
@@ -154,6 +170,8 @@ class RNNHead(nn.Module):
         rnn_state, h_sum, n = state if state is not None else (None, 0.0, 0)
         h, rnn_state = self.rnn(z, rnn_state)
         h = h[:, 0]  # (B, H)
+        if self.skip:
+            h = torch.cat([h, z[:, 0]], -1)  # (B, H + P)
         h_sum, n = h_sum + h, n + 1
         pooled = h_sum / n if self.pool == "mean" else h
         hd = self.drop(h)
@@ -167,9 +185,9 @@ class MeanPoolHead(nn.Module):
     Per-step logits classify each frame on its own; step() keeps a running mean."""
 
     def __init__(self, in_dim: int, num_classes: int, dropout: float = 0.3, input_dropout: float = 0.2,
-                 input_norm: bool = True, proj_dim: int = 256, **_):
+                 input_norm: bool = True, proj_dim: int = 256, groups: int = 1, **_):
         super().__init__()
-        self.inp = _InputBlock(in_dim, input_norm, proj_dim, input_dropout)
+        self.inp = _InputBlock(in_dim, input_norm, proj_dim, input_dropout, groups)
         self.drop = Dropout(dropout)
         self.classifier = nn.Linear(self.inp.out_dim, num_classes)
         self.can_stream = True
@@ -190,10 +208,11 @@ class MeanPoolHead(nn.Module):
         return HeadOutput(self.classifier(self.drop(z_sum / n)), self.classifier(self.drop(z))), (z_sum, n)
 
 
-def build_head(hcfg, in_dim: int, num_classes: int, next_event: bool = False) -> nn.Module:
-    """Build a head from a HeadConfig; next_event adds the next-event (and time) outputs."""
+def build_head(hcfg, in_dim: int, num_classes: int, next_event: bool = False, groups: int = 1) -> nn.Module:
+    """Build a head from a HeadConfig; next_event adds the next-event (and time) outputs; groups is the
+    number of streams side by side in the features (views.streams)."""
     common = dict(dropout=hcfg.dropout, input_dropout=hcfg.input_dropout, input_norm=hcfg.input_norm,
-                  proj_dim=hcfg.proj_dim)
+                  proj_dim=hcfg.proj_dim, groups=groups)
     if hcfg.type == "meanpool":
         if next_event:
             raise ValueError("the next_event task needs a recurrent head: head.type=lstm or gru")
@@ -201,5 +220,6 @@ def build_head(hcfg, in_dim: int, num_classes: int, next_event: bool = False) ->
     if hcfg.type in ("lstm", "gru"):
         return RNNHead(in_dim, num_classes, rnn=hcfg.type, hidden_size=hcfg.hidden_size,
                        num_layers=hcfg.num_layers, bidirectional=hcfg.bidirectional, pool=hcfg.pool,
-                       next_event=next_event, time_head=hcfg.time_head, next_mode=hcfg.next_mode, **common)
+                       next_event=next_event, time_head=hcfg.time_head, next_mode=hcfg.next_mode,
+                       skip=hcfg.skip, **common)
     raise ValueError(f"unknown head type '{hcfg.type}' (lstm | gru | meanpool)")

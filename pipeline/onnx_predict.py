@@ -53,6 +53,11 @@ class OnnxModel:
         self.mean = np.array(b["mean"], np.float32).reshape(1, 1, 3)
         self.std = np.array(b["std"], np.float32).reshape(1, 1, 3)
         self.batch_size = 32
+        from .config import ViewsConfig  # plain dataclasses, no torch
+        from .views import ViewRenderer
+
+        self.views = ViewsConfig(**self.meta.get("views", {"streams": ["frame"]}))  # older model.json: whole frame
+        self.renderer = ViewRenderer(self.views.streams, self.views, self.size)
 
     def preprocess(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (T,H,W,3) RGB -> float32 (T,3,S,S): the whole frame resized (area when shrinking)."""
@@ -75,6 +80,16 @@ class OnnxModel:
         feats = [self.backbone.run(None, {"pixels": self.preprocess(frames[i:i + self.batch_size])})[0]
                  for i in range(0, len(frames), self.batch_size)]
         return np.concatenate(feats) if feats else np.zeros((0, self.meta["backbone"]["dim"]), np.float32)
+
+    def reset_views(self) -> None:
+        """A new video or stream: the moving-region tracker of the crop/diff/flow views starts afresh."""
+        self.renderer.reset()
+
+    def encode_views(self, frames: np.ndarray) -> np.ndarray:
+        """Consecutive uint8 (T,H,W,3) RGB frames of one video -> float32 (T, streams * D): the
+        model's views.streams, each through the backbone, side by side (as pipeline.views.FrameEncoder)."""
+        views = self.renderer.render(frames)
+        return np.concatenate([self.encode(views[k]) for k in self.views.streams], 1)
 
     def init_state(self, batch: int = 1) -> dict:
         h = self.meta["head"]
@@ -99,9 +114,10 @@ class OnnxPredictor:
         v = self.m.meta["video"]
         t0 = time.perf_counter()
         feats, times = [], []
+        self.m.reset_views()
         for frames, ts in iter_frames(video, v["sampling"], v["fps"], v["num_frames"], v["decoder"], v["max_side"],
                                       v["chunk_mb"]):
-            feats.append(self.m.encode(frames))
+            feats.append(self.m.encode_views(frames))
             times.append(ts)
         f, t = np.concatenate(feats), np.concatenate(times)
         state = self.m.init_state(1)
@@ -139,6 +155,7 @@ class OnnxStreamingPredictor:
 
     def reset(self) -> None:
         self.state = self.m.init_state(1)
+        self.m.reset_views()
         self.rate = RateLimiter(self.fps, self.every)
         self.last = None
 
@@ -146,7 +163,7 @@ class OnnxStreamingPredictor:
         if not self.rate.take(float(timestamp)) and self.last is not None:
             return dict(self.last, timestamp=float(timestamp), encoded=False, latency_ms=0.0)
         t0 = time.perf_counter()
-        out, self.state = self.m.step(self.m.encode(frame_rgb[None]), self.state)
+        out, self.state = self.m.step(self.m.encode_views(frame_rgb[None]), self.state)
         probs = _softmax(out["step_logits"][0])
         order = np.argsort(-probs)[: self.topk]
         r = dict(timestamp=float(timestamp), encoded=True, probs=probs,

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from .cache import prefetch
-from .checkpoint import backbone_of, config_of, head_of, load_checkpoint
-from .train import pad_batch
+from .checkpoint import backbone_of, config_of, encoder_of, head_of, load_checkpoint
+from .train import crop_average, pad_batch
 from .video import RateLimiter, open_frames, video_kwargs
 
 
@@ -146,6 +146,7 @@ class Predictor:
         self.cfg = config_of(ckpt)
         self.classes = list(ckpt["classes"])
         self.backbone = backbone_of(ckpt, device)
+        self.encoder = encoder_of(ckpt, self.backbone)  # views.streams through the backbone
         self.device = self.backbone.device
         self.head = head_of(ckpt, self.device)
         self.window, self.stride, self.topk = window, stride, min(topk, len(self.classes))
@@ -158,13 +159,14 @@ class Predictor:
     def encode(self, video: str | Path) -> tuple[np.ndarray, np.ndarray, object, dict]:
         """Decode (prefetched, chunked) and encode: features (T,D), timestamps (T,), info, timing."""
         info, chunks = open_frames(video, **video_kwargs(self.cfg.video))
+        self.encoder.reset()
         feats, times = [], []
         t_dec = t_bb = 0.0
         t0 = time.perf_counter()
         for frames, ts in prefetch(chunks):
             t1 = time.perf_counter()
             t_dec += t1 - t0  # time spent waiting for decoded frames (hidden when prefetch keeps up)
-            feats.append(self.backbone.encode(frames))
+            feats.append(self.encoder.encode(frames))
             times.append(ts)
             t0 = time.perf_counter()
             t_bb += t0 - t1
@@ -179,6 +181,10 @@ class Predictor:
         x = torch.from_numpy(feats).float().to(self.device)[None]  # (1, T, D)
         out = self.head(x)
         clip = _softmax(out.clip)[0]
+        if self.cfg.train.test_clips > 1:  # the clip top-k as in evaluation: multi-clip testing
+            lengths = torch.tensor([len(feats)], device=self.device)
+            clip = np.exp(crop_average(self.head, x, lengths, self.cfg.train.max_len,
+                                       self.cfg.train.test_clips).cpu().numpy())[0]
         step_probs = _softmax(out.steps[0])  # (T, C) causal per-step probabilities
         next_probs = _softmax(out.next[0]) if out.next is not None else None  # (T, C)
         tte = out.time[0].float().cpu().numpy() if out.time is not None else None  # (T,)
@@ -236,6 +242,7 @@ class StreamingPredictor:
         self.cfg = config_of(ckpt)
         self.classes = list(ckpt["classes"])
         self.backbone = backbone_of(ckpt, device)
+        self.encoder = encoder_of(ckpt, self.backbone)  # views.streams through the backbone
         self.device = self.backbone.device
         self.head = head_of(ckpt, self.device)
         if not getattr(self.head, "can_stream", False):
@@ -254,6 +261,7 @@ class StreamingPredictor:
     def reset(self) -> None:
         """Start a new sequence: clear the LSTM state, smoothing and the rate limiter."""
         self.state = None
+        self.encoder.reset()
         self.n_pushed = 0
         self.n_steps = 0
         self.rate = RateLimiter(self.fps, self.every)
@@ -269,7 +277,7 @@ class StreamingPredictor:
             return StepResult(float(timestamp), False, r.topk, r.probs, r.clip_probs, 0.0, r.steps,
                               r.next_topk, r.next_probs, r.time_to_end)
         t0 = time.perf_counter()
-        x = torch.from_numpy(self.backbone.encode(frame_rgb[None])).to(self.device)  # (1, D)
+        x = torch.from_numpy(self.encoder.encode(frame_rgb[None])).to(self.device)  # (1, streams * D)
         out, self.state = self.head.step(x, self.state)
         probs = _softmax(out.steps)[0]
         clip = _softmax(out.clip)[0]

@@ -1,7 +1,8 @@
 """Training: read top to bottom (torchvision references style) - data, train_one_epoch, evaluate, main.
 
 The head trains on cached frame features (fast on a CPU). With train.finetune_backbone=true the
-backbone trains end to end on decoded frames held in memory instead (GPU advised).
+backbone trains end to end on decoded frames held in memory instead (GPU advised); with
+train.finetune_blocks=n only its last n stages train, on the cached maps of the frozen trunk.
 Run directory: best.pt, last.pt, metrics.json, config.yaml, split.csv, log.csv, train.log,
 curves.png, confusion_val.png, failures.txt (when some videos could not be read).
 """
@@ -21,10 +22,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import data as data_mod
-from .backbones import backbone_spec, create_backbone, resolve_device, runtime_args
+from .backbones import backbone_from_config, backbone_spec, resolve_device
 from .cache import FeatureCache, extract
 from .checkpoint import FORMAT_VERSION, load_checkpoint
-from .config import Config, load_config, save_config
+from .config import Config, save_config
 from .heads import build_head, length_mask
 from .io import atomic_torch_save, atomic_write_csv, atomic_write_text
 from .metrics import classification_report, plot_confusion, plot_curves
@@ -57,30 +58,38 @@ def load_feature_clips(ds: data_mod.Dataset, classes: list[str], backbone, cfg: 
     """Extract (or reuse) cached features for every clip; bad videos are skipped and returned.
     flip=True also caches the features of the mirrored frames (horizontal-flip augmentation)."""
     paths = [s.path for s in ds.samples]
-    res = extract(paths, backbone, cfg.video, cache, progress, failures_file)
+    res = extract(paths, backbone, cfg.video, cache, progress, failures_file, views=cfg.views)
     flipped = extract([p for p in paths if p in res.keys], backbone, cfg.video, cache, progress,
-                      view="hflip") if flip else None
+                      flip=True, views=cfg.views) if flip else None
     index = {c: i for i, c in enumerate(classes)}
     clips = []
     for s in ds.samples:
         if s.path in res.keys:
-            feats, _, _ = cache.load(res.keys[s.path])
-            clip = Clip(s.path, index[s.label], feats=torch.from_numpy(feats))
+            feats, _ = cache.load_streams(res.keys[s.path])  # (T, len(views.streams) * D), or trunk maps
+            small = feats.ndim > 2  # trunk maps (train.finetune_blocks) stay float16 in memory: 2x less
+            clip = Clip(s.path, index[s.label], feats=_tensor(feats, small))
             if flipped is not None and s.path in flipped.keys:
-                clip.feats_flip = torch.from_numpy(cache.load(flipped.keys[s.path])[0])
+                clip.feats_flip = _tensor(cache.load_streams(flipped.keys[s.path])[0], small)
             clips.append(clip)
     return clips, res.failures
 
 
+def _tensor(a: np.ndarray, half: bool) -> torch.Tensor:
+    return torch.from_numpy(a.astype(np.float16) if half else a)
+
+
 def load_frame_clips(ds, classes, cfg: Config, progress=True) -> tuple[list[Clip], dict]:
-    """Decode every clip into memory at the backbone's input size (fine-tuning only)."""
+    """Decode every clip into memory as the backbone's input images of each stream (fine-tuning only):
+    frames (T, len(views.streams), S, S, 3) uint8."""
     import cv2
     from tqdm import tqdm
 
     from .video import VideoError
+    from .views import ViewRenderer
 
     index = {c: i for i, c in enumerate(classes)}
     size = cfg.backbone.input_size
+    renderer = ViewRenderer(cfg.views.streams, cfg.views, size)
     clips, failures = [], {}
     for s in tqdm(ds.samples, desc="decode", unit="video", disable=not progress):
         try:
@@ -88,8 +97,12 @@ def load_frame_clips(ds, classes, cfg: Config, progress=True) -> tuple[list[Clip
         except VideoError as e:
             failures[s.path] = str(e)
             continue
-        frames = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
-        clips.append(Clip(s.path, index[s.label], frames=torch.from_numpy(frames)))
+        renderer.reset()
+        views = renderer.render(frames)
+        if "frame" in views:
+            views["frame"] = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+        stacked = np.stack([views[k] for k in cfg.views.streams], 1)  # (T, streams, S, S, 3)
+        clips.append(Clip(s.path, index[s.label], frames=torch.from_numpy(stacked)))
     return clips, failures
 
 
@@ -106,6 +119,29 @@ def temporal_indices(T: int, max_len: int, speed_min: float, speed_max: float,
         start = int(rng.integers(0, n - max_len + 1))
         idx = idx[start:start + max_len]
     return idx
+
+
+def eval_crops(T: int, max_len: int, n: int) -> list[np.ndarray]:
+    """Multi-clip testing (as MMAction2's num_clips): n evenly spaced crops of max_len steps covering
+    the clip; the whole clip when n == 1, max_len == 0 or the clip is no longer than max_len."""
+    if n <= 1 or not max_len or T <= max_len:
+        return [np.arange(T)]
+    return [np.arange(s, s + max_len) for s in np.linspace(0, T - max_len, n).round().astype(int)]
+
+
+def crop_average(head, x: torch.Tensor, lengths: torch.Tensor, max_len: int, n: int) -> torch.Tensor:
+    """(B, C) log of the clip probabilities averaged over each clip's test crops (B, T, D) -> (B, C)."""
+    seqs, owner = [], []
+    for b in range(len(x)):
+        for idx in eval_crops(int(lengths[b]), max_len, n):
+            seqs.append(x[b, idx])
+            owner.append(b)
+    xs, ls = pad_batch(seqs)
+    probs = torch.softmax(head(xs, ls.to(x.device)).clip.float(), -1)  # (crops, C)
+    owner = torch.tensor(owner, device=probs.device)
+    total = torch.zeros(len(x), probs.shape[1], device=probs.device).index_add_(0, owner, probs)
+    count = torch.bincount(owner, minlength=len(x)).clamp(min=1)[:, None]
+    return torch.log((total / count).clamp_min(1e-12))
 
 
 def pad_batch(seqs: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,12 +168,18 @@ def clip_inputs(clips: list[Clip], idxs: list[np.ndarray], backbone, device,
     or frames through the backbone."""
     flips = flips or [False] * len(clips)
     if clips[0].feats is not None:
-        x, lengths = pad_batch([(c.feats_flip if f and c.feats_flip is not None else c.feats)[i]
-                                for c, i, f in zip(clips, idxs, flips)])
+        seqs = [(c.feats_flip if f and c.feats_flip is not None else c.feats)[i]
+                for c, i, f in zip(clips, idxs, flips)]
+        if backbone is not None:  # train.finetune_blocks: cached trunk maps (T, streams*C, h, w) through the tail
+            z = torch.cat(seqs).to(device).float()  # only the valid steps, not the padding
+            seqs = list(backbone(z).split([len(s) for s in seqs]))  # (T_i, streams * D)
+        x, lengths = pad_batch(seqs)
         return x.to(device), lengths.to(device)
-    frames = torch.cat([c.frames[i].flip(2) if f else c.frames[i]
-                        for c, i, f in zip(clips, idxs, flips)]).to(device)  # (sum T, S, S, 3)
-    feats = backbone.features(backbone.preprocess(frames))  # (sum T, D)
+    from .views import mirror
+
+    frames = torch.cat([mirror(c.frames[i], backbone.streams) if f else c.frames[i]
+                        for c, i, f in zip(clips, idxs, flips)]).to(device)  # (sum T, streams, S, S, 3)
+    feats = backbone.features(backbone.preprocess(frames.flatten(0, 1))).view(len(frames), -1)  # (sum T, streams*D)
     return (*[t.to(device) for t in pad_batch(list(feats.split([len(i) for i in idxs])))],)
 
 
@@ -199,10 +241,13 @@ def evaluate(head, backbone, clips, cfg: Config, device, weight=None, batch_size
     for start in range(0, len(clips), batch_size):
         batch = clips[start:start + batch_size]
         x, lengths = clip_inputs(batch, [np.arange(len(c)) for c in batch], backbone, device)
-        out = head(x, lengths)
+        if cfg.train.test_clips > 1:  # multi-clip testing
+            clip = crop_average(head, x, lengths, cfg.train.max_len, cfg.train.test_clips)
+        else:
+            clip = head(x, lengths).clip
         targets = torch.tensor([c.target for c in batch], device=device)
-        losses.append(float(F.cross_entropy(out.clip, targets, weight=weight, reduction="sum")))
-        logits.append(out.clip.float().cpu())
+        losses.append(float(F.cross_entropy(clip, targets, weight=weight, reduction="sum")))
+        logits.append(clip.float().cpu())
     if not logits:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), float("nan")
     targets = np.array([c.target for c in clips])
@@ -318,23 +363,32 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     classes = train_ds.classes
     log.info("classes (%d): %s; train %d clips, val %d clips", len(classes), classes, len(train_ds), len(val_ds))
 
-    finetune = cfg.train.finetune_backbone
-    backbone = create_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.input_size,
-                               cfg.backbone.device if not finetune else cfg.train.device,
-                               cfg.backbone.batch_size, **({} if finetune else runtime_args(cfg.backbone)))
+    finetune, blocks = cfg.train.finetune_backbone, cfg.train.finetune_blocks
+    trains_backbone = finetune or blocks > 0
+    backbone = backbone_from_config(cfg.backbone, cfg.train.device if trains_backbone else None,
+                                    runtime=not trains_backbone)
     spec_fingerprint = backbone.fingerprint
     failures_file = out / "failures.txt"
+    trainable = None  # what of the backbone trains: the whole of it, or its tail on cached trunk maps
     if finetune:
         train_clips, f1 = load_frame_clips(train_ds, classes, cfg, progress)
         val_clips, f2 = load_frame_clips(val_ds, classes, cfg, progress)
         backbone.to(device)
-        if state is not None and state.get("backbone_state"):
-            backbone.load_state_dict(state["backbone_state"])
+        backbone.streams = list(cfg.views.streams)  # for mirroring the flow stream (clip_inputs)
+        trainable = backbone
     else:
         cache = FeatureCache.from_config(cfg)
-        train_clips, f1 = load_feature_clips(train_ds, classes, backbone, cfg, cache, progress,
+        encoder = backbone
+        if blocks:  # the frozen trunk's maps are cached; only the last `blocks` stages train
+            from .backbones import BackboneTail, TrunkEncoder
+
+            encoder = TrunkEncoder(backbone.to(device), blocks)
+            trainable = BackboneTail(backbone, blocks, len(cfg.views.streams))
+        train_clips, f1 = load_feature_clips(train_ds, classes, encoder, cfg, cache, progress,
                                              flip=cfg.train.flip_aug)
-        val_clips, f2 = load_feature_clips(val_ds, classes, backbone, cfg, cache, progress)
+        val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress)
+    if trainable is not None and state is not None and state.get("backbone_state"):
+        backbone.load_state_dict(state["backbone_state"])
     failures = {**f1, **f2}
     if failures:
         atomic_write_text(failures_file, "".join(f"{e}\n" for e in failures.values()))
@@ -344,10 +398,11 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     if not val_clips:
         raise TrainError(f"no validation clip could be read ({len(failures)} failed; see {failures_file})")
 
-    head = build_head(cfg.head, backbone.dim, len(classes)).to(device)
+    feature_dim = len(cfg.views.streams) * backbone.dim  # streams side by side (views.py)
+    head = build_head(cfg.head, feature_dim, len(classes), groups=len(cfg.views.streams)).to(device)
     groups = [{"params": head.parameters(), "lr": cfg.train.lr}]
-    if finetune:
-        groups.append({"params": backbone.parameters(), "lr": cfg.train.backbone_lr})
+    if trainable is not None:
+        groups.append({"params": trainable.parameters(), "lr": cfg.train.backbone_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     targets = [c.target for c in train_clips]
@@ -367,10 +422,10 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
                dynamic_ncols=True, initial=start_epoch, total=cfg.train.epochs)
     for epoch in bar:
         te = time.time()
-        tr_loss, tr_acc = train_one_epoch(head, backbone if finetune else None, train_clips, optimizer,
+        tr_loss, tr_acc = train_one_epoch(head, trainable, train_clips, optimizer,
                                           cfg, rng, weight, device, sampler_w)
         scheduler.step()
-        logits, vt, val_loss = evaluate(head, backbone if finetune else None, val_clips, cfg, device)
+        logits, vt, val_loss = evaluate(head, trainable, val_clips, cfg, device)
         rep = classification_report(logits, vt, classes)
         row = dict(epoch=epoch + 1, train_loss=round(tr_loss, 5), train_top1=round(tr_acc, 5),
                    val_loss=round(val_loss, 5), val_top1=round(rep["top1"], 5),
@@ -378,9 +433,9 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
                    lr=optimizer.param_groups[0]["lr"], seconds=round(time.time() - te, 3))
         history.append(row)
         ckpt = dict(format_version=FORMAT_VERSION, kind="classification", config=cfg.to_dict(),
-                    classes=classes, feature_dim=backbone.dim, head_state=head.state_dict(),
+                    classes=classes, feature_dim=feature_dim, head_state=head.state_dict(),
                     backbone=backbone_spec(cfg.backbone), backbone_fingerprint=spec_fingerprint,
-                    backbone_state=backbone.state_dict() if finetune else None,
+                    backbone_state=backbone.state_dict() if trainable is not None else None,
                     metrics=dict(val_top1=rep["top1"], val_mean_class_accuracy=rep["mean_class_accuracy"],
                                  val_loss=val_loss, epoch=epoch + 1),
                     epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
@@ -392,7 +447,7 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
             log.info("early stop: no better val top1 for %d epochs", stale)
             break
 
-    if cfg.train.refit and not finetune:
+    if cfg.train.refit and trainable is None:
         _refit(cfg, out, train_clips + val_clips, classes, backbone, spec_fingerprint, best, weight, device)
 
     plot_curves(history, out / "curves.png")
@@ -405,7 +460,7 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
         val_loss=best["val_loss"], val_per_class_accuracy=rep["per_class_accuracy"],
         val_confusion_matrix=rep["confusion_matrix"], classes=classes,
         train_clips=len(train_clips), val_clips=len(val_clips), failed_videos=len(failures),
-        refit=bool(cfg.train.refit and not finetune),
+        refit=bool(cfg.train.refit and trainable is None),
         seconds=round(time.time() - t0, 2), run_dir=str(out),
         checkpoint=str(out / "best.pt"),
     )
@@ -423,7 +478,8 @@ def _refit(cfg: Config, out: Path, clips: list[Clip], classes, backbone, fingerp
     rcfg.train.epochs = best["epoch"]
     rcfg.train.warmup_epochs = min(cfg.train.warmup_epochs, max(0, best["epoch"] - 1))
     rng = seed_everything(cfg.train.seed)
-    head = build_head(cfg.head, backbone.dim, len(classes)).to(device)
+    feature_dim = len(cfg.views.streams) * backbone.dim
+    head = build_head(cfg.head, feature_dim, len(classes), groups=len(cfg.views.streams)).to(device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(rcfg))
     if cfg.train.class_balance == "loss":
@@ -443,5 +499,6 @@ def _write_log(path: Path, history: list[dict]) -> None:
 
 def config_for_resume(out: str | Path, overrides=()) -> Config:
     """The run's own saved config, with overrides (e.g. train.epochs=100) on top."""
-    ckpt = load_checkpoint(Path(out) / "last.pt")
-    return load_config(None, overrides, base=ckpt["config"])
+    from .checkpoint import config_of
+
+    return config_of(load_checkpoint(Path(out) / "last.pt"), overrides)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import segments as seg
-from .backbones import backbone_spec, create_backbone, resolve_device, runtime_args
+from .backbones import backbone_from_config, backbone_spec, resolve_device
 from .cache import FeatureCache, extract
 from .checkpoint import FORMAT_VERSION
 from .config import Config, save_config
@@ -69,12 +69,12 @@ def encode_videos(videos: list, backbone, cfg: Config, cache: FeatureCache, prog
                   source: str) -> tuple[dict, dict]:
     """Cached features of every video: {path: (feats (T,D), times (T,))}, failures {path: error}.
     A segment that runs past a video's end is an error naming its row."""
-    res = extract([v.path for v in videos], backbone, cfg.video, cache, progress)
+    res = extract([v.path for v in videos], backbone, cfg.video, cache, progress, views=cfg.views)
     feats = {}
     for v in videos:
         if v.path not in res.keys:
             continue
-        f, ts, _ = cache.load(res.keys[v.path])
+        f, ts = cache.load_streams(res.keys[v.path])
         step = 1.0 / cfg.video.fps if cfg.video.sampling == "fps" else (ts[-1] - ts[0]) / max(len(ts) - 1, 1)
         seg.check_duration(v, float(ts[-1] + step), source)
         feats[v.path] = (f, ts)
@@ -231,8 +231,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     ann, train_v, val_v = load_annotation_splits(cfg)
     atomic_write_csv(out / "split.csv", ["video", "split"],
                      [[v.path, "train"] for v in train_v] + [[v.path, "val"] for v in val_v])
-    backbone = create_backbone(cfg.backbone.name, cfg.backbone.weights, cfg.backbone.input_size,
-                               cfg.backbone.device, cfg.backbone.batch_size, **runtime_args(cfg.backbone))
+    backbone = backbone_from_config(cfg.backbone)
     cache = FeatureCache.from_config(cfg)
     feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
     if failures:
@@ -247,7 +246,9 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     log.info("next_event: classes (%d) %s; train %d videos (%d steps), val %d videos", len(classes), classes,
              len(train_s), sum(len(s) for s in train_s), len(val_s))
 
-    head = build_head(cfg.head, backbone.dim, len(classes), next_event=True).to(device)
+    feature_dim = len(cfg.views.streams) * backbone.dim  # streams side by side (views.py)
+    head = build_head(cfg.head, feature_dim, len(classes), next_event=True,
+                      groups=len(cfg.views.streams)).to(device)
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     history, best, start_epoch, stale = [], None, 0, 0
@@ -271,7 +272,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
                    seconds=round(time.time() - te, 3))
         history.append(row)
         ckpt = dict(format_version=FORMAT_VERSION, kind="next_event", config=cfg.to_dict(), classes=classes,
-                    feature_dim=backbone.dim, head_state=head.state_dict(), backbone=backbone_spec(cfg.backbone),
+                    feature_dim=feature_dim, head_state=head.state_dict(), backbone=backbone_spec(cfg.backbone),
                     backbone_fingerprint=backbone.fingerprint, backbone_state=None,
                     metrics=dict(val_next_top1=rep["next_top1"], val_current_top1=rep["current_top1"],
                                  val_next_top1_at_1s=at1, val_loss=val_loss, epoch=epoch + 1),

@@ -78,3 +78,33 @@ def test_yolo_import_does_not_make_later_processes_single_threaded():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
                          cwd=os.path.dirname(os.path.dirname(__file__))).stdout.split()
     assert out[0] == out[1]
+
+
+@pytest.mark.parametrize("name", ["tiny_cnn", "efficientnet_lite0", "resnet18", "yolo26n-cls"])
+def test_grid_pooling_keeps_where_things_are(name):
+    """backbone.grid=2: four cells per channel (dim x 4) whose mean is the global average on an even
+    map, a fingerprint of its own, and the cells tell a left-right mirrored frame apart."""
+    flat = create_backbone(name, weights="none", input_size=64)
+    grid = create_backbone(name, weights="none", input_size=64, grid=2)
+    assert grid.dim == 4 * flat.dim and grid.fingerprint != flat.fingerprint
+    f1, f2 = flat.encode(FRAMES), grid.encode(FRAMES)
+    assert f2.shape == (3, 4 * flat.dim)
+    cells = f2.reshape(3, flat.dim, 4)
+    if name in ("tiny_cnn", "efficientnet_lite0"):  # 8 x 8 and 2 x 2 maps: the cells tile the map exactly
+        assert np.allclose(cells.mean(-1), f1, atol=1e-4 * np.abs(f1).max())
+    mirrored = grid.encode(np.ascontiguousarray(FRAMES[:, :, ::-1]))
+    assert np.abs(mirrored - f2).max() > 1e-3 * np.abs(f2).max()
+
+
+def test_finetune_blocks_needs_a_supported_backbone():
+    from pipeline.backbones import TrunkEncoder
+
+    with pytest.raises(BackboneError, match="finetune_blocks is supported for efficientnet_lite0"):
+        TrunkEncoder(create_backbone("resnet18", weights="none", input_size=64), 1)
+    with pytest.raises(BackboneError, match="has 17 stages"):
+        TrunkEncoder(create_backbone("efficientnet_lite0", weights="none", input_size=64), 18)
+    bb = create_backbone("efficientnet_lite0", weights="none", input_size=64)
+    x = bb.preprocess(torch.as_tensor(FRAMES))
+    with torch.no_grad():
+        for n in (1, 2, 17):  # trunk then tail is the whole network
+            assert torch.allclose(bb.tail(bb.trunk(x, n), n), bb.features(x), atol=1e-5)

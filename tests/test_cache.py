@@ -27,7 +27,7 @@ def test_extract_then_reuse_and_load(tmp_path, videos):
     vcfg = VideoConfig(fps=10)
     r1 = extract(videos, bb, vcfg, cache, progress=False)
     assert r1.extracted == 4 and r1.reused == 0 and not r1.failures
-    feats, ts, meta = cache.load(r1.keys[videos[0]])
+    feats, ts, meta = cache.load(r1.keys[videos[0]][0])
     assert feats.dtype == np.float32 and feats.shape == (8, bb.dim) and len(ts) == 8
     assert np.allclose(feats, bb.encode(__import__("pipeline.video", fromlist=["x"]).load_frames(videos[0], fps=10)[0]),
                        atol=1e-2)  # stored as float16
@@ -68,7 +68,9 @@ def test_extraction_resumes_after_kill_9(tmp_path):
     data = make_dataset(tmp_path / "d", 6, actions=("wave", "jump"), seed=0)
     cache = tmp_path / "cache"
     env = dict(os.environ, VAP_CACHE=str(cache))
-    cmd = [sys.executable, "-m", "pipeline", "extract", "--data", str(data), "--quiet", "backbone.input_size=224"]
+    # one stream, so that entries count videos (test_views covers videos with some streams cached)
+    cmd = [sys.executable, "-m", "pipeline", "extract", "--data", str(data), "--quiet", "backbone.input_size=224",
+           "views.streams=[frame]"]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline and len(list(cache.rglob("*.npz"))) < 2:

@@ -4,13 +4,16 @@ import torch
 from pipeline.config import HeadConfig
 from pipeline.heads import build_head
 
-STREAMABLE = [("lstm", "mean"), ("lstm", "last"), ("gru", "mean"), ("gru", "last"), ("meanpool", "mean")]
+STREAMABLE = [("lstm", "mean"), ("lstm", "last"), ("gru", "mean"), ("gru", "last"), ("meanpool", "mean"),
+              ("lstm+skip", "mean"), ("lstm+skip", "last"), ("gru+skip", "mean")]
 
 
 def make(type_, pool="mean", layers=2, bidirectional=False):
+    """type_ 'lstm+skip': an LSTM head with head.skip=true (read-outs see [state, input])."""
     torch.manual_seed(0)
+    type_, _, skip = type_.partition("+")
     h = build_head(HeadConfig(type=type_, pool=pool, num_layers=layers, bidirectional=bidirectional,
-                              hidden_size=32, proj_dim=24), in_dim=40, num_classes=5)
+                              hidden_size=32, proj_dim=24, skip=bool(skip)), in_dim=40, num_classes=5)
     return h.eval()
 
 
@@ -28,8 +31,8 @@ def test_step_by_step_equals_full_pass(type_, pool):
     assert full.clip.shape == (2, 5) and full.steps.shape == (2, 11, 5)
 
 
-@pytest.mark.parametrize("type_, pool, bidir", [(*s, False) for s in STREAMABLE] + [("lstm", "mean", True),
-                                                                                    ("lstm", "last", True)])
+@pytest.mark.parametrize("type_, pool, bidir", [(*s, False) for s in STREAMABLE] + [
+    ("lstm", "mean", True), ("lstm", "last", True), ("lstm+skip", "last", True)])
 def test_padding_does_not_change_outputs(type_, pool, bidir):
     head = make(type_, pool, bidirectional=bidir)
     a, b = torch.randn(7, 40), torch.randn(4, 40)
@@ -48,7 +51,7 @@ def test_bidirectional_cannot_stream():
         head.step(torch.randn(1, 40))
 
 
-@pytest.mark.parametrize("type_", ["lstm", "gru", "meanpool"])
+@pytest.mark.parametrize("type_", ["lstm", "gru", "meanpool", "lstm+skip"])
 def test_gradients_reach_every_parameter_and_no_nans(type_):
     head = make(type_).train()
     out = head(torch.randn(3, 9, 40) * 50, torch.tensor([9, 5, 1]))

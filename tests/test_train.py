@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +120,53 @@ def test_flip_augmentation_caches_mirrored_features(tmp_path, synth_data):
     m = main(load_config(None, [*TINY, f"data.train={synth_data}", "train.epochs=2", "train.flip_aug=true"]),
              tmp_path / "run", progress=False)
     assert m["epochs_run"] == 2
+
+
+def test_multi_clip_testing_averages_evenly_spaced_crops():
+    import torch
+
+    from pipeline.config import HeadConfig
+    from pipeline.heads import build_head
+    from pipeline.train import crop_average, eval_crops
+
+    assert [list(c) for c in eval_crops(10, 4, 3)] == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+    assert len(eval_crops(4, 4, 3)) == 1 and len(eval_crops(10, 0, 3)) == 1 and len(eval_crops(10, 4, 1)) == 1
+    torch.manual_seed(0)
+    head = build_head(HeadConfig(), 8, 3).eval()
+    x, lengths = torch.randn(2, 10, 8), torch.tensor([10, 3])
+    got = crop_average(head, x, lengths, 4, 3).exp()
+    want0 = torch.stack([torch.softmax(head(x[:1, i]).clip, -1)[0] for i in eval_crops(10, 4, 3)]).mean(0)
+    assert torch.allclose(got[0], want0, atol=1e-6)
+    assert torch.allclose(got[1], torch.softmax(head(x[1:, :3]).clip, -1)[0], atol=1e-6)  # short: whole clip
+
+
+def test_finetune_last_blocks_on_cached_trunk_maps(tmp_path, synth_data, synth_test):
+    """train.finetune_blocks=1: only the last stage changes, the trunk maps come from the cache (a
+    second run decodes nothing), and prediction and vap eval use the fine-tuned backbone."""
+    import torch
+
+    from pipeline.backbones import create_backbone
+    from pipeline.checkpoint import backbone_of, load_checkpoint
+    from pipeline.evaluate import evaluate_checkpoint
+    from pipeline.predict import Predictor
+
+    ov = [f"data.train={synth_data}", "backbone.name=tiny_cnn", "video.fps=8", "train.epochs=2",
+          "train.finetune_blocks=1", "train.backbone_lr=0.01", "views.streams=[frame,diff]", "train.flip_aug=true"]
+    main(load_config(None, ov), tmp_path / "run", progress=False)
+    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
+    ref = create_backbone("tiny_cnn").state_dict()
+    tuned = ckpt["backbone_state"]
+    changed = {k for k in ref if not torch.equal(ref[k], tuned[k])}
+    assert changed and all(k.startswith("net.6.") or k.startswith("net.7.") for k in changed), changed
+    assert backbone_of(ckpt).fingerprint != create_backbone("tiny_cnn").fingerprint
+    cache = Path(os.environ["VAP_CACHE"])
+    maps = [p for p in cache.rglob("*.npz") if np.load(p)["features"].ndim == 4]
+    assert len(maps) == 2 * (48 + 40)  # 2 streams x (48 clips + the 40 training clips mirrored), maps (T,C,h,w)
+    main(load_config(None, [*ov, "train.epochs=1"]), tmp_path / "run2", progress=False)  # all from the cache
+    assert len(list(cache.rglob("*.npz"))) == len(maps)
+    video = sorted(synth_test.glob("*/*.mp4"))[0]
+    assert Predictor(ckpt, "cpu").predict(video).topk
+    rep = evaluate_checkpoint(tmp_path / "run" / "best.pt", synth_test, tmp_path / "eval", progress=False)
+    assert rep["num_clips"] == 16
+    with pytest.raises(Exception, match="finetune_blocks"):
+        load_config(None, ["train.finetune_blocks=1", "train.finetune_backbone=true"])

@@ -43,8 +43,10 @@ def test_weizmann_actor_disjoint_train_and_eval_cli(tmp_path, wz_cache):
     rep = json.loads(out)
     print("weizmann 6/3 actor split:", {k: rep[k] for k in ("top1", "top5", "mean_class_accuracy")})
     assert rep["num_clips"] == 30
-    # chance is 0.1; with only 4 training actors this split measures 0.67-0.80 (README)
-    assert rep["top1"] >= 0.6, rep["top1"]
+    # chance is 0.1; with whole-frame features (views.streams=[frame]) and only 4 training actors this
+    # split measured 0.67-0.80; with the default person crop + motion streams 0.93-0.97 over seeds 0-2
+    # (bench/accuracy_weizmann.py --protocol 6-3 --seeds 0,1,2)
+    assert rep["top1"] >= 0.8, rep["top1"]
 
 
 def test_weizmann_leave_one_actor_out_matches_the_readme(monkeypatch, wz_cache):
@@ -56,7 +58,7 @@ def test_weizmann_leave_one_actor_out_matches_the_readme(monkeypatch, wz_cache):
     res = accuracy_weizmann.main(["--heads", "lstm"])["results"]["lstm"]
     print("weizmann LOAO lstm:", res["top1_mean"], res["top1_std"])
     assert len(res["folds"]) == 9
-    # README: 0.80-0.83 over seeds 0-2 here (0.79-0.86 before the dropout change); 0.73 seen where the
-    # features were extracted with another thread count (60 training clips per fold: tiny numeric
-    # differences move whole clips). Chance: 0.1
-    assert res["top1_mean"] >= 0.7, res
+    # README: 0.91-0.98 over seeds 0-2 with the default views (crop + diff) and head (skip); whole-frame
+    # features gave 0.80-0.83. 60 training clips per fold: tiny numeric differences (another thread
+    # count) move whole clips, hence the margin. Chance: 0.1
+    assert res["top1_mean"] >= 0.88, res

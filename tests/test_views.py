@@ -1,0 +1,147 @@
+"""Views (pipeline/views.py): the moving-region crop, the diff and flow motion streams, their cache
+entries, and multi-stream models through training, offline and streaming prediction and ONNX."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import write_video
+
+from pipeline.config import ViewsConfig, load_config, ConfigError
+from pipeline.video import load_frames
+from pipeline.views import MotionTracker, ViewRenderer, mirror, stream_id
+
+
+def scene(n: int, movers: list[tuple[int, int, int]], h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
+    """A static textured background with dark squares; movers: (x at frame 0, y, dx per frame)."""
+    rng = np.random.default_rng(seed)
+    bg = (rng.integers(90, 170, (h // 8, w // 8, 1)).repeat(8, 0).repeat(8, 1).repeat(3, 2)).astype(np.uint8)
+    frames = np.repeat(bg[None], n, 0).copy()
+    for i in range(n):
+        for x0, y, dx in movers:
+            x = x0 + dx * i
+            frames[i, y:y + 20, max(0, x):max(0, x + 12)] = (20, 30, 200)
+    return frames
+
+
+def test_box_follows_the_moving_person_and_stays_in_the_frame():
+    frames = scene(20, [(10, 60, 5)])
+    tr = MotionTracker(ViewsConfig())
+    boxes = [tr.update(f) for f in frames]
+    assert boxes[0] is None  # nothing has moved yet: the crop is the whole frame
+    for i in (8, 14, 19):
+        x0, y0, side = boxes[i]
+        cx, cy = 10 + 5 * i + 6, 70  # the square's centre
+        assert x0 <= cx <= x0 + side and y0 <= cy <= y0 + side, (i, boxes[i])
+        assert 0 <= x0 and x0 + side <= 160 + 1e-6 and 0 <= y0 and y0 + side <= 120 + 1e-6
+        assert 0.3 * 120 - 1e-6 <= side < 120  # crop_min of the shorter side, and a real crop
+    assert boxes[19][0] > boxes[8][0]  # it moved right with the square
+
+
+def test_still_video_gives_the_whole_frame_and_two_people_one_box():
+    still = scene(10, [])
+    r = ViewRenderer(["crop"], ViewsConfig(), 64)
+    crops = r.render(still)["crop"]
+    assert r.tracker.box is None
+    import cv2
+    whole = cv2.warpAffine(still[0], np.float32([[64 / 160, 0, 0], [0, 64 / 120, 0]]), (64, 64))
+    assert np.abs(crops[0].astype(int) - whole.astype(int)).max() <= 1
+    two = scene(12, [(5, 20, 3), (140, 90, -3)])
+    tr = MotionTracker(ViewsConfig())
+    for f in two:
+        box = tr.update(f)
+    x0, y0, side = box
+    assert x0 <= 5 + 33 and x0 + side >= 140 - 33 + 12  # both squares are inside the one box
+
+
+def test_rendering_is_causal_chunks_equal_the_whole_and_mirror_flips_flow():
+    frames = scene(16, [(10, 50, 6)])
+    cfg = ViewsConfig(streams=["frame", "crop", "diff", "flow"])
+    whole = ViewRenderer(cfg.streams, cfg, 96).render(frames)
+    r = ViewRenderer(cfg.streams, cfg, 96)
+    parts = [r.render(frames[a:b]) for a, b in [(0, 5), (5, 6), (6, 16)]]
+    for k in cfg.streams:
+        assert np.array_equal(np.concatenate([p[k] for p in parts]), whole[k]), k
+    assert whole["diff"][0].max() == 0 and whole["diff"][8].max() > 100  # first step: no previous frame
+    flow = whole["flow"][8].astype(int)
+    moving = flow[..., 2] > 40
+    assert moving.any() and (flow[..., 0][moving] > 128).mean() > 0.8  # moving right: dx > 0
+    m = mirror(whole["flow"][8:9], ["flow"])[0, 0].astype(int)
+    assert (m[..., 0][moving[:, ::-1]] < 128).mean() > 0.8  # mirrored: moving left
+    flipped = ViewRenderer(cfg.streams, cfg, 96, flip=True).render(frames)
+    assert np.array_equal(flipped["crop"], whole["crop"][:, :, ::-1])
+
+
+def test_stream_ids_and_config_errors():
+    a, b = ViewsConfig(), ViewsConfig(crop_margin=0.4)
+    assert stream_id("frame", a) == ""  # whole-frame cache entries of earlier versions stay valid
+    assert stream_id("crop", a) != stream_id("crop", b) and stream_id("crop", a).startswith("crop-")
+    with pytest.raises(ConfigError, match="views.streams"):
+        load_config(None, ["views.streams=[frame,frame]"])
+    with pytest.raises(ConfigError, match="must be one of"):
+        load_config(None, ["views.streams=[frame,pose]"])
+
+
+def test_extract_caches_each_stream_once(tmp_path):
+    from pipeline.backbones import create_backbone
+    from pipeline.cache import FeatureCache, extract
+    from pipeline.config import VideoConfig
+
+    v = str(write_video(tmp_path / "a.mp4", scene(30, [(10, 50, 4)])))
+    bb = create_backbone("tiny_cnn", device="cpu")
+    cache = FeatureCache(tmp_path / "c")
+    r1 = extract([v], bb, VideoConfig(), cache, progress=False)
+    r2 = extract([v], bb, VideoConfig(), cache, progress=False, views=ViewsConfig(streams=["frame", "diff"]))
+    assert r2.keys[v][0] == r1.keys[v][0] and r2.extracted == 1  # the frame entry is reused, diff is new
+    feats, ts = cache.load_streams(r2.keys[v])
+    assert feats.shape == (len(ts), 2 * bb.dim)
+    frames, _ = load_frames(v, fps=10)
+    want = bb.encode(ViewRenderer(["diff"], ViewsConfig(), bb.input_size).render(frames)["diff"])
+    assert np.allclose(feats[:, bb.dim:], want, atol=1e-2)
+    r3 = extract([v], bb, VideoConfig(), cache, progress=False, views=ViewsConfig(streams=["diff", "frame"]))
+    assert r3.reused == 1 and r3.keys[v] == r2.keys[v][::-1]
+
+
+@pytest.fixture(scope="module")
+def views_ckpt(tmp_path_factory, synth_data):
+    from pipeline.train import main
+
+    out = tmp_path_factory.mktemp("views")
+    cfg = load_config(None, [f"data.train={synth_data}", "backbone.name=tiny_cnn", "video.fps=8",
+                             "views.streams=[crop,diff,flow]", "train.epochs=3", "train.flip_aug=true"])
+    cfg.cache.dir = str(out / "cache")
+    m = main(cfg, out / "run", progress=False)
+    assert m["train_clips"] > 0
+    return out / "run" / "best.pt"
+
+
+def test_multi_stream_model_predicts_offline_streaming_and_onnx_alike(views_ckpt, tmp_path, synth_test):
+    from pipeline.checkpoint import load_checkpoint
+    from pipeline.predict import Predictor, StreamingPredictor
+
+    ckpt = load_checkpoint(views_ckpt)
+    assert ckpt["feature_dim"] == 3 * 64 and ckpt["config"]["views"]["streams"] == ["crop", "diff", "flow"]
+    video = sorted(synth_test.glob("*/*.mp4"))[0]
+    offline = Predictor(ckpt, "cpu").predict(video)
+    sp = StreamingPredictor(ckpt, "cpu")
+    frames, ts = load_frames(video, sampling="all")
+    enc = [r for r in (sp.push(f, t) for f, t in zip(frames, ts)) if r.encoded]
+    assert len(enc) == len(offline.step_times)
+    assert np.abs(np.stack([r.probs for r in enc]) - offline.step_probs).max() < 1e-4
+    pytest.importorskip("onnxruntime")
+    from pipeline.export import export_onnx
+    from pipeline.onnx_predict import OnnxModel, OnnxPredictor
+
+    res = export_onnx(views_ckpt, tmp_path / "onnx")
+    assert res["check"]["feature_min_cosine"] > 0.999
+    got = OnnxPredictor(OnnxModel(tmp_path / "onnx")).predict(video)
+    assert np.abs(got["step_probs"] - offline.step_probs).max() < 1e-3
+
+
+def test_checkpoints_from_before_views_mean_the_whole_frame():
+    from pipeline.checkpoint import config_of
+    from pipeline.config import Config
+
+    old = Config().to_dict()
+    del old["views"]  # a checkpoint written before views.streams existed
+    assert config_of(dict(config=old)).views.streams == ["frame"]
+    assert config_of(dict(config=Config().to_dict())).views.streams == Config().views.streams
