@@ -76,18 +76,23 @@ def run(data: Path, protocol: str, heads: list[str], overrides: list[str], work:
     results = {}
     extra = [f"train.seed={seed}"] if seed is not None else []
     for head in heads:
-        t0 = time.time()
         per_fold = []
         for k, test_actors in enumerate(folds(protocol)):
             train_csv, test_csv = write_lists(data, test_actors, work / f"fold{k}")
             cfg = load_config(config or ROOT / "configs" / "weizmann.yaml",
                               [*overrides, *extra, f"head.type={head}", f"data.train={train_csv}"])
-            m = train_main(cfg, work / f"fold{k}" / head, progress=False)
-            rep = evaluate_checkpoint(work / f"fold{k}" / head / "best.pt", test_csv,
-                                      work / f"fold{k}" / head / "eval", progress=False)
+            run_dir = work / f"fold{k}" / head
+            done = run_dir / "fold_result.json"  # a rerun with the same --work resumes fold by fold
+            if done.is_file() and json.loads(done.read_text())["config"] == cfg.to_dict():
+                per_fold.append(json.loads(done.read_text())["result"])
+                continue
+            tf = time.time()
+            m = train_main(cfg, run_dir, progress=False)
+            rep = evaluate_checkpoint(run_dir / "best.pt", test_csv, run_dir / "eval", progress=False)
             per_fold.append(dict(test_actors=test_actors, top1=rep["top1"], val_top1=m["val_top1"],
-                                 val_loss=m["val_loss"],
-                                 mean_class_accuracy=rep["mean_class_accuracy"], clips=rep["num_clips"]))
+                                 val_loss=m["val_loss"], mean_class_accuracy=rep["mean_class_accuracy"],
+                                 clips=rep["num_clips"], seconds=round(time.time() - tf, 1)))
+            done.write_text(json.dumps(dict(config=cfg.to_dict(), result=per_fold[-1])))
             print(f"{head} seed {seed} fold {k} {test_actors}: top1 {rep['top1']:.3f}", file=sys.stderr)
         top1 = np.array([f["top1"] for f in per_fold])
         val = np.array([f["val_top1"] for f in per_fold])
@@ -97,7 +102,7 @@ def run(data: Path, protocol: str, heads: list[str], overrides: list[str], work:
                              # model choice looks at this only: validation actors, never the test actor
                              val_top1_mean=round(float(val.mean()), 4),
                              val_loss_mean=round(float(np.mean([f["val_loss"] for f in per_fold])), 4),
-                             seconds=round(time.time() - t0, 1))
+                             seconds=round(sum(f.get("seconds", 0.0) for f in per_fold), 1))
     return results
 
 

@@ -63,7 +63,8 @@ class MotionTracker:
         small = frame if s == 1.0 else cv2.resize(frame, (max(1, round(W * s)), max(1, round(H * s))),
                                                   interpolation=cv2.INTER_AREA)
         grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (3, 3), 0)
-        if self.prev_small is None or self.prev_small.shape != grey.shape:
+        if self.prev_small is None or self.prev_small.shape != grey.shape:  # first frame, or a new size
+            self.masks, self.box = [], None
             mask = np.zeros(grey.shape, np.uint8)
             self.flow = np.zeros(grey.shape + (2,), np.float32)
         else:

@@ -127,7 +127,8 @@ def test_export_of_a_bidirectional_head_is_refused(tmp_path):
     from pipeline.export import ExportError, export_onnx
     from pipeline.heads import build_head
 
-    cfg = load_config(None, ["backbone.name=tiny_cnn", "backbone.input_size=64", "head.bidirectional=true"])
+    cfg = load_config(None, ["backbone.name=tiny_cnn", "backbone.input_size=64", "head.bidirectional=true",
+                             "views.streams=[frame]"])  # one stream: the head below takes bb.dim features
     bb = create_backbone("tiny_cnn", input_size=64, device="cpu")
     head = build_head(cfg.head, bb.dim, 3)
     ckpt = dict(format_version=1, kind="classification", config=cfg.to_dict(), classes=["a", "b", "c"],
