@@ -106,7 +106,7 @@ def test_flip_augmentation_caches_mirrored_features(tmp_path, synth_data):
     from pipeline.data import load_dataset
     from pipeline.train import load_feature_clips
 
-    cfg = load_config(None, TINY)
+    cfg = load_config(None, [*TINY, "views.streams=[frame]"])  # compared below with whole mirrored frames
     bb = create_backbone("tiny_cnn", input_size=64)
     ds = load_dataset(synth_data)
     clips, _ = load_feature_clips(ds, ds.classes, bb, cfg, FeatureCache(tmp_path / "c"), progress=False, flip=True)
