@@ -69,13 +69,6 @@ def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None)
     return bb
 
 
-def encoder_of(ckpt: dict, backbone, flip: bool = False):
-    """The FrameEncoder (views.streams through the backbone) that made this model's features."""
-    from .views import FrameEncoder
-
-    return FrameEncoder(backbone, config_of(ckpt).views, flip)
-
-
 def head_of(ckpt: dict, device="cpu"):
     from .heads import build_head
 

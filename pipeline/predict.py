@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from .cache import prefetch
-from .checkpoint import backbone_of, config_of, encoder_of, head_of, load_checkpoint
+from .checkpoint import backbone_of, config_of, head_of, load_checkpoint
 from .train import crop_average, pad_batch
+from .views import FrameEncoder
 from .video import RateLimiter, open_frames, video_kwargs
 
 
@@ -146,7 +147,7 @@ class Predictor:
         self.cfg = config_of(ckpt)
         self.classes = list(ckpt["classes"])
         self.backbone = backbone_of(ckpt, device)
-        self.encoder = encoder_of(ckpt, self.backbone)  # views.streams through the backbone
+        self.encoder = FrameEncoder(self.backbone, self.cfg.views)  # views.streams through the backbone
         self.device = self.backbone.device
         self.head = head_of(ckpt, self.device)
         self.window, self.stride, self.topk = window, stride, min(topk, len(self.classes))
@@ -242,7 +243,7 @@ class StreamingPredictor:
         self.cfg = config_of(ckpt)
         self.classes = list(ckpt["classes"])
         self.backbone = backbone_of(ckpt, device)
-        self.encoder = encoder_of(ckpt, self.backbone)  # views.streams through the backbone
+        self.encoder = FrameEncoder(self.backbone, self.cfg.views)  # views.streams through the backbone
         self.device = self.backbone.device
         self.head = head_of(ckpt, self.device)
         if not getattr(self.head, "can_stream", False):
