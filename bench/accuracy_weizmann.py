@@ -7,6 +7,7 @@ extracted once into the cache and reused by every fold and head.
 
     python bench/accuracy_weizmann.py [--protocol loao|3fold] [--heads lstm,meanpool] [--seeds 0,1,2] [key=value ...]
     python bench/accuracy_weizmann.py --table [--rows rgb,crop,...]   # one row per configuration (README)
+    python bench/accuracy_weizmann.py --extraction --rows crop+diff [--repeats 3]  # extraction cost vs RGB
 
 Prints JSON: per head and seed, top1 mean / std / min over folds and per-fold top1; with several
 seeds also the mean and std over seeds (training on ~60 clips moves by several points with the seed).
@@ -51,6 +52,12 @@ ROWS = {
 }
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def folds(protocol: str) -> list[list[str]]:
     if protocol == "loao":
         return [[a] for a in ACTORS]
@@ -61,8 +68,22 @@ def folds(protocol: str) -> list[list[str]]:
     raise SystemExit(f"unknown protocol {protocol}")
 
 
-def write_lists(root: Path, test_actors: list[str], out: Path) -> tuple[Path, Path]:
-    rows = sorted(p for p in root.glob("*/*.avi"))
+def inner_folds(protocol: str) -> list[tuple[list[str], list[str]]]:
+    """Nested validation (bench/tune_weizmann.py --select nested): per outer fold, (inner validation
+    actors, the outer test actors). The two actors after the fold's test actors (in ACTORS order) are
+    scored as if they were the test actors; the outer test actors are left out altogether, so a choice
+    made on these scores never sees them."""
+    out = []
+    for test in folds(protocol):
+        rest = [a for a in ACTORS if a not in test]
+        i = (ACTORS.index(test[-1]) + 1) % len(ACTORS)
+        order = [ACTORS[(i + j) % len(ACTORS)] for j in range(len(ACTORS))]
+        out.append(([a for a in order if a in rest][:2], test))
+    return out
+
+
+def write_lists(root: Path, test_actors: list[str], out: Path, exclude: list[str] = ()) -> tuple[Path, Path]:
+    rows = sorted(p for p in root.glob("*/*.avi") if p.name.split("_")[0] not in exclude)
     train = ["path,label"] + [f"{p},{p.parent.name}" for p in rows if p.name.split("_")[0] not in test_actors]
     test = ["path,label"] + [f"{p},{p.parent.name}" for p in rows if p.name.split("_")[0] in test_actors]
     out.mkdir(parents=True, exist_ok=True)
@@ -72,16 +93,19 @@ def write_lists(root: Path, test_actors: list[str], out: Path) -> tuple[Path, Pa
 
 
 def run(data: Path, protocol: str, heads: list[str], overrides: list[str], work: Path,
-        config: str | None = None, seed: int | None = None) -> dict:
+        config: str | None = None, seed: int | None = None, inner: bool = False) -> dict:
+    """Train and score every fold of the protocol with each head. inner=True scores the inner
+    validation actors of inner_folds() instead, the outer test actors left out (model choice)."""
     results = {}
     extra = [f"train.seed={seed}"] if seed is not None else []
+    plan = inner_folds(protocol) if inner else [(t, []) for t in folds(protocol)]
     for head in heads:
         per_fold = []
-        for k, test_actors in enumerate(folds(protocol)):
-            train_csv, test_csv = write_lists(data, test_actors, work / f"fold{k}")
+        for k, (test_actors, exclude) in enumerate(plan):
+            train_csv, test_csv = write_lists(data, test_actors, work / f"fold{k}", exclude)
             cfg = load_config(config or ROOT / "configs" / "weizmann.yaml",
                               [*overrides, *extra, f"head.type={head}", f"data.train={train_csv}"])
-            run_dir = work / f"fold{k}" / head
+            run_dir = work / f"fold{k}" / (head if seed is None else f"{head}-seed{seed}")
             done = run_dir / "fold_result.json"  # a rerun with the same --work resumes fold by fold
             if done.is_file() and json.loads(done.read_text())["config"] == cfg.to_dict():
                 per_fold.append(json.loads(done.read_text())["result"])
@@ -122,6 +146,23 @@ def extraction_seconds(data: Path, config: str | None, overrides: list[str], cli
     return time.perf_counter() - t0
 
 
+def extraction_costs(data: Path, config: str | None, rows: list[str], overrides: list[str],
+                     repeats: int = 3) -> dict:
+    """Extraction cost of each row relative to RGB only: every row and RGB timed `repeats` times,
+    interleaved (so drifts of the machine hit all alike); the ratio of the fastest of each.
+    Per-repeat ratios show the noise."""
+    names = ["rgb", *[r for r in rows if r != "rgb"]]
+    secs: dict[str, list[float]] = {n: [] for n in names}
+    for _ in range(repeats):
+        for n in names:
+            secs[n].append(extraction_seconds(data, config, [*overrides, *ROWS[n]]))
+    base = min(secs["rgb"])
+    return {n: dict(seconds_min=round(min(v), 2), seconds=[round(x, 2) for x in v],
+                    cost_vs_rgb=round(min(v) / base, 3),
+                    cost_vs_rgb_per_repeat=[round(x / b, 3) for x, b in zip(v, secs["rgb"])])
+            for n, v in secs.items()}
+
+
 def table(data: Path, protocol: str, heads: list[str], rows: list[str], overrides: list[str], work: Path,
           config: str | None) -> tuple[dict, str]:
     """Every configuration row with every head; (results, Markdown table)."""
@@ -151,6 +192,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--work", help="folder for the fold runs (default: a temporary folder)")
     ap.add_argument("--table", action="store_true", help="one row per configuration (ROWS), Markdown table")
     ap.add_argument("--rows", default=",".join(ROWS), help=f"rows of --table, of: {', '.join(ROWS)}")
+    ap.add_argument("--extraction", action="store_true",
+                    help="only time feature extraction of --rows against RGB (10 clips, --repeats times, interleaved)")
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_intermixed_args(argv)
     data = Path(args.data)
@@ -158,6 +202,13 @@ def main(argv=None) -> dict:
         print(json.dumps(dict(skipped=f"{data} not found")))
         return {}
     t0 = time.time()
+    if args.extraction:
+        out = dict(benchmark="extraction_cost_weizmann", config=args.config or "configs/weizmann.yaml",
+                   overrides=args.overrides, threads=torch_threads(),
+                   rows=extraction_costs(data, args.config, args.rows.split(","), args.overrides, args.repeats),
+                   seconds=round(time.time() - t0, 1))
+        print(json.dumps(out, indent=2))
+        return out
     if args.table:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(args.work) if args.work else Path(tmp)

@@ -386,7 +386,9 @@ def _run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
             trainable = BackboneTail(backbone, blocks, len(cfg.views.streams))
         train_clips, f1 = load_feature_clips(train_ds, classes, encoder, cfg, cache, progress,
                                              flip=cfg.train.flip_aug)
-        val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress)
+        # refit trains on the validation clips too, with the same augmentation
+        val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress,
+                                           flip=cfg.train.flip_aug and cfg.train.refit)
     if trainable is not None and state is not None and state.get("backbone_state"):
         backbone.load_state_dict(state["backbone_state"])
     failures = {**f1, **f2}

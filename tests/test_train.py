@@ -100,6 +100,19 @@ def test_refit_retrains_best_pt_on_train_plus_val(tmp_path, synth_data):
     assert any(not torch.equal(sel[k], last["head_state"][k]) for k in sel)
 
 
+def test_refit_with_flip_augmentation_mirrors_the_validation_clips_too(tmp_path, synth_data, monkeypatch):
+    """refit trains on train + val: the validation videos need their mirrored features as well."""
+    counts = {}
+    for refit in (False, True):
+        cfg = load_config(None, [*TINY, f"data.train={synth_data}", "train.epochs=2", "train.patience=0",
+                                 "train.flip_aug=true", "views.streams=[frame]", f"train.refit={str(refit).lower()}"])
+        monkeypatch.setenv("VAP_CACHE", str(tmp_path / f"cache-{refit}"))  # a cache of its own
+        m = main(cfg, tmp_path / f"run-{refit}", progress=False)
+        counts[refit] = (len(list((tmp_path / f"cache-{refit}").rglob("*.npz"))), m["train_clips"], m["val_clips"])
+    (n0, tr, va), (n1, _, _) = counts[False], counts[True]
+    assert n0 == 2 * tr + va and n1 == 2 * (tr + va)  # one entry per video and direction (one stream)
+
+
 def test_flip_augmentation_caches_mirrored_features(tmp_path, synth_data):
     from pipeline.backbones import create_backbone
     from pipeline.cache import FeatureCache
