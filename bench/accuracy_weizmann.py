@@ -18,6 +18,7 @@ evaluation, and the feature extraction cost relative to the whole frame alone (R
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -50,12 +52,6 @@ ROWS = {
     "crop+diff test3": ["views.streams=[crop,diff]", "train.test_clips=3"],  # multi-clip testing
     "crop+diff finetune1": ["views.streams=[crop,diff]", "train.finetune_blocks=1"],  # + fine-tuning
 }
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def folds(protocol: str) -> list[list[str]]:
@@ -167,51 +163,65 @@ def table(data: Path, protocol: str, heads: list[str], rows: list[str], override
           config: str | None) -> tuple[dict, str]:
     """Every configuration row with every head; (results, Markdown table)."""
     results, lines = {}, []
-    base_cost = extraction_seconds(data, config, [*overrides, *ROWS["rgb"]])
+    costs = extraction_costs(data, config, rows, overrides, repeats=1)
     for name in rows:
-        ov = [*overrides, *ROWS[name]]
-        cost = base_cost if name == "rgb" else extraction_seconds(data, config, ov)
-        res = run(data, protocol, heads, ov, work / name, config)
-        results[name] = dict(overrides=ROWS[name], extraction_cost_vs_rgb=round(cost / base_cost, 2), heads=res)
+        cost = costs[name]["cost_vs_rgb"]
+        res = run(data, protocol, heads, [*overrides, *ROWS[name]], work / name, config)
+        results[name] = dict(overrides=ROWS[name], extraction_cost_vs_rgb=round(cost, 2), heads=res)
         for h in heads:
             r = res[h]
             lines.append(f"| {name} | {h} | {r['val_top1_mean']:.3f} | {r['top1_mean']:.3f} | {r['top1_std']:.3f} | "
-                         f"{r['top1_min']:.3f} | {cost / base_cost:.2f} | {r['seconds']:.0f} |")
+                         f"{r['top1_min']:.3f} | {cost:.2f} | {r['seconds']:.0f} |")
     head = ["| configuration | head | val top-1 (training actors) | test top-1 mean | std over folds | worst fold "
             "| extraction cost vs RGB | seconds |", "|---|---|---|---|---|---|---|---|"]
     return results, "\n".join(head + lines)
 
 
+def parse_args(ap: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, Path | None]:
+    """Both Weizmann benchmarks: add --data and --work to their own options, parse, and check the data
+    folder; (args, data), data None (and a 'skipped' JSON printed) when the folder is missing."""
+    ap.add_argument("--data", default=str(WEIZMANN))
+    ap.add_argument("--work", help="folder for the fold runs (default: a temporary folder)")
+    args = ap.parse_intermixed_args(argv)
+    data = Path(args.data)
+    if not data.is_dir():
+        print(json.dumps(dict(skipped=f"{data} not found")))
+        return args, None
+    return args, data
+
+
+@contextlib.contextmanager
+def work_folder(work: str | None):
+    """--work, or a temporary folder removed afterwards."""
+    with tempfile.TemporaryDirectory() as tmp:
+        yield Path(work) if work else Path(tmp)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(WEIZMANN))
     ap.add_argument("--protocol", default="loao", choices=["loao", "3fold", "6-3"])
     ap.add_argument("--heads", default="lstm,meanpool")
     ap.add_argument("--config", help="experiment YAML (default configs/weizmann.yaml)")
     ap.add_argument("--seeds", default="", help="comma-separated train.seed values (default: the config's)")
-    ap.add_argument("--work", help="folder for the fold runs (default: a temporary folder)")
     ap.add_argument("--table", action="store_true", help="one row per configuration (ROWS), Markdown table")
     ap.add_argument("--rows", default=",".join(ROWS), help=f"rows of --table, of: {', '.join(ROWS)}")
     ap.add_argument("--extraction", action="store_true",
                     help="only time feature extraction of --rows against RGB (10 clips, --repeats times, interleaved)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("overrides", nargs="*")
-    args = ap.parse_intermixed_args(argv)
-    data = Path(args.data)
-    if not data.is_dir():
-        print(json.dumps(dict(skipped=f"{data} not found")))
+    args, data = parse_args(ap, argv)
+    if data is None:
         return {}
     t0 = time.time()
     if args.extraction:
         out = dict(benchmark="extraction_cost_weizmann", config=args.config or "configs/weizmann.yaml",
-                   overrides=args.overrides, threads=torch_threads(),
+                   overrides=args.overrides, threads=torch.get_num_threads(),
                    rows=extraction_costs(data, args.config, args.rows.split(","), args.overrides, args.repeats),
                    seconds=round(time.time() - t0, 1))
         print(json.dumps(out, indent=2))
         return out
     if args.table:
-        with tempfile.TemporaryDirectory() as tmp:
-            work = Path(args.work) if args.work else Path(tmp)
+        with work_folder(args.work) as work:
             res, md = table(data, args.protocol, args.heads.split(","), args.rows.split(","), args.overrides,
                             work, args.config)
         out = dict(benchmark="accuracy_weizmann_table", protocol=args.protocol,
@@ -222,8 +232,7 @@ def main(argv=None) -> dict:
         return out
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
     by_seed = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work) if args.work else Path(tmp)
+    with work_folder(args.work) as work:
         for seed in seeds:
             by_seed[seed] = run(data, args.protocol, args.heads.split(","), args.overrides, work, args.config, seed)
     res = by_seed[seeds[0]]

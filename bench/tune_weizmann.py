@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy_weizmann import WEIZMANN, run  # noqa: E402
+from accuracy_weizmann import parse_args, run, work_folder  # noqa: E402
 
 # candidate name -> overrides on top of configs/weizmann.yaml and the command line (names without
 # commas, so --candidates can list them). The README's tables: the nested choice of refit and the
@@ -56,23 +55,18 @@ NESTED = ["data.val_fraction=0.17"]  # --select nested: 5 training actors + 1 th
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(WEIZMANN))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--candidates", default=",".join(CANDIDATES), help=f"of: {', '.join(CANDIDATES)}")
-    ap.add_argument("--work", help="folder for the fold runs (default: a temporary folder)")
     ap.add_argument("--select", default="val", choices=["val", "nested"],
                     help="val: validation top-1 of the outer runs; nested: top-1 on held-out training actors")
     ap.add_argument("overrides", nargs="*", help="applied to every candidate, e.g. views.streams=[crop,diff]")
-    args = ap.parse_intermixed_args(argv)
-    data = Path(args.data)
-    if not data.is_dir():
-        print(json.dumps(dict(skipped=f"{data} not found")))
+    args, data = parse_args(ap, argv)
+    if data is None:
         return {}
     t0 = time.time()
     seeds = [int(s) for s in args.seeds.split(",")]
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work) if args.work else Path(tmp)
+    with work_folder(args.work) as work:
         for name in args.candidates.split(","):
             ov = [*args.overrides, *CANDIDATES[name]]
             head = next((o.split("=", 1)[1] for o in ov if o.startswith("head.type=")), "lstm")
