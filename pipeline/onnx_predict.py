@@ -49,15 +49,16 @@ class OnnxModel:
         self.head = ort.InferenceSession(str(folder / self.meta["files"]["head"]), opts, providers=providers)
         self.outputs = [o.name for o in self.head.get_outputs()]
         b = self.meta["backbone"]
-        self.size = int(b["input_size"])
+        self.size = self.input_size = int(b["input_size"])  # input_size, dim: what FrameEncoder reads
+        self.dim = int(b["dim"])
         self.mean = np.array(b["mean"], np.float32).reshape(1, 1, 3)
         self.std = np.array(b["std"], np.float32).reshape(1, 1, 3)
         self.batch_size = 32
         from .config import ViewsConfig  # plain dataclasses, no torch
-        from .views import ViewRenderer
+        from .views import FrameEncoder
 
         self.views = ViewsConfig(**self.meta.get("views", {"streams": ["frame"]}))  # older model.json: whole frame
-        self.renderer = ViewRenderer(self.views.streams, self.views, self.size)
+        self.frames = FrameEncoder(self, self.views)  # the views through this ONNX backbone, as PyTorch's
 
     def preprocess(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (T,H,W,3) RGB -> float32 (T,3,S,S): the whole frame resized (area when shrinking)."""
@@ -79,17 +80,16 @@ class OnnxModel:
         """uint8 (T,H,W,3) RGB -> float32 (T,D) features."""
         feats = [self.backbone.run(None, {"pixels": self.preprocess(frames[i:i + self.batch_size])})[0]
                  for i in range(0, len(frames), self.batch_size)]
-        return np.concatenate(feats) if feats else np.zeros((0, self.meta["backbone"]["dim"]), np.float32)
+        return np.concatenate(feats) if feats else np.zeros((0, self.dim), np.float32)
 
     def reset_views(self) -> None:
         """A new video or stream: the moving-region tracker of the crop/diff/flow views starts afresh."""
-        self.renderer.reset()
+        self.frames.reset()
 
     def encode_views(self, frames: np.ndarray) -> np.ndarray:
         """Consecutive uint8 (T,H,W,3) RGB frames of one video -> float32 (T, streams * D): the
         model's views.streams, each through the backbone, side by side (as pipeline.views.FrameEncoder)."""
-        views = self.renderer.render(frames)
-        return np.concatenate([self.encode(views[k]) for k in self.views.streams], 1)
+        return self.frames.encode(frames)
 
     def init_state(self, batch: int = 1) -> dict:
         h = self.meta["head"]
