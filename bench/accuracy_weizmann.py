@@ -31,6 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.capabilities import describe  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.evaluate import evaluate_checkpoint  # noqa: E402
 from pipeline.train import main as train_main  # noqa: E402
@@ -214,7 +215,8 @@ def main(argv=None) -> dict:
         return {}
     t0 = time.time()
     if args.extraction:
-        out = dict(benchmark="extraction_cost_weizmann", config=args.config or "configs/weizmann.yaml",
+        out = dict(machine=describe(), benchmark="extraction_cost_weizmann",
+                   config=args.config or "configs/weizmann.yaml",
                    overrides=args.overrides, threads=torch.get_num_threads(),
                    rows=extraction_costs(data, args.config, args.rows.split(","), args.overrides, args.repeats),
                    seconds=round(time.time() - t0, 1))
@@ -224,7 +226,7 @@ def main(argv=None) -> dict:
         with work_folder(args.work) as work:
             res, md = table(data, args.protocol, args.heads.split(","), args.rows.split(","), args.overrides,
                             work, args.config)
-        out = dict(benchmark="accuracy_weizmann_table", protocol=args.protocol,
+        out = dict(machine=describe(), benchmark="accuracy_weizmann_table", protocol=args.protocol,
                    config=args.config or "configs/weizmann.yaml", overrides=args.overrides, rows=res,
                    seconds=round(time.time() - t0, 1), markdown=md)
         print(json.dumps(out, indent=2))
@@ -236,7 +238,8 @@ def main(argv=None) -> dict:
         for seed in seeds:
             by_seed[seed] = run(data, args.protocol, args.heads.split(","), args.overrides, work, args.config, seed)
     res = by_seed[seeds[0]]
-    out = dict(benchmark="accuracy_weizmann", protocol=args.protocol, config=args.config or "configs/weizmann.yaml",
+    out = dict(machine=describe(), benchmark="accuracy_weizmann", protocol=args.protocol,
+               config=args.config or "configs/weizmann.yaml",
                overrides=args.overrides, results=res, seconds=round(time.time() - t0, 1))
     if len(seeds) > 1:
         out["seeds"] = {str(s): r for s, r in by_seed.items()}

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.compose import compose  # noqa: E402
+from pipeline.capabilities import describe  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.evaluate import evaluate_checkpoint  # noqa: E402
 from pipeline.grammar import load_grammar  # noqa: E402
@@ -97,7 +98,8 @@ def main() -> None:
                          seconds=round(time.time() - t1, 1)))
     mean = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0] if k not in ("seed", "best_epoch")}
     std = {k: round(float(np.std([r[k] for r in runs])), 4) for k in ("next_top1_at_1s", "current_top1_per_step")}
-    print(json.dumps(dict(protocol="compose 6 train actors / 3 test actors", test_actors=TEST_ACTORS,
+    print(json.dumps(dict(machine=describe(), protocol="compose 6 train actors / 3 test actors",
+                          test_actors=TEST_ACTORS,
                           sequences=dict(train=tr["videos"], test=te["videos"], seconds_each=args.seconds),
                           **references(grammar, Path(te["annotations"]), Path(tr["annotations"])),
                           mean=mean, std=std, runs=runs, overrides=OVERRIDES + args.overrides,

@@ -32,21 +32,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from media import BENCH_DIR, ROOT, clip_folder, make_video, repeat_video, timing_checkpoint  # noqa: E402
 
+from pipeline.capabilities import describe  # noqa: E402
+
 os.environ.setdefault("YOLO_OFFLINE", "True")
 DEVICE = os.environ.get("VAP_BENCH_DEVICE", "auto")  # --device; the training benchmark is CPU by design
-
-
-def _machine() -> dict:
-    import platform
-
-    import torch
-
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-               platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    d = dict(cpu=cpu, cores=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads())
-    if torch.cuda.is_available():
-        d["gpu"] = torch.cuda.get_device_name(0)
-    return d
 
 
 def _fps(fn, frames: int, repeats: int = 1) -> float:
@@ -375,8 +364,8 @@ def main() -> None:
     global DEVICE
     DEVICE = args.device or DEVICE
     t0 = time.time()
-    out = BENCHES[args.bench](args.quick)
-    out.update(machine=_machine(), seconds=round(time.time() - t0, 1))
+    out = dict(machine=describe())  # first: a figure means little without the CPU that made it
+    out.update(BENCHES[args.bench](args.quick), seconds=round(time.time() - t0, 1))
     print(json.dumps(out, indent=1))
 
 

@@ -29,7 +29,10 @@ def run(name: str, quick: bool, device: str = "auto") -> dict:
 def markdown(results: list[dict]) -> str:
     machine = next((r["machine"] for r in results if "machine" in r), {})
     lines = [f"Machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, torch "
-             f"{machine.get('torch', '?')}" + (f", GPU {machine['gpu']}" if machine.get("gpu") else ""), ""]
+             f"{machine.get('torch', '?')}" + (f", GPU {machine['gpu']}" if machine.get("gpu") else ""),
+             f"CPU flags: {' '.join(machine.get('flags', [])) or '?'}; PyTorch kernels: "
+             f"{machine.get('torch_cpu_capability', '?')}; native bf16: {machine.get('bf16', '?')}; "
+             f"VAP_CPU_FEATURES={machine.get('cpu_features', '?')}", ""]
     for r in results:
         name = r["bench"]
         lines.append(f"### {name}" + (f" ({r['seconds']} s)" if "seconds" in r else ""))

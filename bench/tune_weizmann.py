@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy_weizmann import parse_args, run, work_folder  # noqa: E402
 
+from pipeline.capabilities import describe  # noqa: E402
+
 # candidate name -> overrides on top of configs/weizmann.yaml and the command line (names without
 # commas, so --candidates can list them). The README's tables: the nested choice of refit and the
 # hidden size (the first four), and the earlier validation-only sweep of the skip read-out, made with
@@ -94,7 +96,8 @@ def main(argv=None) -> dict:
         nested = "-" if r["nested_top1"] is None else f"{r['nested_top1']:.3f}"
         lines.append(f"| {n} | {nested} | {r['val_top1']:.3f} | {r['val_loss']:.3f} | {r['test_top1']:.3f} | "
                      f"{', '.join(f'{x:.3f}' for x in r['test_top1_per_seed'])} |")
-    out = dict(benchmark="tune_weizmann", select=args.select, seeds=seeds, overrides=args.overrides, chosen=order[0],
+    out = dict(machine=describe(), benchmark="tune_weizmann", select=args.select, seeds=seeds,
+               overrides=args.overrides, chosen=order[0],
                candidates={n: results[n] for n in order}, seconds=round(time.time() - t0, 1),
                markdown="\n".join(lines))
     print(json.dumps(out, indent=2))

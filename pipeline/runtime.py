@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 
 from .backbones import BackboneError
+from .capabilities import bf16_supported, cpu_signature, ort_available
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +28,6 @@ MIN_COSINE = 0.99
 
 class RuntimeConfigError(BackboneError):
     """A runtime or precision this machine cannot run; the message says what to use instead."""
-
-
-def bf16_supported() -> bool:
-    """CPU bf16 is worth it only with native support (AVX512-BF16 / AMX); emulated, it is slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:
-        return False
-
-
-def ort_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-        import onnx  # noqa: F401
-        return True
-    except ImportError:
-        return False
 
 
 def _cache_dir() -> Path:
@@ -81,19 +64,20 @@ def _ort_session(bb, threads: int = 0):
 
 def configure(bb, runtime: str = "torch", precision: str = "fp32", channels_last: bool = False) -> None:
     """Set how bb.encode runs. runtime/precision 'auto' measure the candidates (see pick_fastest)."""
+    # The request first, the same answer on every machine; then what this machine can run.
     if runtime not in RUNTIMES or precision not in PRECISIONS:
         raise RuntimeConfigError(f"backbone.runtime must be one of {RUNTIMES} and backbone.precision one of "
-                            f"{PRECISIONS}; got {runtime!r}, {precision!r}")
+                                 f"{PRECISIONS}; got {runtime!r}, {precision!r}")
+    if runtime == "onnxruntime" and precision not in ("fp32", "auto"):
+        raise RuntimeConfigError("backbone.runtime=onnxruntime runs fp32; set backbone.precision=fp32")
     if runtime == "auto" or precision == "auto":
         runtime, precision, channels_last = pick_fastest(bb, runtime, precision)
     dev = bb.device.type
-    if precision == "bf16" and dev == "cpu" and not bf16_supported():
-        raise RuntimeConfigError("backbone.precision=bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); "
-                            "use fp32 or auto")
     if precision == "fp16" and dev != "cuda":
         raise RuntimeConfigError("backbone.precision=fp16 needs a CUDA device; on a CPU use fp32, bf16 or auto")
-    if runtime == "onnxruntime" and precision != "fp32":
-        raise RuntimeConfigError("backbone.runtime=onnxruntime runs fp32; set backbone.precision=fp32")
+    if precision == "bf16" and dev == "cpu" and not bf16_supported():
+        raise RuntimeConfigError("backbone.precision=bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); "
+                                 "use fp32 or auto")
     if runtime == "onnxruntime" and not ort_available():
         raise RuntimeConfigError('backbone.runtime=onnxruntime needs: pip install "vap[onnx]"')
     bb.runtime, bb.precision, bb.channels_last = runtime, precision, bool(channels_last)
@@ -152,7 +136,7 @@ def pick_fastest(bb, runtime: str = "auto", precision: str = "auto", use_cache: 
     """Measure every candidate path on probe frames and return the fastest whose features have
     cosine similarity > MIN_COSINE with fp32 eager on every frame."""
     key = "|".join(map(str, [bb.name, bb.fingerprint, bb.input_size, bb.batch_size, bb.device, runtime, precision,
-                             platform.processor() or platform.machine(), os.cpu_count(), torch.__version__,
+                             cpu_signature(), torch.__version__,
                              torch.get_num_threads()]))
     store = _cache_dir() / "runtime.json"
     known = json.loads(store.read_text()) if use_cache and store.is_file() else {}

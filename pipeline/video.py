@@ -20,6 +20,8 @@ from typing import Iterator
 
 import numpy as np
 
+from .capabilities import decord_enabled
+
 log = logging.getLogger(__name__)
 
 
@@ -99,6 +101,8 @@ def _check_file(path: str) -> None:
 
 
 def _decord():
+    if not decord_enabled():  # VAP_DECORD=0: behave as a machine without a decord wheel
+        return None
     try:
         import decord
     except ImportError:

@@ -15,6 +15,18 @@ os.environ.setdefault("YOLO_OFFLINE", "True")
 os.environ.setdefault("YOLO_VERBOSE", "False")
 
 
+def _decoder_params():
+    """Both decoders where decord is available; decord's case skips, saying why, where it is not
+    (no wheel for this platform, or hidden by VAP_DECORD=0)."""
+    from pipeline.video import decord_available
+
+    skip = pytest.mark.skipif(not decord_available(), reason="decord not available (no wheel here, or VAP_DECORD=0)")
+    return [pytest.param("decord", marks=skip), "opencv"]
+
+
+DECODERS = _decoder_params()
+
+
 def write_video(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:
     from pipeline.synthetic import write_video as _w
 
