@@ -53,8 +53,7 @@ def sampling_id(vcfg) -> dict:
 
 class FeatureCache:
     def __init__(self, root: str | Path, dtype: str = "float16"):
-        root = os.environ.get("VAP_CACHE") or str(root)
-        self.root = Path(root).expanduser()
+        self.root = Path(root).expanduser()  # $VAP_CACHE is applied by config.load_config, under explicit settings
         self.dtype = dtype
 
     @classmethod

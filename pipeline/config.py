@@ -6,6 +6,7 @@ agree). Unknown keys and wrong types are errors that name the key, the way Ultra
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,7 @@ class TrainConfig:
 
 @dataclass
 class CacheConfig:
-    dir: str = "~/.cache/vap/features"  # feature cache folder ($VAP_CACHE overrides it)
+    dir: str = "~/.cache/vap/features"  # feature cache folder ($VAP_CACHE replaces this default; an explicit value wins)
     dtype: str = "float16"       # float16 | float32 storage of cached features
 
 
@@ -236,6 +237,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     cfg = Config()
     if base:
         apply_dict(cfg, base, "saved config")
+    # $VAP_CACHE replaces the default and a checkpoint's saved folder, never a folder named in the
+    # config file, an override or --cache (those are applied after it)
+    if os.environ.get("VAP_CACHE"):
+        cfg.cache.dir = os.environ["VAP_CACHE"]
     if path:
         p = Path(path)
         if not p.is_file():

@@ -56,3 +56,29 @@ def test_unknown_key_in_file_lists_valid_keys(tmp_path):
 def test_every_section_is_a_dataclass():
     for f in dataclasses.fields(Config):
         assert dataclasses.is_dataclass(getattr(Config(), f.name))
+
+
+def test_cache_folder_precedence(tmp_path, monkeypatch):
+    """An explicit folder (config file, override, --cache) beats $VAP_CACHE, which beats the default
+    and a checkpoint's saved folder."""
+    monkeypatch.setenv("VAP_CACHE", str(tmp_path / "env"))
+    assert load_config().cache.dir == str(tmp_path / "env")
+    assert load_config(None, base={"cache": {"dir": "/saved/at/training"}}).cache.dir == str(tmp_path / "env")
+    assert load_config(None, [f"cache.dir={tmp_path / 'explicit'}"]).cache.dir == str(tmp_path / "explicit")
+    p = tmp_path / "x.yaml"
+    p.write_text(f"cache:\n  dir: {tmp_path / 'file'}\n")
+    assert load_config(p).cache.dir == str(tmp_path / "file")
+    monkeypatch.delenv("VAP_CACHE")
+    assert load_config().cache.dir == Config().cache.dir
+
+
+def test_cli_cache_flag_beats_the_environment(tmp_path, monkeypatch, capsys):
+    from pipeline.cli import main
+    from pipeline.synthetic import make_dataset
+
+    data = make_dataset(tmp_path / "d", 1, actions=("wave", "jump"), seed=0)
+    monkeypatch.setenv("VAP_CACHE", str(tmp_path / "env"))
+    assert main(["extract", "--data", str(data), "--cache", str(tmp_path / "mine"), "--quiet",
+                 "backbone.name=tiny_cnn", "backbone.input_size=64", "views.streams=[frame]"]) in (0, None)
+    assert len(list((tmp_path / "mine").rglob("*.npz"))) == 2
+    assert not (tmp_path / "env").exists()

@@ -104,9 +104,9 @@ def test_refit_with_flip_augmentation_mirrors_the_validation_clips_too(tmp_path,
     """refit trains on train + val: the validation videos need their mirrored features as well."""
     counts = {}
     for refit in (False, True):
+        monkeypatch.setenv("VAP_CACHE", str(tmp_path / f"cache-{refit}"))  # a cache of its own
         cfg = load_config(None, [*TINY, f"data.train={synth_data}", "train.epochs=2", "train.patience=0",
                                  "train.flip_aug=true", "views.streams=[frame]", f"train.refit={str(refit).lower()}"])
-        monkeypatch.setenv("VAP_CACHE", str(tmp_path / f"cache-{refit}"))  # a cache of its own
         m = main(cfg, tmp_path / f"run-{refit}", progress=False)
         counts[refit] = (len(list((tmp_path / f"cache-{refit}").rglob("*.npz"))), m["train_clips"], m["val_clips"])
     (n0, tr, va), (n1, _, _) = counts[False], counts[True]
