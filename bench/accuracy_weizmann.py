@@ -11,7 +11,7 @@ extracted once into the cache and reused by every fold and head.
 
 Prints JSON: per head and seed, top1 mean / std / min over folds and per-fold top1; with several
 seeds also the mean and std over seeds (training on ~60 clips moves by several points with the seed).
---table runs every configuration of ROWS (the views.streams of pipeline/views.py) with each head
+--table runs every configuration of ROWS (the views.streams of pipeline/data/views.py) with each head
 and prints a Markdown table after the JSON: mean and spread over folds, seconds of training and
 evaluation, and the feature extraction cost relative to the whole frame alone (RGB only).
 """
@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.capabilities import describe  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.evaluate import evaluate_checkpoint  # noqa: E402
-from pipeline.train import main as train_main  # noqa: E402
+from pipeline.training.evaluate import evaluate_checkpoint  # noqa: E402
+from pipeline.training.run import main as train_main  # noqa: E402
 
 WEIZMANN = ROOT.parent / "shared" / "data" / "weizmann"
 ACTORS = ["daria", "denis", "eli", "ido", "ira", "lena", "lyova", "moshe", "shahar"]
@@ -130,8 +130,8 @@ def run(data: Path, protocol: str, heads: list[str], overrides: list[str], work:
 def extraction_seconds(data: Path, config: str | None, overrides: list[str], clips: int = 10) -> float:
     """Seconds to decode and encode `clips` Weizmann clips (one per action) with the views of the
     config, no cache: the extraction cost of a configuration (compared with RGB only in one process)."""
-    from pipeline.backbones import backbone_from_config
-    from pipeline.cache import encode_video
+    from pipeline.models.cache import encode_video
+    from pipeline.models.runtime import backbone_from_config
 
     cfg = load_config(config or ROOT / "configs" / "weizmann.yaml", overrides)
     bb = backbone_from_config(cfg.backbone)

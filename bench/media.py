@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from pipeline.data.writer import VideoWriter  # noqa: E402
 
 BENCH_DIR = Path(os.environ.get("VAP_BENCH", Path.home() / ".cache" / "vap" / "bench")).expanduser()
 
@@ -26,7 +27,7 @@ def scene_frame(i: int, w: int, h: int, base: np.ndarray) -> np.ndarray:
 
 def make_video(path: Path, seconds: float, w: int, h: int, fps: int = 30) -> Path:
     """H.264 (libx264 ultrafast, yuv420p) of the moving scene; reused when it exists.
-    Without PyAV (e.g. a bare GPU machine) OpenCV writes MPEG-4 Part 2 instead."""
+    Without PyAV (e.g. a bare GPU machine) OpenCV writes MPEG-4 Part 2 instead (data/writer.py)."""
     import cv2
 
     if path.is_file():
@@ -35,26 +36,9 @@ def make_video(path: Path, seconds: float, w: int, h: int, fps: int = 30) -> Pat
     rng = np.random.default_rng(0)
     base = cv2.resize(rng.integers(0, 255, (h // 24, w // 24, 3), dtype=np.uint8), (w, h),
                       interpolation=cv2.INTER_CUBIC)
-    tmp = path.with_suffix(".tmp.mp4")
-    try:
-        import av
-    except ImportError:
-        wr = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    with VideoWriter(path, fps, w, h, preset="ultrafast") as wr:
         for i in range(int(seconds * fps)):
-            wr.write(cv2.cvtColor(scene_frame(i, w, h, base), cv2.COLOR_RGB2BGR))
-        wr.release()
-        tmp.rename(path)
-        return path
-    with av.open(str(tmp), "w") as c:
-        s = c.add_stream("libx264", rate=Fraction(fps))
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"preset": "ultrafast", "crf": "23"}
-        for i in range(int(seconds * fps)):
-            for pkt in s.encode(av.VideoFrame.from_ndarray(scene_frame(i, w, h, base), format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-    tmp.rename(path)
+            wr.write(scene_frame(i, w, h, base))
     return path
 
 
@@ -97,10 +81,10 @@ def timing_checkpoint(backbone: str = "efficientnet_lite0", input_size: int = 22
     is measured against one backbone pass per frame (each further stream is one more pass)."""
     import torch
 
-    from pipeline.backbones import backbone_spec, create_backbone
-    from pipeline.checkpoint import FORMAT_VERSION
     from pipeline.config import load_config
-    from pipeline.heads import build_head
+    from pipeline.models.backbones import create_backbone
+    from pipeline.models.checkpoint import make_checkpoint
+    from pipeline.models.heads import build_head
 
     cfg = load_config(None, [f"backbone.name={backbone}", f"backbone.input_size={input_size}",
                              f"backbone.runtime={runtime}", f"views.streams=[{streams}]"])
@@ -111,7 +95,6 @@ def timing_checkpoint(backbone: str = "efficientnet_lite0", input_size: int = 22
         torch.manual_seed(0)
         n = len(cfg.views.streams)
         head = build_head(cfg.head, n * bb.dim, classes, groups=n)
-        torch.save(dict(format_version=FORMAT_VERSION, kind="classification", config=cfg.to_dict(),
-                        classes=[f"c{i}" for i in range(classes)], feature_dim=n * bb.dim, head_state=head.state_dict(),
-                        backbone=backbone_spec(cfg.backbone), backbone_fingerprint=bb.fingerprint, metrics={}), path)
+        torch.save(make_checkpoint("classification", cfg, [f"c{i}" for i in range(classes)], n * bb.dim, head,
+                                   bb.fingerprint), path)
     return path

@@ -26,13 +26,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.compose import compose  # noqa: E402
 from pipeline.capabilities import describe  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
-from pipeline.evaluate import evaluate_checkpoint  # noqa: E402
-from pipeline.grammar import load_grammar  # noqa: E402
-from pipeline.segments import load_annotations  # noqa: E402
-from pipeline.train import main as train_main  # noqa: E402
+from pipeline.data.compose import compose  # noqa: E402
+from pipeline.data.grammar import load_grammar  # noqa: E402
+from pipeline.data.segments import load_annotations  # noqa: E402
+from pipeline.training.evaluate import evaluate_checkpoint  # noqa: E402
+from pipeline.training.run import main as train_main  # noqa: E402
 
 WEIZMANN = ROOT.parent / "shared" / "data" / "weizmann"
 TEST_ACTORS = ["daria", "ido", "lyova"]  # the same held-out actors as accuracy_weizmann.py's 6-3 split

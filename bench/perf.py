@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from media import BENCH_DIR, ROOT, clip_folder, make_video, repeat_video, timing_checkpoint  # noqa: E402
-
 from pipeline.capabilities import describe  # noqa: E402
+
+from media import BENCH_DIR, ROOT, clip_folder, make_video, repeat_video, timing_checkpoint  # noqa: E402
 
 os.environ.setdefault("YOLO_OFFLINE", "True")
 DEVICE = os.environ.get("VAP_BENCH_DEVICE", "auto")  # --device; the training benchmark is CPU by design
@@ -50,13 +50,13 @@ def _fps(fn, frames: int, repeats: int = 1) -> float:
 # ----------------------------------------------------------------------------- 1. decode
 
 def bench_decode(quick: bool = False) -> dict:
-    from pipeline.video import iter_frames
+    from pipeline.data.video import iter_frames
 
     files = {"320x240": make_video(BENCH_DIR / "small20.mp4", 20, 320, 240, 25),
              "1920x1080": make_video(BENCH_DIR / "hd60.mp4", 60, 1920, 1080, 30)}
     rows = []
     for label, path in files.items():
-        from pipeline.video import decord_available
+        from pipeline.data.video import decord_available
 
         for decoder in ("decord", "opencv"):
             if decoder == "decord" and not decord_available():
@@ -76,7 +76,7 @@ def bench_decode(quick: bool = False) -> dict:
             t0 = time.perf_counter()
             subprocess.run(["ffmpeg", "-v", "error", "-benchmark", "-i", str(path), "-f", "null", "-"], check=True,
                            capture_output=True)
-            from pipeline.video import probe
+            from pipeline.data.video import probe
 
             n = probe(str(path)).num_frames
             rows.append(dict(video=label, decoder="ffmpeg CLI (bound)", sampling="every frame", frames=n,
@@ -93,11 +93,11 @@ DEFAULT_BACKBONES = ["efficientnet_lite0", "mobilenet_v3_small", "resnet18", "yo
 
 
 def bench_backbone(quick: bool = False, names: list[str] | None = None, batch: int = 16) -> dict:
-    from pipeline.backbones import create_backbone
-    from pipeline.runtime import candidates, cosine, features_match, probe_frames
+    from pipeline.models.backbones import create_backbone
+    from pipeline.models.runtime import candidates, cosine, features_match, probe_frames
 
     if os.environ.get("VAP_BENCH_ALL_BACKBONES"):  # every registered backbone (slow: ResNet50, ConvNeXt...)
-        from pipeline.backbones import list_backbones
+        from pipeline.models.backbones import list_backbones
 
         names = list_backbones()
     names = names or (DEFAULT_BACKBONES[:2] if quick else DEFAULT_BACKBONES)
@@ -139,7 +139,7 @@ def bench_backbone(quick: bool = False, names: list[str] | None = None, batch: i
 # ----------------------------------------------------------------------------- 3. end to end
 
 def _decoded(paths, vcfg):
-    from pipeline.video import iter_frames, video_kwargs
+    from pipeline.data.video import iter_frames, video_kwargs
 
     return [f for p in paths for f, _ in iter_frames(p, **video_kwargs(vcfg))]
 
@@ -147,15 +147,15 @@ def _decoded(paths, vcfg):
 def bench_e2e(quick: bool = False) -> dict:
     import tempfile
 
-    from pipeline.batch import run_batch
-    from pipeline.predict import Predictor
+    from pipeline.inference.batch import run_batch
+    from pipeline.inference.predict import Predictor
 
     weiz = ROOT.parent / "shared" / "data" / "weizmann"
     folder = weiz if weiz.is_dir() and not quick else clip_folder(8 if quick else 24)
     rows = []
     for runtime in ("torch", "onnxruntime"):
         pred = Predictor.from_checkpoint(timing_checkpoint(runtime=runtime), DEVICE)
-        from pipeline.batch import expand_sources
+        from pipeline.inference.batch import expand_sources
 
         paths = expand_sources([str(folder)])
         t0 = time.perf_counter()
@@ -178,8 +178,8 @@ def bench_e2e(quick: bool = False) -> dict:
 # ----------------------------------------------------------------------------- 4. streaming
 
 def bench_streaming(quick: bool = False) -> dict:
-    from pipeline.predict import StreamingPredictor
-    from pipeline.video import load_frames
+    from pipeline.data.video import load_frames
+    from pipeline.inference.predict import StreamingPredictor
 
     frames, ts = load_frames(str(make_video(BENCH_DIR / "small20.mp4", 20, 320, 240, 25)), sampling="all")
     frames, ts = frames[: 150 if quick else 400], ts[: 150 if quick else 400]
@@ -215,8 +215,9 @@ def bench_training(quick: bool = False) -> dict:
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     from pipeline.config import Config
-    from pipeline.heads import RNNHead, build_head
-    from pipeline.train import Clip, class_weights, train_one_epoch
+    from pipeline.models.heads import RNNHead, build_head
+    from pipeline.training.classify import class_weights, train_one_epoch
+    from pipeline.training.clips import Clip
 
     cfg = Config()
     epochs = 5 if quick else 30
@@ -236,7 +237,7 @@ def bench_training(quick: bool = False) -> dict:
             z = self.inp(x)
             h, _ = self.rnn(pack_padded_sequence(z, lengths.cpu(), batch_first=True, enforce_sorted=False))
             h, _ = pad_packed_sequence(h, batch_first=True, total_length=T_)
-            from pipeline.heads import HeadOutput, length_mask
+            from pipeline.models.heads import HeadOutput, length_mask
 
             m = length_mask(lengths, T_).unsqueeze(-1).to(h.dtype)
             pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
@@ -299,8 +300,8 @@ def bench_peer(quick: bool = False) -> dict:
     import torch
     import torchvision
 
-    from pipeline.predict import Predictor
-    from pipeline.video import load_frames
+    from pipeline.data.video import load_frames
+    from pipeline.inference.predict import Predictor
 
     video = str(make_video(BENCH_DIR / "small20.mp4", 20, 320, 240, 25))
     seconds = 8.0 if quick else 20.0
@@ -311,7 +312,7 @@ def bench_peer(quick: bool = False) -> dict:
                                             antialias=True)  # (N, 3, 112, 112)
     clips = clips.reshape(-1, 16, 3, 112, 112).permute(0, 2, 1, 3, 4).contiguous()  # (clips, 3, 16, 112, 112)
     rows = []
-    from pipeline.backbones import resolve_device
+    from pipeline.models.backbones import resolve_device
 
     dev = resolve_device(DEVICE)
     clips = clips.to(dev)

@@ -31,9 +31,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from accuracy_weizmann import parse_args, run, work_folder  # noqa: E402
-
 from pipeline.capabilities import describe  # noqa: E402
+
+from accuracy_weizmann import parse_args, run, work_folder  # noqa: E402
 
 # candidate name -> overrides on top of configs/weizmann.yaml and the command line (names without
 # commas, so --candidates can list them). The README's tables: the nested choice of refit and the

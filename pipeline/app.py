@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.errors import VapError, VideoError
+
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing is sent anywhere at start
 os.environ.setdefault("YOLO_OFFLINE", "True")
 
@@ -44,7 +46,7 @@ class Models:
         self._predictors: dict[str, object] = {}
 
     def predictor(self, ckpt: str):
-        from .predict import Predictor
+        from pipeline.inference.predict import Predictor
 
         with self._lock:
             if ckpt not in self._predictors:
@@ -85,8 +87,8 @@ def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, 
     """Upload handler. Returns (label dict, figure, annotated video path, summary markdown, files)."""
     import gradio as gr
 
-    from .render import render_video
-    from .video import VideoError, probe
+    from pipeline.data.video import probe
+    from pipeline.inference.render import render_video
 
     if not video:
         raise gr.Error("Choose a video first.")
@@ -101,8 +103,10 @@ def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, 
         if info.duration > limits.max_duration_s:
             raise gr.Error(f"{name}: {info.duration:.0f} s is longer than the {limits.max_duration_s:.0f} s limit.")
         pred = models.predictor(ckpt).predict(video)
-    except VideoError as e:
-        raise gr.Error(f"{name}: {e.problem}. Upload a video file (mp4, avi, mov, webm, ...).") from None
+    except VapError as e:  # a user's file or model, never a bug: say what is wrong in the page
+        if isinstance(e, VideoError):
+            raise gr.Error(f"{name}: {e.problem}. Upload a video file (mp4, avi, mov, webm, ...).") from None
+        raise gr.Error(f"{name}: {e}") from None
     out = Path(tempfile.mkdtemp(dir=workdir))
     annotated = render_video(video, pred, out)
     d = pred.to_dict(timeline=True)
@@ -127,7 +131,7 @@ def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, 
 
 def stream_frame(models: Models, ckpt: str, frame, state):
     """Webcam handler: one frame in, live top-k out; the StreamingPredictor lives in the session state."""
-    from .predict import StreamingPredictor
+    from pipeline.inference.predict import StreamingPredictor
 
     if frame is None:
         return None, "", state
@@ -143,7 +147,7 @@ def stream_frame(models: Models, ckpt: str, frame, state):
 
 def model_card(ckpt: str) -> tuple[str, str | None]:
     """Markdown about the checkpoint, and its confusion-matrix image if the run has one."""
-    from .checkpoint import load_checkpoint
+    from pipeline.models.checkpoint import load_checkpoint
 
     c = load_checkpoint(ckpt)
     m = c.get("metrics", {})
@@ -223,7 +227,7 @@ def ensure_checkpoint(checkpoint: str | None, runs_dir: str = "runs") -> str:
         return str(found[0])
     print("No checkpoint under runs/: training the demo model on synthetic videos first (about a minute)...",
           file=sys.stderr)
-    from .cli import main as vap
+    from pipeline.cli import main as vap
 
     if vap(["demo", "--out", str(Path(runs_dir) / "demo"), "--quiet"]) != 0:
         raise SystemExit("error: the demo training failed")
@@ -235,7 +239,7 @@ def example_videos(runs_dir: str = "runs", n: int = 4) -> list[Path]:
     found = sorted((Path(runs_dir) / "demo" / "data" / "test").glob("*/*_000.mp4"))[:n]
     if found:
         return found
-    from .synthetic import ACTIONS, make_dataset
+    from pipeline.data.synthetic import ACTIONS, make_dataset
 
     out = make_dataset(Path(tempfile.mkdtemp(prefix="vap-examples-")), 1, ACTIONS[:n], seed=123)
     return sorted(out.glob("*/*.mp4"))

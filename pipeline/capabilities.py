@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 from pathlib import Path
 
 CPU_FEATURE_MODES = ("native", "generic")
@@ -94,6 +95,15 @@ def ort_available() -> bool:
         import onnxruntime  # noqa: F401
         return True
     except ImportError:
+        return False
+
+
+def online(host: str, timeout: float = 3.0) -> bool:
+    """Whether host:443 answers: weight downloads are tried only when it does (fail fast offline)."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
         return False
 
 

@@ -1,5 +1,8 @@
 """`vap` command line: thin wrappers over the library API. Results go to stdout (JSON), progress
-and logs to stderr, errors are one line naming the file and the problem (exit status 2)."""
+and logs to stderr, errors are one line naming the file and the problem (exit status 2).
+
+Each command imports what it needs inside its function, so that `vap --help` and a mistyped
+command answer without loading torch."""
 from __future__ import annotations
 
 import argparse
@@ -9,16 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from .backbones import BackboneError
-from .checkpoint import CheckpointError
-from .config import ConfigError, load_config
-from .data import DataError
-from .video import VideoError
-
-from .export import ExportError
-from .grammar import GrammarError
-
-USER_ERRORS = (ConfigError, DataError, BackboneError, CheckpointError, VideoError, GrammarError, ExportError)
+from pipeline.config import load_config
+from pipeline.errors import DataError, ExportError, GrammarError, VapError
 
 # The demo: small enough for a laptop CPU in about a minute, big enough to learn motion.
 DEMO_OVERRIDES = [
@@ -39,6 +34,23 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                    help="config overrides, e.g. train.epochs=30 head.type=gru")
 
 
+def _command(sub, name: str, fn, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand `name` that runs fn(args)."""
+    p = sub.add_parser(name, **kwargs)
+    p.set_defaults(fn=fn)
+    return p
+
+
+def _quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _model_args(p: argparse.ArgumentParser, help: str = "a best.pt or last.pt") -> None:
+    """--checkpoint and --device, for the commands that load a trained model."""
+    p.add_argument("--checkpoint", required=True, help=help)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
 def _config(args, extra=()):
     cfg = load_config(args.config, [*extra, *args.overrides])
     if getattr(args, "cache", None):
@@ -53,13 +65,13 @@ def _default_run_dir(prefix: str) -> Path:
 # ----------------------------------------------------------------------------- subcommands
 
 def cmd_train(args) -> int:
-    from .train import config_for_resume, main
+    from pipeline.training.run import config_for_resume, main
 
     out = Path(args.out) if args.out else _default_run_dir("train")
     if args.resume:
         cfg = config_for_resume(out, args.overrides)
     else:
-        from .segments import is_annotation_file
+        from pipeline.data.segments import is_annotation_file
 
         extra = [f"data.train={args.data}"] + ([f"data.val={args.val}"] if args.val else [])
         task = args.task or ("next_event" if args.data and is_annotation_file(args.data) else None)
@@ -83,7 +95,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import evaluate_checkpoint
+    from pipeline.training.evaluate import evaluate_checkpoint
 
     rep = evaluate_checkpoint(args.checkpoint, args.data, args.out, args.device, args.cache,
                               progress=not args.quiet)
@@ -103,11 +115,10 @@ def cmd_eval(args) -> int:
 
 
 def cmd_extract(args) -> int:
-    from .backbones import backbone_from_config
-    from .cache import FeatureCache, extract
-    from .data import load_dataset
-
-    from .segments import is_annotation_file, load_annotations
+    from pipeline.data.datasets import load_dataset
+    from pipeline.data.segments import is_annotation_file, load_annotations
+    from pipeline.models.cache import FeatureCache, extract
+    from pipeline.models.runtime import backbone_from_config
 
     cfg = _config(args, [f"data.train={args.data}"])
     if is_annotation_file(args.data):  # segment annotations (next-event task): every video they name
@@ -138,15 +149,15 @@ def cmd_extract(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from .synthetic import ACTIONS, make_dataset
+    from pipeline.data.synthetic import ACTIONS, make_dataset
 
     actions = args.actions.split(",") if args.actions else ACTIONS
     unknown = [a for a in actions if a not in ACTIONS]
     if unknown:
         raise DataError(f"unknown synthetic action(s) {unknown}; known: {', '.join(ACTIONS)}")
     if args.sequences:
-        from .grammar import cycle_grammar, load_grammar
-        from .synthetic import make_sequences
+        from pipeline.data.grammar import cycle_grammar, load_grammar
+        from pipeline.data.synthetic import make_sequences
 
         g = load_grammar(args.grammar) if args.grammar else cycle_grammar(list(actions))
         bad = [a for a in g.actions if a not in ACTIONS]
@@ -162,8 +173,8 @@ def cmd_synth(args) -> int:
 
 
 def cmd_compose(args) -> int:
-    from .compose import compose
-    from .grammar import load_grammar
+    from pipeline.data.compose import compose
+    from pipeline.data.grammar import load_grammar
 
     g = load_grammar(args.grammar)
     summary = compose(args.clips, g, args.out, args.sequences, args.seconds, args.group_by,
@@ -177,7 +188,7 @@ def cmd_compose(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import ExportError, export_onnx
+    from pipeline.inference.export import export_onnx
 
     if args.format != "onnx":
         raise ExportError(f"unknown export format '{args.format}' (onnx)")
@@ -190,9 +201,9 @@ def cmd_export(args) -> int:
 
 def cmd_demo(args) -> int:
     """Synthetic data -> features -> LSTM -> evaluation on held-out synthetic clips."""
-    from .evaluate import evaluate_checkpoint
-    from .synthetic import make_dataset
-    from .train import main
+    from pipeline.data.synthetic import make_dataset
+    from pipeline.training.evaluate import evaluate_checkpoint
+    from pipeline.training.run import main
 
     out = Path(args.out)
     n = 6 if args.quick else 16
@@ -223,17 +234,13 @@ def cmd_demo(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .batch import SourceError, run_batch
-    from .predict import Predictor
+    from pipeline.inference.batch import run_batch
+    from pipeline.inference.predict import Predictor
 
     pred = Predictor.from_checkpoint(args.checkpoint, args.device, window=args.window, stride=args.stride,
                                      topk=args.topk)
-    try:
-        s = run_batch(pred, args.sources, args.out, timeline=args.timeline, topk=args.topk,
-                      render_dir=args.render, progress=not args.quiet)
-    except SourceError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    s = run_batch(pred, args.sources, args.out, timeline=args.timeline, topk=args.topk,
+                  render_dir=args.render, progress=not args.quiet)
     for e in s.errors:
         print(f"failed: {e}", file=sys.stderr)
     print(f"{s.done} predicted, {s.skipped} already in {args.out}, {s.failed} failed; "
@@ -245,7 +252,7 @@ def cmd_predict(args) -> int:
 def cmd_stream(args) -> int:
     import cv2
 
-    from .predict import StreamingPredictor
+    from pipeline.inference.predict import StreamingPredictor
 
     sp = StreamingPredictor.from_checkpoint(args.checkpoint, args.device, every=args.every,
                                             smooth=args.smooth, topk=args.topk)
@@ -276,7 +283,7 @@ def cmd_stream(args) -> int:
                 sys.stdout.write(json.dumps(row) + "\n")
                 sys.stdout.flush()
             if args.show:
-                from .render import draw_overlay
+                from pipeline.inference.render import draw_overlay
 
                 img = draw_overlay(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), sp.classes, r.probs)
                 cv2.putText(img, f"{r.latency_ms:.0f} ms", (6, img.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX,
@@ -297,7 +304,7 @@ def cmd_stream(args) -> int:
 
 
 def cmd_backbones(args) -> int:
-    from .backbones import list_backbones
+    from pipeline.models.backbones import list_backbones
 
     _print_json(list_backbones())
     return 0
@@ -311,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a head on your videos",
+    p = _command(sub, "train", cmd_train, help="train a head on your videos",
                        description="Train on a class-folder tree, a CSV list (path,label[,split]) or "
                                    "UCF101-style split files. Without --val a stratified split is made.")
     p.add_argument("--data", help="training data: folder of class folders, CSV list, or split-file folder")
@@ -321,30 +328,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=["classification", "next_event"],
                    help="classification (trimmed clips) or next_event (segment annotation CSV "
                         "video,start,end,label); default: next_event for an annotation CSV, else classification")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _quiet(p)
     _add_config_args(p)
-    p.set_defaults(fn=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a checkpoint; JSON report on stdout",
+    p = _command(sub, "eval", cmd_eval, help="evaluate a checkpoint; JSON report on stdout",
                        description="Top-1/5, mean-class and per-class accuracy and the confusion matrix "
                                    "as JSON; also writes a confusion PNG and a per-class CSV.")
-    p.add_argument("--checkpoint", required=True, help="a best.pt or last.pt")
+    _model_args(p)
     p.add_argument("--data", required=True, help="evaluation data (any training format)")
     p.add_argument("--out", help="folder for eval.json, confusion_eval.png, per_class_eval.csv "
                                  "(default: beside the checkpoint)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--cache", help="feature cache folder (default: the checkpoint's cache.dir)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(fn=cmd_eval)
+    _quiet(p)
 
-    p = sub.add_parser("extract", help="fill the feature cache ahead of training (resumable)")
+    p = _command(sub, "extract", cmd_extract, help="fill the feature cache ahead of training (resumable)")
     p.add_argument("--data", required=True, help="videos to encode (any training format, or segment annotations)")
     p.add_argument("--failures", help="also write the unreadable videos to this file")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _quiet(p)
     _add_config_args(p)
-    p.set_defaults(fn=cmd_extract)
 
-    p = sub.add_parser("synth", help="write a synthetic action dataset (class folders of mp4)")
+    p = _command(sub, "synth", cmd_synth, help="write a synthetic action dataset (class folders of mp4)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--clips-per-class", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
@@ -354,9 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "annotations.csv (next-event data)")
     p.add_argument("--grammar", help="grammar YAML for --sequences (default: a cycle over --actions, p=0.8)")
     p.add_argument("--seconds", type=float, default=30.0, help="length of each sequence (--sequences)")
-    p.set_defaults(fn=cmd_synth)
 
-    p = sub.add_parser("compose", help="compose long annotated videos from trimmed clips following a grammar "
+    p = _command(sub, "compose", cmd_compose,
+                 help="compose long annotated videos from trimmed clips following a grammar "
                                        "(next-event data from a class-folder dataset)")
     p.add_argument("--clips", required=True, help="class-folder dataset of trimmed clips")
     p.add_argument("--grammar", required=True, help="grammar YAML (actions, transitions, duration)")
@@ -368,27 +371,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", help="comma-separated groups to use (default: all, in turn)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the written videos")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(fn=cmd_compose)
+    _quiet(p)
 
-    p = sub.add_parser("export", help="export a checkpoint to ONNX (backbone + streaming head step + model.json)")
+    p = _command(sub, "export", cmd_export,
+                 help="export a checkpoint to ONNX (backbone + streaming head step + model.json)")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--format", default="onnx", help="onnx (the only format so far)")
     p.add_argument("--out", help="output folder (default: <run>/onnx)")
-    p.set_defaults(fn=cmd_export)
 
-    p = sub.add_parser("demo", help="synthetic data -> features -> LSTM -> evaluation, end to end")
+    p = _command(sub, "demo", cmd_demo, help="synthetic data -> features -> LSTM -> evaluation, end to end")
     p.add_argument("--out", default="runs/demo", help="demo folder (data, cache, run)")
     p.add_argument("--quick", action="store_true", help="fewer clips and epochs (a smoke run)")
     p.add_argument("--cache", help="feature cache folder (default OUT/cache)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _quiet(p)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    p.set_defaults(fn=cmd_demo)
 
-    p = sub.add_parser("predict", help="predict many videos into a JSONL or CSV file (resumable)",
+    p = _command(sub, "predict", cmd_predict, help="predict many videos into a JSONL or CSV file (resumable)",
                        description="One row per video: top-k, duration, frames, fps, and with --timeline "
                                    "the segments. Rerunning with the same --out skips videos already done.")
-    p.add_argument("--checkpoint", required=True)
+    _model_args(p)
     p.add_argument("sources", nargs="+", help="files, folders (recursive), globs, or .txt lists of paths")
     p.add_argument("--out", required=True, help="preds.jsonl or preds.csv (appended to; resumable)")
     p.add_argument("--timeline", action="store_true", help="add segments (start, end, label, prob)")
@@ -396,25 +397,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=2.0, help="timeline window length, seconds")
     p.add_argument("--stride", type=float, default=0.5, help="timeline window step, seconds")
     p.add_argument("--render", help="also write an annotated mp4 per video into this folder")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(fn=cmd_predict)
+    _quiet(p)
 
-    p = sub.add_parser("stream", help="live predictions from a webcam, file or stream URL",
+    p = _command(sub, "stream", cmd_stream, help="live predictions from a webcam, file or stream URL",
                        description="Prints one JSON line per encoded frame (label, top-k, latency); the "
                                    "LSTM state is carried across frames. A file runs as fast as it can.")
-    p.add_argument("--checkpoint", required=True)
+    _model_args(p)
     p.add_argument("--source", default="0", help="camera index, video file, or rtsp://... URL")
     p.add_argument("--show", action="store_true", help="draw the predictions in a window")
     p.add_argument("--every", type=int, default=0, help="encode every n-th frame (default: by the model's fps)")
     p.add_argument("--smooth", type=float, default=0.0, help="EMA factor for the probabilities (0 = off)")
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = until the end)")
-    p.add_argument("--device", default="auto")
-    p.set_defaults(fn=cmd_stream)
 
-    p = sub.add_parser("backbones", help="list the registered backbones")
-    p.set_defaults(fn=cmd_backbones)
+    p = _command(sub, "backbones", cmd_backbones, help="list the registered backbones")
     return ap
 
 
@@ -424,12 +420,11 @@ def main(argv=None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler])
-    from .train import TrainError
-
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler],
+                        force=True)  # called again in one process (tests, notebooks): the stderr of now
     try:
         return args.fn(args)
-    except (*USER_ERRORS, TrainError) as e:
+    except VapError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

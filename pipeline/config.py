@@ -1,124 +1,193 @@
-"""Typed configuration: dataclass defaults, YAML files, key=value overrides, strict validation.
-
-Every key is documented in configs/default.yaml (a test checks that file and these dataclasses
-agree). Unknown keys and wrong types are errors that name the key, the way Ultralytics does it.
+"""Typed configuration, the one source of truth: each key's type (Literal for choices), default,
+allowed range and one-line doc live in the dataclasses below. configs/default.yaml is generated
+from them (`python -m pipeline.config > configs/default.yaml`; a test checks that it is current),
+YAML files and key=value overrides are applied on top, and unknown keys, wrong types and values
+out of range are errors that name the key, the way Ultralytics does it.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
+from pipeline.errors import ConfigError  # noqa: F401 (importable from here as before)
+from pipeline.io import atomic_write_text, read_yaml
 
-class ConfigError(ValueError):
-    """A bad key, a bad value or an unreadable config file."""
+
+def opt(default, doc: str, *, ge=None, gt=None, le=None, lt=None):
+    """A config key: its default, its one-line doc and its range (checked by validate)."""
+    meta = dict(doc=doc, ge=ge, gt=gt, le=le, lt=lt)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class DataConfig:
-    train: str = ""              # class-folder root, CSV list or UCF101-style split folder
-    val: str = ""                # same formats; empty = stratified split of `train`
-    val_fraction: float = 0.2    # share of each class held out when `val` is empty
-    split_seed: int = 0          # seed of that split (reproducible)
-    group_by: str = ""           # regex on file names; a match keeps a group (actor) on one side
-    ucf_split: int = 1           # which trainlist0N/testlist0N pair for UCF101-style folders
-    background: str = "background"  # next_event: label of the gaps between segments ('' = ignore gaps)
-    extensions: list[str] = field(default_factory=lambda: [
-        ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"])
+    """where the clips and labels come from, and how validation is split off"""
+    train: str = opt("", "training data - class-folder root, CSV list, or UCF101-style split folder (--data)")
+    val: str = opt("", "validation data in the same formats (--val); empty = split of `train`")
+    val_fraction: float = opt(0.2, "share of each class (or of the groups) held out when `val` is empty", ge=0, lt=1)
+    split_seed: int = opt(0, "seed of that split, so the split is reproducible")
+    group_by: str = opt("",
+        "regex on file names whose first group names a group (e.g. an actor); groups never straddle train/val")
+    ucf_split: int = opt(1, "which trainlist0N.txt / testlist0N.txt pair to use for UCF101-style folders")
+    background: str = opt("background",
+        "next_event task - label of the time between annotated segments (a class of its own); empty = steps "
+        "in gaps are ignored")
+    extensions: list[str] = opt([".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"],
+        "video file extensions found in folders")
 
 
 @dataclass
 class VideoConfig:
-    decoder: str = "auto"        # auto (decord, OpenCV fallback) | decord | opencv
-    sampling: str = "fps"        # fps | count | all
-    fps: float = 10.0            # target rate for sampling=fps
-    num_frames: int = 16         # frames spread over the clip for sampling=count (TSN segments)
-    max_side: int = 320          # downscale at decode time so the longer side <= this (0 = keep)
-    chunk_mb: int = 32           # decode at most this many MB of frames at once (up to ~5 chunks in flight)
+    """how videos are decoded and which frames are sampled"""
+    decoder: Literal["auto", "decord", "opencv"] = opt("auto",
+        "auto (decord, falling back to OpenCV per file) | decord | opencv")
+    sampling: Literal["fps", "count", "all"] = opt("fps",
+        "fps (fixed rate) | count (num_frames spread over the clip, TSN-style) | all (every frame)")
+    fps: float = opt(10.0, "target frames per second for sampling=fps (never above the video's own rate)", gt=0)
+    num_frames: int = opt(16, "frames per clip for sampling=count", ge=1)
+    max_side: int = opt(320,
+        "downscale at decode time so the longer side is at most this (0 = full size); saves memory on HD "
+        "video")
+    chunk_mb: int = opt(32,
+        "decode at most this many MB of frames at once; with prefetching about 5 chunks are in memory, "
+        "whatever the length of the video", ge=1)
 
 
 @dataclass
 class ViewsConfig:
-    # images of each sampled frame that go through the backbone (views.py): frame | crop | diff | flow
-    # (the default was chosen from the Weizmann table in the README: bench/accuracy_weizmann.py --table)
-    streams: list[str] = field(default_factory=lambda: ["crop", "diff"])
-    crop_margin: float = 0.25    # margin around the moving region, each side, as a fraction of its size
-    crop_min: float = 0.3        # smallest crop side, as a fraction of the frame's shorter side
-    motion_steps: int = 5        # sampled frames whose frame differences make the moving region
-    motion_threshold: int = 12   # grey-level change (0-255) that counts as motion
-    motion_side: int = 160       # motion is found on a copy of the frame with this longer side (pixels)
-    box_smooth: float = 0.5      # weight of the previous box in the moving average of the crop box
-    diff_gain: float = 3.0       # diff stream: grey-level differences are multiplied by this
-    flow_gain: float = 16.0      # flow stream: pixels of motion (at the crop's size) per grey level
+    """which images of each sampled frame go through the backbone (pipeline/data/views.py)"""
+    streams: list[Literal["frame", "crop", "diff", "flow"]] = opt(["crop", "diff"],
+        "frame (whole frame) | crop (square crop around the region that moves) | diff (frame difference "
+        "inside the crop: motion) | flow (DIS optical flow inside the crop, as an image); features "
+        "concatenated in this order")
+    crop_margin: float = opt(0.25,
+        "margin added around the moving region on each side, as a fraction of its size", ge=0)
+    crop_min: float = opt(0.3, "smallest crop side, as a fraction of the frame's shorter side", gt=0, le=1)
+    motion_steps: int = opt(5, "sampled frames whose frame differences (their union) make the moving region", ge=1)
+    motion_threshold: int = opt(12,
+        "grey-level change (0-255) between sampled frames that counts as motion", ge=0, lt=255)
+    motion_side: int = opt(160, "motion is found on a copy of the frame scaled so its longer side is this", ge=16)
+    box_smooth: float = opt(0.5, "weight of the previous box in the crop box's moving average", ge=0, lt=1)
+    diff_gain: float = opt(3.0, "diff stream - grey-level differences are multiplied by this (clipped at 255)")
+    flow_gain: float = opt(16.0, "flow stream - grey levels per pixel of motion at the crop's size (128 = still)")
 
 
 @dataclass
 class BackboneConfig:
-    name: str = "efficientnet_lite0"  # registry name, see `vap backbones`
-    weights: str = "default"     # default (offline pretrained or library default) | none | PATH
-    input_size: int = 224        # square input side in pixels
-    batch_size: int = 32         # frames per forward pass
-    grid: int = 1                # pool the last feature map over grid x grid cells (1 = global average)
-    device: str = "auto"         # auto | cpu | cuda | cuda:N
-    runtime: str = "torch"       # torch | onnxruntime | auto (measure once, keep the fastest correct path)
-    precision: str = "fp32"      # fp32 | bf16 (CPUs with native bf16) | fp16 (CUDA) | auto
-    channels_last: bool = False  # PyTorch runtime: channels-last memory format
+    """the per-frame CNN and how it runs"""
+    name: str = opt("efficientnet_lite0",
+        "registry name (vap backbones): efficientnet_lite0, yolo26n-cls, yolo11n-cls, yolo26n, resnet18, "
+        "mobilenet_v3_small, ...")
+    weights: str = opt("default",
+        "default (offline-pretrained for efficientnet_lite0; library download for others) | none (random "
+        "init) | PATH to a weights file")
+    input_size: int = opt(224, "square input side in pixels; the whole frame is resized to it", ge=32)
+    batch_size: int = opt(32, "frames per backbone forward pass", ge=1)
+    grid: int = opt(1,
+        "pool the last feature map over grid x grid cells (features grid^2 times larger, keep where things "
+        "are); 1 = one global average", ge=1, le=4)
+    device: str = opt("auto", "auto (cuda if available) | cpu | cuda | cuda:N")
+    runtime: Literal["torch", "onnxruntime", "auto"] = opt("torch",
+        "torch (PyTorch eager) | onnxruntime (pip install \"vap[onnx]\"; exported once, cached) | auto (measure"
+        " the paths once per machine, keep the fastest whose features match fp32: cosine > 0.99)")
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = opt("fp32",
+        "fp32 | bf16 (autocast; CPUs with AVX512-BF16/AMX) | fp16 (CUDA autocast) | auto (with runtime=auto: "
+        "allow the low-precision paths too)")
+    channels_last: bool = opt(False, "PyTorch runtime - run the CNN in channels-last memory format")
 
 
 @dataclass
 class HeadConfig:
-    type: str = "lstm"           # lstm | gru | meanpool
-    hidden_size: int = 256       # recurrent state size
-    num_layers: int = 1          # stacked recurrent layers
-    bidirectional: bool = False  # bidirectional heads cannot stream
-    dropout: float = 0.3         # between recurrent layers and before the classifier
-    input_dropout: float = 0.2   # dropout on the (normalised, projected) frame features
-    input_norm: bool = True      # LayerNorm on the frame features
-    proj_dim: int = 256          # linear projection of the features before the RNN (0 = none)
-    pool: str = "mean"           # clip logits from the mean of the step states or the last one
-    skip: bool = True            # read-outs see [RNN state, projected input]: a residual path around the RNN
-    time_head: bool = True       # next_event: also predict the seconds until the current segment ends
-    next_mode: str = "both"      # next_event: direct | transition | both (see heads.RNNHead)
+    """the temporal head that reads the sequence of frame features"""
+    type: Literal["lstm", "gru", "meanpool"] = opt("lstm",
+        "lstm | gru | meanpool (TSN-style average of frame features + linear; the baseline)")
+    hidden_size: int = opt(256, "recurrent state size", ge=1)
+    num_layers: int = opt(1, "stacked recurrent layers", ge=1)
+    bidirectional: bool = opt(False, "read the clip both ways (cannot stream)")
+    dropout: float = opt(0.3, "dropout between recurrent layers and before the classifier", ge=0, lt=1)
+    input_dropout: float = opt(0.2, "dropout on the normalised, projected frame features", ge=0, lt=1)
+    input_norm: bool = opt(True, "LayerNorm on the frame features before the projection")
+    proj_dim: int = opt(256, "linear projection (+GELU) of the features before the RNN; 0 = none")
+    pool: Literal["mean", "last"] = opt("mean",
+        "clip logits from the mean of the step states (mean) or the last state (last)")
+    skip: bool = opt(True,
+        "the read-outs see [RNN state, projected frame input] - a residual path around the recurrence "
+        "(streams and exports as before)")
+    time_head: bool = opt(True,
+        "next_event task - also predict the seconds until the current segment ends (the expected time of the "
+        "next event)")
+    next_mode: Literal["direct", "transition", "both"] = opt("both",
+        "next_event task - how the next action is read: direct (linear on the LSTM state) | transition "
+        "(P(current action) x a learned transition matrix: a first-order grammar) | both (transition + a "
+        "direct correction, initialised at zero)")
 
 
 @dataclass
 class TrainConfig:
-    task: str = "classification"  # classification (trimmed clips) | next_event (segment annotations)
-    epochs: int = 60             # maximum epochs
-    batch_size: int = 16         # clips per step
-    lr: float = 0.001            # AdamW learning rate of the head
-    weight_decay: float = 0.01   # AdamW weight decay
-    warmup_epochs: int = 3       # linear warm-up before the cosine schedule
-    label_smoothing: float = 0.1  # cross-entropy label smoothing
-    grad_clip: float = 1.0       # max global gradient norm (0 = off)
-    max_len: int = 32            # random temporal crop length in steps (0 = whole clip)
-    test_clips: int = 1          # multi-clip testing: average over this many max_len crops (1 = whole clip)
-    speed_min: float = 0.8       # temporal speed jitter range (1.0 and 1.0 = off)
-    speed_max: float = 1.25
-    flip_aug: bool = False       # mirror half the training clips (features of flipped frames, cached)
-    step_loss_weight: float = 0.5  # weight of the per-step loss beside the clip loss
-    class_balance: str = "loss"  # loss (weighted CE) | sampler (weighted sampling) | none
-    patience: int = 15           # early stopping: epochs without a better val metric (0 = off)
-    refit: bool = False          # after early stopping, retrain on train+val for the best epoch count
-    seed: int = 0                # seed for everything random in training
-    device: str = "auto"         # auto | cpu | cuda | cuda:N
-    finetune_backbone: bool = False  # train the backbone end to end too (slow; GPU advised)
-    backbone_lr: float = 0.0001  # learning rate of the backbone when fine-tuning
-    finetune_blocks: int = 0     # train the last n backbone stages on cached trunk maps (0 = frozen backbone)
-    seq_len: int = 128           # next_event: training window length in sampled steps
-    windows_per_epoch: int = 0   # next_event: windows per epoch (0 = enough to cover the data twice)
-    next_loss_weight: float = 1.0  # next_event: weight of the next-event loss beside the current-action loss
-    time_loss_weight: float = 0.1  # next_event: weight of the time-to-end loss (smooth L1, seconds)
+    """training of the head (and optionally of the backbone)"""
+    task: Literal["classification", "next_event"] = opt("classification",
+        "classification (one label per trimmed clip) | next_event (segment annotations video,start,end,label:"
+        " current action + next action per step)")
+    epochs: int = opt(60, "maximum epochs", ge=1)
+    batch_size: int = opt(16, "clips per optimisation step", ge=1)
+    lr: float = opt(0.001, "AdamW learning rate of the head", gt=0)
+    weight_decay: float = opt(0.01, "AdamW weight decay")
+    warmup_epochs: int = opt(3, "linear learning-rate warm-up epochs before the cosine decay")
+    label_smoothing: float = opt(0.1, "cross-entropy label smoothing", ge=0, lt=1)
+    grad_clip: float = opt(1.0,
+        "clip the global gradient norm to this (0 = off); guards the LSTM against exploding gradients")
+    max_len: int = opt(32, "random temporal crop length in sampled steps during training (0 = whole clip)")
+    test_clips: int = opt(1,
+        "multi-clip testing (evaluation and the clip top-k of vap predict) - average the class probabilities "
+        "of this many evenly spaced crops of max_len steps; 1 = the whole clip in one pass", ge=1)
+    speed_min: float = opt(0.8, "lower bound of the random playback-speed jitter (1.0 and 1.0 = off)", gt=0)
+    speed_max: float = opt(1.25, "upper bound of the random playback-speed jitter", gt=0)
+    flip_aug: bool = opt(False,
+        "horizontal-flip augmentation - half the training clips use the features of their mirrored frames "
+        "(extracted once more and cached); not for classes that differ by direction (walk_left/walk_right)")
+    step_loss_weight: float = opt(0.5,
+        "weight of the per-step loss (every step predicts the clip's label) beside the clip loss")
+    class_balance: Literal["loss", "sampler", "none"] = opt("loss",
+        "loss (inverse-frequency weighted cross-entropy) | sampler (weighted sampling) | none")
+    patience: int = opt(15, "early stopping after this many epochs without a better validation top-1 (0 = off)")
+    refit: bool = opt(False,
+        "after early stopping picks the epoch count on validation, retrain a fresh head on train+val for that"
+        " many epochs and save it as best.pt (small datasets); not with finetune_backbone")
+    seed: int = opt(0, "seed for everything random in training")
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N for the head (and the backbone when fine-tuning)")
+    finetune_backbone: bool = opt(False,
+        "train the backbone end to end on decoded frames (slow on CPU; a GPU is advised)")
+    backbone_lr: float = opt(0.0001, "learning rate of the backbone when fine-tuning")
+    finetune_blocks: int = opt(0,
+        "fine-tune only the last n backbone stages (efficientnet_lite0: 16 MBConv blocks + the head conv = "
+        "17; tiny_cnn: 3) with backbone_lr; the frozen trunk's feature maps are cached, so it trains without "
+        "decoding; 0 = frozen backbone", ge=0)
+    seq_len: int = opt(128,
+        "next_event task - length in sampled steps of the random windows cut from the long videos for "
+        "training", ge=2)
+    windows_per_epoch: int = opt(0,
+        "next_event task - windows per epoch; 0 = enough windows to cover the training steps twice", ge=0)
+    next_loss_weight: float = opt(1.0,
+        "next_event task - weight of the next-action cross-entropy beside the current-action one")
+    time_loss_weight: float = opt(0.1, "next_event task - weight of the time-to-end loss (smooth L1 in seconds)")
 
 
 @dataclass
 class CacheConfig:
-    dir: str = "~/.cache/vap/features"  # feature cache folder ($VAP_CACHE replaces this default; an explicit value wins)
-    dtype: str = "float16"       # float16 | float32 storage of cached features
+    """the on-disk feature cache"""
+    dir: str = opt("~/.cache/vap/features",
+        "feature cache folder; $VAP_CACHE replaces this default; a value given in a config file, an override "
+        "or --cache wins")
+    dtype: Literal["float16", "float32"] = opt("float16", "float16 | float32 storage of cached features")
 
 
 @dataclass
@@ -135,20 +204,11 @@ class Config:
         return dataclasses.asdict(self)
 
 
-# Allowed values of the string keys that are choices.
-CHOICES = {
-    "video.decoder": {"auto", "decord", "opencv"},
-    "video.sampling": {"fps", "count", "all"},
-    "views.streams": {"frame", "crop", "diff", "flow"},
-    "head.type": {"lstm", "gru", "meanpool"},
-    "train.task": {"classification", "next_event"},
-    "backbone.runtime": {"torch", "onnxruntime", "auto"},
-    "backbone.precision": {"fp32", "bf16", "fp16", "auto"},
-    "head.next_mode": {"direct", "transition", "both"},
-    "head.pool": {"mean", "last"},
-    "train.class_balance": {"loss", "sampler", "none"},
-    "cache.dtype": {"float16", "float32"},
-}
+def choices(typ) -> tuple | None:
+    """The allowed values of a Literal type (or of a list of them), else None."""
+    if typing.get_origin(typ) is list:
+        return choices(typing.get_args(typ)[0])
+    return typing.get_args(typ) if typing.get_origin(typ) is Literal else None
 
 
 def _check_value(key: str, value, typ):
@@ -159,6 +219,11 @@ def _check_value(key: str, value, typ):
         if not isinstance(value, list):
             raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
         return [_check_value(key, v, inner) for v in value]
+    if origin is Literal:
+        value = _check_value(key, value, str)
+        if value not in typing.get_args(typ):
+            raise ConfigError(f"config key '{key}' must be one of {sorted(typing.get_args(typ))}, got {value!r}")
+        return value
     if typ is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
@@ -181,11 +246,29 @@ def _check_value(key: str, value, typ):
             return ""
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
-        value = str(value)
-        if key in CHOICES and value not in CHOICES[key]:
-            raise ConfigError(f"config key '{key}' must be one of {sorted(CHOICES[key])}, got {value!r}")
-        return value
+        return str(value)
     raise TypeError(f"unsupported config type {typ} for {key}")
+
+
+def _range_text(meta: dict) -> str:
+    """'in [0, 1)', '> 0', ... from a key's metadata; '' when it has no range."""
+    lo = ("[", meta["ge"]) if meta.get("ge") is not None else ("(", meta["gt"]) if meta.get("gt") is not None else None
+    hi = ("]", meta["le"]) if meta.get("le") is not None else (")", meta["lt"]) if meta.get("lt") is not None else None
+    if lo and hi:
+        return f"in {lo[0]}{lo[1]}, {hi[1]}{hi[0]}"
+    if lo:
+        return f"{'>=' if lo[0] == '[' else '>'} {lo[1]}"
+    if hi:
+        return f"{'<=' if hi[0] == ']' else '<'} {hi[1]}"
+    return ""
+
+
+def _in_range(value, meta: dict) -> bool:
+    return all(bound is None or ok for bound, ok in [
+        (meta.get("ge"), meta.get("ge") is not None and value >= meta["ge"]),
+        (meta.get("gt"), meta.get("gt") is not None and value > meta["gt"]),
+        (meta.get("le"), meta.get("le") is not None and value <= meta["le"]),
+        (meta.get("lt"), meta.get("lt") is not None and value < meta["lt"])])
 
 
 def _section_types(section) -> dict:
@@ -242,14 +325,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     if os.environ.get("VAP_CACHE"):
         cfg.cache.dir = os.environ["VAP_CACHE"]
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            values = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({e})") from None
-        apply_dict(cfg, values, str(p))
+        apply_dict(cfg, read_yaml(path, ConfigError, "config file"), str(path))
     for text in overrides:
         key, value = parse_override(text)
         sec, name = key.split(".")
@@ -259,39 +335,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
 
 
 def validate(cfg: Config) -> None:
-    """Cross-key and range checks that types alone do not catch."""
+    """Ranges (from each key's metadata), then the cross-key checks that types alone do not catch."""
     def need(cond, msg):
         if not cond:
             raise ConfigError(msg)
-    need(0.0 <= cfg.data.val_fraction < 1.0, "config key 'data.val_fraction' must be in [0, 1)")
-    need(cfg.video.fps > 0, "config key 'video.fps' must be > 0")
-    need(cfg.video.num_frames >= 1, "config key 'video.num_frames' must be >= 1")
-    need(cfg.video.chunk_mb >= 1, "config key 'video.chunk_mb' must be >= 1")
+    for sec in dataclasses.fields(cfg):
+        for f in dataclasses.fields(getattr(cfg, sec.name)):
+            value = getattr(getattr(cfg, sec.name), f.name)
+            need(_in_range(value, f.metadata), f"config key '{sec.name}.{f.name}' must be {_range_text(f.metadata)}, "
+                                               f"got {value!r}")
     need(len(cfg.views.streams) >= 1 and len(set(cfg.views.streams)) == len(cfg.views.streams),
          "config key 'views.streams' must list at least one of frame, crop, diff, flow, each once")
-    need(cfg.views.crop_margin >= 0, "config key 'views.crop_margin' must be >= 0")
-    need(0 < cfg.views.crop_min <= 1, "config key 'views.crop_min' must be in (0, 1]")
-    need(cfg.views.motion_steps >= 1, "config key 'views.motion_steps' must be >= 1")
-    need(0 <= cfg.views.motion_threshold < 255, "config key 'views.motion_threshold' must be in [0, 255)")
-    need(cfg.views.motion_side >= 16, "config key 'views.motion_side' must be >= 16")
-    need(0 <= cfg.views.box_smooth < 1, "config key 'views.box_smooth' must be in [0, 1)")
-    need(cfg.backbone.input_size >= 32, "config key 'backbone.input_size' must be >= 32")
-    need(1 <= cfg.backbone.grid <= 4, "config key 'backbone.grid' must be in 1..4")
-    need(cfg.backbone.batch_size >= 1, "config key 'backbone.batch_size' must be >= 1")
-    need(cfg.head.hidden_size >= 1, "config key 'head.hidden_size' must be >= 1")
-    need(cfg.head.num_layers >= 1, "config key 'head.num_layers' must be >= 1")
-    need(0.0 <= cfg.head.dropout < 1.0, "config key 'head.dropout' must be in [0, 1)")
-    need(0.0 <= cfg.head.input_dropout < 1.0, "config key 'head.input_dropout' must be in [0, 1)")
-    need(cfg.train.epochs >= 1, "config key 'train.epochs' must be >= 1")
-    need(cfg.train.batch_size >= 1, "config key 'train.batch_size' must be >= 1")
-    need(cfg.train.lr > 0, "config key 'train.lr' must be > 0")
-    need(0 < cfg.train.speed_min <= cfg.train.speed_max,
-         "config keys 'train.speed_min' <= 'train.speed_max' must both be > 0")
-    need(0.0 <= cfg.train.label_smoothing < 1.0, "config key 'train.label_smoothing' must be in [0, 1)")
-    need(cfg.train.test_clips >= 1, "config key 'train.test_clips' must be >= 1")
-    need(cfg.train.seq_len >= 2, "config key 'train.seq_len' must be >= 2")
-    need(cfg.train.windows_per_epoch >= 0, "config key 'train.windows_per_epoch' must be >= 0")
-    need(cfg.train.finetune_blocks >= 0, "config key 'train.finetune_blocks' must be >= 0")
+    need(cfg.train.speed_min <= cfg.train.speed_max, "config keys 'train.speed_min' <= 'train.speed_max' must hold")
     need(not (cfg.train.finetune_blocks and cfg.train.finetune_backbone),
          "train.finetune_blocks and train.finetune_backbone exclude each other: the first trains the last "
          "stages on cached maps, the second the whole backbone on decoded frames")
@@ -305,5 +360,49 @@ def validate(cfg: Config) -> None:
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    from .io import atomic_write_text
     atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------- configs/default.yaml
+
+_YAML_HEADER = """# vap default configuration: every key, its type and meaning. Generated from pipeline/config.py
+# (python -m pipeline.config > configs/default.yaml); edit the dataclasses there, not this file.
+# An experiment file holds only the keys it changes (see weizmann.yaml); `key=value` on the command
+# line overrides both, e.g.
+#   vap train --data videos/ --config configs/weizmann.yaml train.epochs=30 head.type=gru
+# Unknown keys, wrong types and values out of range are errors that name the key.
+"""
+
+
+def _type_text(typ, meta: dict) -> str:
+    opts = choices(typ)
+    if opts and not all(o in meta["doc"] for o in opts):  # the doc names the choices, or this does
+        name = " | ".join(opts)
+    else:
+        name = {str: "str", int: "int", float: "float", bool: "bool"}.get(typ, "str" if opts else "")
+    if typing.get_origin(typ) is list:
+        name = f"list[{'str' if opts or typing.get_args(typ)[0] is str else typing.get_args(typ)[0].__name__}]"
+    rng = _range_text(meta)
+    return f"{name}, {rng}" if rng else name
+
+
+def default_yaml() -> str:
+    """configs/default.yaml: each section and key with its default and '# type: doc'."""
+    cfg = Config()
+    lines = [_YAML_HEADER]
+    for sec in dataclasses.fields(cfg):
+        section = getattr(cfg, sec.name)
+        doc = (type(section).__doc__ or "").strip()
+        lines.append(f"{sec.name}:" + (f"  # {doc}" if doc and not doc.startswith(type(section).__name__) else ""))
+        hints = typing.get_type_hints(type(section))
+        for f in dataclasses.fields(section):
+            value = yaml.safe_dump(getattr(section, f.name), default_flow_style=True, width=1000).strip()
+            value = value.removesuffix("\n...").strip()
+            entry = f"  {f.name}: {value}"
+            lines.append(f"{entry:<25} # {_type_text(hints[f.name], f.metadata)}: {f.metadata['doc']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(default_yaml())

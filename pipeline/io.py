@@ -30,6 +30,19 @@ def _atomic_write(path: str | Path, write_fn, mode: str) -> None:
         raise
 
 
+def read_yaml(path: str | Path, error: type[Exception], what: str = "file"):
+    """The YAML document in path; `error` (a VapError) naming the file when it is missing or not YAML."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{p}: {what} not found")
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise error(f"{p}: not valid YAML ({e})") from None
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     _atomic_write(path, lambda f: f.write(text), "w")
 

@@ -15,4 +15,5 @@ fi
 python -m pytest -v --durations=15
 echo "== again as an AVX2-only CPU without decord: VAP_CPU_FEATURES=generic VAP_DECORD=0"
 VAP_CPU_FEATURES=generic VAP_DECORD=0 python -m pytest -v -m "not slow" \
-  tests/test_capabilities.py tests/test_video.py tests/test_backbones.py tests/test_export.py
+  tests/test_capabilities.py tests/test_video.py tests/test_backbones.py tests/test_export.py \
+  tests/test_predict.py tests/test_views.py

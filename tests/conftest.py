@@ -18,7 +18,7 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 def _decoder_params():
     """Both decoders where decord is available; decord's case skips, saying why, where it is not
     (no wheel for this platform, or hidden by VAP_DECORD=0)."""
-    from pipeline.video import decord_available
+    from pipeline.data.video import decord_available
 
     skip = pytest.mark.skipif(not decord_available(), reason="decord not available (no wheel here, or VAP_DECORD=0)")
     return [pytest.param("decord", marks=skip), "opencv"]
@@ -28,7 +28,7 @@ DECODERS = _decoder_params()
 
 
 def write_video(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:
-    from pipeline.synthetic import write_video as _w
+    from pipeline.data.synthetic import write_video as _w
 
     _w(path, frames, fps)
     return path
@@ -53,7 +53,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory) -> Path:
     """4 classes x 12 synthetic clips (class folders of mp4), written once per session."""
-    from pipeline.synthetic import make_dataset
+    from pipeline.data.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("synth")
     return make_dataset(root / "train", 12, actions=("wave", "squat", "jump", "walk_right"), seed=0)
@@ -61,13 +61,39 @@ def synth_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def synth_test(tmp_path_factory) -> Path:
-    from pipeline.synthetic import make_dataset
+    from pipeline.data.synthetic import make_dataset
 
     root = tmp_path_factory.mktemp("synth_test")
     return make_dataset(root / "test", 4, actions=("wave", "squat", "jump", "walk_right"), seed=1)
 
 
-def run_vap(*args, env=None, timeout=600):
+def run_vap(*args, env=None):
+    """The real CLI (pipeline.cli.main), in this process: (exit status, stdout, stderr). Tests where the
+    process itself matters (kill -9, no torch import, the app server) start one of their own."""
+    import contextlib
+    import io
+
+    from pipeline.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update({k: str(v) for k, v in (env or {}).items()})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as e:  # argparse: --help, usage errors
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return code or 0, out.getvalue(), err.getvalue()
+
+
+def run_vap_process(*args, env=None, timeout=600):
     """The real CLI in a subprocess: (returncode, stdout, stderr)."""
     import subprocess
 
@@ -78,23 +104,56 @@ def run_vap(*args, env=None, timeout=600):
     return p.returncode, p.stdout, p.stderr
 
 
+# A contract-test model: tiny_cnn (a small random-init CNN) and a small LSTM over the default views.
+TINY = ["backbone.name=tiny_cnn", "backbone.input_size=64", "video.fps=8", "head.hidden_size=32",
+        "head.proj_dim=32", "train.batch_size=8"]
+
+
 @pytest.fixture(scope="session")
-def trained_ckpt(tmp_path_factory, synth_data) -> Path:
-    """A real model: EfficientNet-Lite0 features + LSTM trained on the synthetic classes."""
+def tiny_ckpt(tmp_path_factory, synth_data) -> Path:
+    """A real checkpoint made in seconds: tiny_cnn + LSTM, 3 epochs on the synthetic clips, every
+    default view. Its predictions are not meant to be right (tiny_cnn learns nothing here); everything
+    around them - decoding, views, cache, head, rows, streaming, export, the app - is the real thing."""
     from pipeline.config import load_config
-    from pipeline.train import main
+    from pipeline.training.run import main
+
+    out = tmp_path_factory.mktemp("tiny")
+    cfg = load_config(None, [f"data.train={synth_data}", *TINY, "train.epochs=3", "train.patience=0",
+                             "data.val_fraction=0.25"])
+    cfg.cache.dir = str(out / "cache")
+    main(cfg, out / "run", progress=False)
+    return out / "run" / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def synth_cache(tmp_path_factory) -> Path:
+    """EfficientNet-Lite0 features of the synthetic clips, shared by the slow tests that train on them."""
+    return tmp_path_factory.mktemp("synth-cache")
+
+
+# What trained_ckpt trains (and test_train's head comparison, on the same cached features). Features
+# come from ONNX Runtime: the same as PyTorch fp32 to ~1e-6 (test_export), about 3x faster on a CPU.
+TRAINED = ["backbone.input_size=160", "video.fps=8", "train.epochs=40", "train.patience=0", "data.val_fraction=0.25",
+           "backbone.runtime=onnxruntime"]
+
+
+@pytest.fixture(scope="session")
+def trained_ckpt(tmp_path_factory, synth_data, synth_cache) -> Path:
+    """A real model for the accuracy tests (slow): EfficientNet-Lite0 features + LSTM trained on the
+    synthetic classes."""
+    from pipeline.config import load_config
+    from pipeline.training.run import main
 
     out = tmp_path_factory.mktemp("trained")
-    cfg = load_config(None, [f"data.train={synth_data}", "backbone.input_size=160", "video.fps=8",
-                             "train.epochs=40", "train.patience=0", "data.val_fraction=0.25"])
-    cfg.cache.dir = str(out / "cache")
+    cfg = load_config(None, [f"data.train={synth_data}", *TRAINED])
+    cfg.cache.dir = str(synth_cache)
     main(cfg, out / "run", progress=False)
     return out / "run" / "best.pt"
 
 
 def long_video(path: Path, actions, seconds: float = 4.0, seed: int = 7) -> Path:
     """Concatenate synthetic clips of `actions`, `seconds` each, into one video (known boundaries)."""
-    from pipeline.synthetic import render_clip
+    from pipeline.data.synthetic import render_clip
 
     parts = [render_clip(a, np.random.default_rng([seed, i]), duration=seconds) for i, a in enumerate(actions)]
     return write_video(path, np.concatenate(parts), fps=25.0)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-import pipeline.backbones as B
-from pipeline.backbones import BackboneError, create_backbone, list_backbones
+from pipeline import capabilities
+from pipeline.models.backbones import BackboneError, create_backbone, list_backbones
 
 FRAMES = np.random.default_rng(0).integers(0, 255, (3, 72, 96, 3), dtype=np.uint8)
 
@@ -51,7 +51,7 @@ def test_yolo_cls_gives_penultimate_features_not_logits():
 
 
 def test_offline_download_fails_fast_with_a_hint(monkeypatch):
-    monkeypatch.setattr(B, "_online", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(capabilities, "online", lambda host, timeout=3.0: False)
     monkeypatch.chdir("/")
     for name in ("yolo26n-cls", "resnet18"):
         with pytest.raises(BackboneError, match="weights=none"):
@@ -71,7 +71,7 @@ def test_yolo_import_does_not_make_later_processes_single_threaded():
     import subprocess
     import sys
 
-    code = ("import os, torch; from pipeline.backbones import create_backbone; "
+    code = ("import os, torch; from pipeline.models.backbones import create_backbone; "
             "create_backbone('yolo26n-cls', weights='none', input_size=64); "
             "print(os.environ['OMP_NUM_THREADS'], torch.get_num_threads())")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
@@ -97,7 +97,7 @@ def test_grid_pooling_keeps_where_things_are(name):
 
 
 def test_finetune_blocks_needs_a_supported_backbone():
-    from pipeline.backbones import TrunkEncoder
+    from pipeline.training.finetune import TrunkEncoder
 
     with pytest.raises(BackboneError, match="finetune_blocks is supported for efficientnet_lite0"):
         TrunkEncoder(create_backbone("resnet18", weights="none", input_size=64), 1)

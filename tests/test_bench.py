@@ -16,18 +16,17 @@ def test_run_all_quick(tmp_path):
     pytest.importorskip("onnxruntime")
     env = dict(os.environ, VAP_BENCH=str(tmp_path / "bench"), VAP_HOME=str(tmp_path / "home"))
     p = subprocess.run([sys.executable, str(ROOT / "bench" / "run_all.py"), "--quick", "--only",
-                        "streaming,training,peer", "--out", str(tmp_path / "res")], capture_output=True, text=True,
+                        "streaming,training", "--out", str(tmp_path / "res")], capture_output=True, text=True,
                        env=env, timeout=900, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     res = json.loads((tmp_path / "res.json").read_text())
-    assert [r["bench"] for r in res] == ["streaming", "training", "peer"]
+    assert [r["bench"] for r in res] == ["streaming", "training"]
     assert all("error" not in r for r in res), res
     stream = {r["runtime"]: r for r in res[0]["rows"]}
     assert set(stream) == {"torch-fp32", "onnxruntime-fp32"}
     assert all(0 < r["push_ms_p50"] < 1000 for r in stream.values())
     train = {r["variant"]: r for r in res[1]["rows"]}
     assert len(train) == 2 and all(r["seconds"] > 0 for r in train.values())
-    peer = {r["model"].split(":")[0]: r for r in res[2]["rows"]}
-    assert {"r2plus1d_18", "r3d_18", "ours"} <= set(peer)
     md = (tmp_path / "res.md").read_text()
-    assert "### streaming" in md and "| padded + masked (ours) |" in md and "r3d_18" in md
+    assert "### streaming" in md and "| padded + masked (ours) |" in md
+    assert md.startswith("Machine: ") and "CPU flags: " in md  # the CPU that made the numbers, first

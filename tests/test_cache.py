@@ -7,10 +7,12 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, counter_frames, write_video
-from pipeline.backbones import create_backbone
-from pipeline.cache import FeatureCache, extract
 from pipeline.config import VideoConfig
+from pipeline.data.video import load_frames
+from pipeline.models.backbones import create_backbone
+from pipeline.models.cache import FeatureCache, extract
+
+from conftest import ROOT, counter_frames, write_video
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def test_extract_then_reuse_and_load(tmp_path, videos):
     assert r1.extracted == 4 and r1.reused == 0 and not r1.failures
     feats, ts, meta = cache.load(r1.keys[videos[0]][0])
     assert feats.dtype == np.float32 and feats.shape == (8, bb.dim) and len(ts) == 8
-    assert np.allclose(feats, bb.encode(__import__("pipeline.video", fromlist=["x"]).load_frames(videos[0], fps=10)[0]),
+    assert np.allclose(feats, bb.encode(load_frames(videos[0], fps=10)[0]),
                        atol=1e-2)  # stored as float16
     assert meta["fingerprint"] == bb.fingerprint
     r2 = extract(videos, bb, vcfg, cache, progress=False)
@@ -63,7 +65,7 @@ def test_bad_videos_are_recorded_not_fatal(tmp_path, videos):
 
 def test_extraction_resumes_after_kill_9(tmp_path):
     """Kill `vap extract` halfway with SIGKILL: complete entries survive, the rerun encodes only the rest."""
-    from pipeline.synthetic import make_dataset
+    from pipeline.data.synthetic import make_dataset
 
     data = make_dataset(tmp_path / "d", 6, actions=("wave", "jump"), seed=0)
     cache = tmp_path / "cache"

@@ -10,11 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, counter_frames, write_video
 from pipeline import capabilities
-from pipeline.backbones import BackboneError, create_backbone
-from pipeline.runtime import candidates, pick_fastest
-from pipeline.video import decord_available, load_frames, open_video
+from pipeline.data.video import decord_available, load_frames, open_video
+from pipeline.models.backbones import BackboneError, create_backbone
+from pipeline.models.runtime import Runtime, candidates, pick_fastest
+
+from conftest import ROOT, counter_frames, write_video
 
 
 @pytest.mark.parametrize("mode", ["native", "generic"])
@@ -24,13 +25,13 @@ def test_runtime_request_errors_do_not_depend_on_the_cpu(monkeypatch, mode):
     monkeypatch.setenv("VAP_CPU_FEATURES", mode)
     bb = create_backbone("tiny_cnn", device="cpu")
     with pytest.raises(BackboneError, match="onnxruntime runs fp32"):
-        bb.set_runtime("onnxruntime", "bf16")
+        Runtime(bb, "onnxruntime", "bf16")
     with pytest.raises(BackboneError, match="onnxruntime runs fp32"):
-        bb.set_runtime("onnxruntime", "fp16")
+        Runtime(bb, "onnxruntime", "fp16")
     with pytest.raises(BackboneError, match="must be one of"):
-        bb.set_runtime("tensorrt")
+        Runtime(bb, "tensorrt")
     with pytest.raises(BackboneError, match="fp16 needs a CUDA device"):
-        bb.set_runtime("torch", "fp16")
+        Runtime(bb, "torch", "fp16")
 
 
 def test_generic_cpu_hides_bf16(monkeypatch):
@@ -39,7 +40,7 @@ def test_generic_cpu_hides_bf16(monkeypatch):
     bb = create_backbone("tiny_cnn", device="cpu")
     assert all(prec != "bf16" for _, prec, _ in candidates(bb))
     with pytest.raises(BackboneError, match="needs a CPU with native bf16"):
-        bb.set_runtime("torch", "bf16")
+        Runtime(bb, "torch", "bf16")
 
 
 def test_auto_on_a_cpu_without_bf16_keeps_a_correct_fp32_path(tmp_path, monkeypatch):

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.data.synthetic import make_dataset
+from pipeline.inference.predict import Predictor, StreamingPredictor
+from pipeline.models.checkpoint import backbone_of, head_of, load_checkpoint
+
 from conftest import ROOT
-from pipeline.checkpoint import backbone_of, head_of, load_checkpoint
-from pipeline.predict import Predictor, StreamingPredictor
-from pipeline.synthetic import make_dataset
 
 FIXTURES = ROOT / "tests" / "fixtures"
 EXPECTED = json.loads((FIXTURES / "ckpt_v1_expected.json").read_text())
@@ -38,7 +39,7 @@ def test_flat_layout_checkpoint_predicts_and_streams(tmp_path):
     r = Predictor.from_checkpoint(path, "cpu").predict(video)
     assert r.topk[0][0] in EXPECTED["classification"]["classes"] and len(r.step_probs) > 0
     sp = StreamingPredictor.from_checkpoint(path, "cpu")
-    from pipeline.video import load_frames
+    from pipeline.data.video import load_frames
 
     frames, ts = load_frames(video, sampling="all")
     steps = [s for s in (sp.push(f, t) for f, t in zip(frames, ts)) if s.encoded]

@@ -1,21 +1,35 @@
 import dataclasses
 import re
+import typing
 
 import pytest
 import yaml
 
+from pipeline.config import Config, ConfigError, _check_value, choices, default_yaml, load_config, validate
+
 from conftest import ROOT
-from pipeline.config import Config, ConfigError, load_config
 
 
-def test_default_yaml_matches_dataclasses_and_documents_every_key():
+def test_default_yaml_is_generated_from_the_dataclasses():
+    """configs/default.yaml is what `python -m pipeline.config` writes: one source of truth."""
     text = (ROOT / "configs" / "default.yaml").read_text()
-    values = yaml.safe_load(text)
-    assert values == Config().to_dict(), "configs/default.yaml and pipeline/config.py disagree"
-    for sec, keys in values.items():
-        for key in keys:
-            line = next(ln for ln in text.splitlines() if re.match(rf"\s+{re.escape(key)}:", ln))
-            assert "#" in line and len(line.split("#", 1)[1].strip()) > 10, f"{sec}.{key} is not documented"
+    assert text == default_yaml(), "configs/default.yaml is stale: python -m pipeline.config > configs/default.yaml"
+    assert yaml.safe_load(text) == Config().to_dict()
+
+
+def test_every_key_has_a_doc_a_checkable_type_and_a_valid_default():
+    cfg = Config()
+    for sec in dataclasses.fields(cfg):
+        section = getattr(cfg, sec.name)
+        hints = typing.get_type_hints(type(section))
+        for f in dataclasses.fields(section):
+            key = f"{sec.name}.{f.name}"
+            assert len(f.metadata.get("doc", "")) > 10, f"{key} is not documented"
+            default = getattr(section, f.name)
+            assert _check_value(key, default, hints[f.name]) == default, key  # the checker knows its type
+            if choices(hints[f.name]):
+                assert set(default if isinstance(default, list) else [default]) <= set(choices(hints[f.name]))
+    validate(cfg)  # the defaults are in range
 
 
 def test_experiment_configs_load():
@@ -53,9 +67,16 @@ def test_unknown_key_in_file_lists_valid_keys(tmp_path):
     assert "head.hidden" in str(e.value) and "hidden_size" in str(e.value) and str(p) in str(e.value)
 
 
-def test_every_section_is_a_dataclass():
-    for f in dataclasses.fields(Config):
-        assert dataclasses.is_dataclass(getattr(Config(), f.name))
+@pytest.mark.parametrize("override, fragment", [
+    ("data.val_fraction=1.0", "'data.val_fraction' must be in [0, 1), got 1.0"),
+    ("backbone.grid=5", "'backbone.grid' must be in [1, 4], got 5"),
+    ("views.streams=[crop,crop]", "'views.streams' must list at least one"),
+    ("views.streams=[crop,depth]", "'views.streams' must be one of"),
+    ("train.speed_min=2", "'train.speed_min' <= 'train.speed_max'"),
+])
+def test_ranges_and_cross_key_checks_name_the_key(override, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(None, [override])
 
 
 def test_cache_folder_precedence(tmp_path, monkeypatch):
@@ -74,7 +95,7 @@ def test_cache_folder_precedence(tmp_path, monkeypatch):
 
 def test_cli_cache_flag_beats_the_environment(tmp_path, monkeypatch, capsys):
     from pipeline.cli import main
-    from pipeline.synthetic import make_dataset
+    from pipeline.data.synthetic import make_dataset
 
     data = make_dataset(tmp_path / "d", 1, actions=("wave", "jump"), seed=0)
     monkeypatch.setenv("VAP_CACHE", str(tmp_path / "env"))

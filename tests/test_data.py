@@ -1,7 +1,8 @@
 import pytest
 
+from pipeline.data.datasets import DataError, check_labels, has_own_val, load_dataset, stratified_split
+
 from conftest import counter_frames, write_video
-from pipeline.data import (DataError, check_labels, has_own_val, load_dataset, stratified_split)
 
 
 @pytest.fixture

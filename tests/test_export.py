@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 
+from pipeline.models.backbones import create_backbone
+from pipeline.models.runtime import Runtime, candidates, cosine, ort_available, pick_fastest, probe_frames, with_runtime
+
 from conftest import ROOT, run_vap
-from pipeline.backbones import create_backbone
-from pipeline.runtime import candidates, cosine, ort_available, pick_fastest, probe_frames
 
 pytestmark = pytest.mark.skipif(not ort_available(), reason="onnxruntime/onnx not installed (pip install vap[onnx])")
 
@@ -21,7 +22,7 @@ def _videos(root):
 
 
 def test_every_fast_path_matches_fp32(synth_test):
-    from pipeline.video import load_frames
+    from pipeline.data.video import load_frames
 
     bb = create_backbone("efficientnet_lite0", input_size=128, device="auto", batch_size=16)  # fp16 paths on a GPU
     frames = np.concatenate([load_frames(v, fps=2)[0] for v in _videos(synth_test)[:6]])  # real decoded frames
@@ -29,13 +30,13 @@ def test_every_fast_path_matches_fp32(synth_test):
     paths = candidates(bb)
     assert ("onnxruntime", "fp32", False) in paths and ("torch", "fp32", True) in paths
     for path in paths:
-        bb.set_runtime(*path)
-        assert bb.numerics.startswith(f"{path[0]}-{path[1]}")
-        c = cosine(bb.encode(frames), ref)
+        rt = Runtime(bb, *path)
+        assert rt.numerics.startswith(f"{path[0]}-{path[1]}")
+        c = cosine(rt.encode(frames), ref)
         assert c.min() > (0.99 if path[1] != "fp32" else 0.99999), (path, c.min())
         # fp32 paths share the reference's cache entries; low precision is cached apart
-        assert (bb.cache_id == bb.fingerprint) == (path[1] == "fp32")
-    bb.set_runtime()
+        assert (rt.cache_id == bb.fingerprint) == (path[1] == "fp32")
+    assert bb.numerics == "torch-fp32" and bb.cache_id == bb.fingerprint  # the plain backbone is the reference
 
 
 def test_auto_picks_a_correct_path_once(tmp_path, monkeypatch):
@@ -48,16 +49,18 @@ def test_auto_picks_a_correct_path_once(tmp_path, monkeypatch):
     chosen = next(r for r in entry["measured"] if r["choice"] == list(choice))
     assert chosen["ok"] and chosen["seconds"] == min(r["seconds"] for r in entry["measured"] if r["ok"])
     assert pick_fastest(bb) == choice  # cached: no second measurement
-    bb2 = create_backbone("efficientnet_lite0", input_size=96, device="cpu", batch_size=8, runtime="auto")
-    assert (bb2.runtime, bb2.precision, bb2.channels_last) == choice
+    rt = with_runtime(create_backbone("efficientnet_lite0", input_size=96, device="cpu", batch_size=8), "auto", "auto")
+    assert (rt.runtime, rt.precision, rt.channels_last) == choice
 
 
+@pytest.mark.slow
 def test_fast_paths_give_identical_top1(trained_ckpt, synth_test):
     """Same top-1 on every test clip with each fast path as with fp32 eager (vap predict's code)."""
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.predict import Predictor
+    from pipeline.inference.predict import Predictor
+    from pipeline.models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(trained_ckpt)
+    ckpt["config"]["backbone"].update(runtime="torch", precision="fp32", channels_last=False)  # the reference
     videos = _videos(synth_test)
     ref = Predictor(ckpt, "auto")
     want = [ref.predict(v).topk[0][0] for v in videos]
@@ -71,40 +74,42 @@ def test_fast_paths_give_identical_top1(trained_ckpt, synth_test):
         assert got == want, path
 
 
-def test_export_cli_and_onnx_predictor(trained_ckpt, synth_test, tmp_path):
-    from pipeline.onnx_predict import OnnxModel, OnnxPredictor, OnnxStreamingPredictor
-    from pipeline.predict import Predictor
-    from pipeline.video import load_frames
+def test_export_cli_and_onnx_predictor(tiny_ckpt, synth_test, tmp_path):
+    from pipeline.data.video import load_frames
+    from pipeline.inference.onnx_predict import OnnxModel, OnnxPredictor, OnnxStreamingPredictor
+    from pipeline.inference.predict import Predictor
 
-    code, stdout, err = run_vap("export", "--checkpoint", trained_ckpt, "--out", tmp_path / "onnx")
+    code, stdout, err = run_vap("export", "--checkpoint", tiny_ckpt, "--out", tmp_path / "onnx")
     assert code == 0, err
     s = json.loads(stdout)
     for f in ("backbone.onnx", "head_step.onnx", "model.json"):
         assert (tmp_path / "onnx" / f).is_file()
     assert s["check"]["feature_min_cosine"] > 0.9999 and s["check"]["step_prob_max_diff"] < 1e-4, s
     m = OnnxModel(tmp_path / "onnx")
-    pt = Predictor.from_checkpoint(trained_ckpt, "cpu")
-    for v in _videos(synth_test)[:4]:
+    pt = Predictor.from_checkpoint(tiny_ckpt, "cpu")
+    for v in _videos(synth_test)[:4]:  # one result type: the same VideoPrediction from both engines
         a, b = OnnxPredictor(m).predict(v), pt.predict(v)
-        assert a["label"] == b.topk[0][0]
-        np.testing.assert_allclose(a["step_probs"], b.step_probs, atol=1e-3)
+        assert type(a) is type(b) and a.topk[0][0] == b.topk[0][0]
+        np.testing.assert_allclose(a.step_probs, b.step_probs, atol=1e-3)
+        np.testing.assert_allclose(a.window_probs, b.window_probs, atol=1e-3)  # the timeline too
+        assert [s.label for s in a.segments] == [s.label for s in b.segments]
     # streaming on ONNX Runtime picks the same frames and gives the same outputs as the offline pass
     v = _videos(synth_test)[0]
     frames, ts = load_frames(v, sampling="all")
     sp = OnnxStreamingPredictor(m)
-    enc = [r for r in (sp.push(f, t) for f, t in zip(frames, ts)) if r["encoded"]]
+    enc = [r for r in (sp.push(f, t) for f, t in zip(frames, ts)) if r.encoded]
     off = OnnxPredictor(m).predict(v)
-    np.testing.assert_allclose([r["timestamp"] for r in enc], off["step_times"], atol=1e-6)
-    np.testing.assert_allclose(np.stack([r["probs"] for r in enc]), off["step_probs"], atol=1e-5)
-    assert enc[-1]["topk"][0][0] == enc[-1]["topk"][0][0]
+    np.testing.assert_allclose([r.timestamp for r in enc], off.step_times, atol=1e-6)
+    np.testing.assert_allclose(np.stack([r.probs for r in enc]), off.step_probs, atol=1e-5)
+    assert [r.topk[0][0] for r in enc] == [off.classes[i] for i in off.step_probs.argmax(1)]
 
 
-def test_onnx_predictor_does_not_import_torch(trained_ckpt, synth_test, tmp_path):
-    code, _, err = run_vap("export", "--checkpoint", trained_ckpt, "--out", tmp_path / "onnx")
+def test_onnx_predictor_does_not_import_torch(tiny_ckpt, synth_test, tmp_path):
+    code, _, err = run_vap("export", "--checkpoint", tiny_ckpt, "--out", tmp_path / "onnx")
     assert code == 0, err
-    script = (f"import sys\nfrom pipeline.onnx_predict import OnnxModel, OnnxPredictor\n"
+    script = (f"import sys\nfrom pipeline.inference.onnx_predict import OnnxModel, OnnxPredictor\n"
               f"r = OnnxPredictor(OnnxModel({str(tmp_path / 'onnx')!r})).predict({_videos(synth_test)[0]!r})\n"
-              f"assert 'torch' not in sys.modules, 'torch was imported'\nprint(r['label'])\n")
+              f"assert 'torch' not in sys.modules, 'torch was imported'\nprint(r.topk[0][0])\n")
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() in {"wave", "squat", "jump", "walk_right"}
@@ -114,16 +119,15 @@ def test_export_of_a_bidirectional_head_is_refused(tmp_path):
     import torch
 
     from pipeline.config import load_config
-    from pipeline.export import ExportError, export_onnx
-    from pipeline.heads import build_head
+    from pipeline.inference.export import ExportError, export_onnx
+    from pipeline.models.checkpoint import make_checkpoint
+    from pipeline.models.heads import build_head
 
     cfg = load_config(None, ["backbone.name=tiny_cnn", "backbone.input_size=64", "head.bidirectional=true",
                              "views.streams=[frame]"])  # one stream: the head below takes bb.dim features
     bb = create_backbone("tiny_cnn", input_size=64, device="cpu")
     head = build_head(cfg.head, bb.dim, 3)
-    ckpt = dict(format_version=1, kind="classification", config=cfg.to_dict(), classes=["a", "b", "c"],
-                feature_dim=bb.dim, head_state=head.state_dict(),
-                backbone=dict(name="tiny_cnn", weights="default", input_size=64), backbone_fingerprint=bb.fingerprint)
+    ckpt = make_checkpoint("classification", cfg, ["a", "b", "c"], bb.dim, head, bb.fingerprint)
     torch.save(ckpt, tmp_path / "bi.pt")
     with pytest.raises(ExportError, match="bidirectional"):
         export_onnx(tmp_path / "bi.pt", tmp_path / "o")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pipeline.config import HeadConfig
-from pipeline.heads import build_head
+from pipeline.models.heads import build_head
 
 STREAMABLE = [("lstm", "mean"), ("lstm", "last"), ("gru", "mean"), ("gru", "last"), ("meanpool", "mean"),
               ("lstm+skip", "mean"), ("lstm+skip", "last"), ("gru+skip", "mean")]

@@ -9,18 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_vap, write_video
-from pipeline.data import DataError
-from pipeline.grammar import GrammarError, cycle_grammar, grammar_from_dict, load_grammar
-from pipeline.segments import (AnnotatedVideo, Segment, boundaries, check_duration, load_annotations,
-                               step_targets)
+from pipeline.data.datasets import DataError
+from pipeline.data.grammar import GrammarError, cycle_grammar, grammar_from_dict, load_grammar
+from pipeline.data.segments import AnnotatedVideo, Segment, boundaries, check_duration, load_annotations, step_targets
+
+from conftest import ROOT, TINY, run_vap, write_video
 
 GRAMMAR = ROOT / "configs" / "grammars" / "synthetic.yaml"
 # whole-frame features and no skip read-out: the setup the README's synthetic next-event numbers were
 # measured with. With the newer defaults (views.streams=[crop,diff], head.skip=true) a CI run gave
 # next_top1 0.674 against the 0.68 this test asks (current action 0.86): not investigated yet.
 TRAIN_OVERRIDES = ["backbone.input_size=160", "video.fps=5", "train.epochs=30", "train.patience=0",
-                   "data.val_fraction=0.2", "views.streams=[frame]", "head.skip=false"]
+                   "data.val_fraction=0.2", "views.streams=[frame]", "head.skip=false",
+                   "backbone.runtime=onnxruntime"]  # fp32 features as PyTorch's (to ~1e-6), ~3x faster
 
 
 def _csv(path: Path, text: str) -> Path:
@@ -113,8 +114,8 @@ def test_grammar_errors(d, problem):
 # ----------------------------------------------------------------------------- synthetic and composed sequences
 
 def test_make_sequences_annotations_match_video(tmp_path):
-    from pipeline.synthetic import make_sequences
-    from pipeline.video import probe
+    from pipeline.data.synthetic import make_sequences
+    from pipeline.data.video import probe
 
     out = make_sequences(tmp_path / "seq", load_grammar(GRAMMAR), videos=2, seconds=8, seed=3, fps=10)
     ann = load_annotations(out / "annotations.csv")
@@ -126,8 +127,8 @@ def test_make_sequences_annotations_match_video(tmp_path):
 
 
 def test_compose_keeps_groups_and_follows_grammar(tmp_path):
-    from pipeline.compose import compose
-    from pipeline.synthetic import render_clip
+    from pipeline.data.compose import compose
+    from pipeline.data.synthetic import render_clip
 
     clips = tmp_path / "clips"
     for a in ("wave", "jump", "squat"):
@@ -155,7 +156,7 @@ def test_compose_keeps_groups_and_follows_grammar(tmp_path):
 
 def test_next_event_head_streams_like_full_pass():
     from pipeline.config import HeadConfig
-    from pipeline.heads import build_head
+    from pipeline.models.heads import build_head
 
     for mode in ("direct", "transition", "both"):
         head = build_head(HeadConfig(next_mode=mode), 20, 5, next_event=True).eval()
@@ -175,7 +176,8 @@ def test_next_event_head_streams_like_full_pass():
 
 @pytest.fixture(scope="module")
 def seq_data(tmp_path_factory):
-    from pipeline.synthetic import make_sequences
+    """Enough grammar sequences to learn the grammar (the accuracy test)."""
+    from pipeline.data.synthetic import make_sequences
 
     root = tmp_path_factory.mktemp("nextseq")
     g = load_grammar(GRAMMAR)
@@ -186,9 +188,36 @@ def seq_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def next_ckpt(tmp_path_factory, seq_data):
+    """EfficientNet-Lite0 + LSTM trained for the next event through the CLI (slow tests)."""
     out = tmp_path_factory.mktemp("nextrun")
     code, stdout, err = run_vap("train", "--data", seq_data[0], "--task", "next_event", "--out", out / "run",
                                 "--cache", out / "cache", "--quiet", *TRAIN_OVERRIDES)
+    assert code == 0, err
+    return out / "run" / "best.pt", out / "cache"
+
+
+@pytest.fixture(scope="module")
+def small_seq(tmp_path_factory):
+    """A few short grammar sequences for the contract tests."""
+    from pipeline.data.synthetic import make_sequences
+
+    root = tmp_path_factory.mktemp("smallseq")
+    g = load_grammar(GRAMMAR)
+    train = make_sequences(root / "train", g, videos=6, seconds=8, seed=0, fps=10)
+    test = make_sequences(root / "test", g, videos=2, seconds=8, seed=1, fps=10)
+    return train / "annotations.csv", test / "annotations.csv"
+
+
+TINY_NEXT = [*TINY, "video.fps=5", "train.epochs=2", "train.patience=0", "data.val_fraction=0.34", "train.seq_len=16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_next(tmp_path_factory, small_seq):
+    """A next-event checkpoint made in seconds (tiny_cnn) through the real CLI: the run directory's
+    contract, and the model for the streaming, predict and export tests."""
+    out = tmp_path_factory.mktemp("tinynext")
+    code, stdout, err = run_vap("train", "--data", small_seq[0], "--task", "next_event", "--out", out / "run",
+                                "--cache", out / "cache", "--quiet", *TINY_NEXT)
     assert code == 0, err
     m = json.loads(stdout)
     assert m["task"] == "next_event" and m["classes"] == ["clap", "jump", "squat", "wave"]
@@ -221,7 +250,7 @@ def test_next_action_near_bayes_limit(next_ckpt, seq_data, tmp_path):
     assert 0 < rep["time_to_end_mae_s"] < 1.0, rep  # segments last 2-4 s
     assert (tmp_path / "eval.json").is_file() and (tmp_path / "confusion_eval.png").is_file()
     # the learned transition matrix recovers the grammar's most likely successors
-    from pipeline.checkpoint import head_of, load_checkpoint
+    from pipeline.models.checkpoint import head_of, load_checkpoint
 
     ck = load_checkpoint(ckpt)
     T = head_of(ck).transition_matrix().numpy()
@@ -230,12 +259,27 @@ def test_next_action_near_bayes_limit(next_ckpt, seq_data, tmp_path):
         assert cls[int(T[cls.index(a)].argmax())] == g.actions[int(g.transitions[g.index[a]].argmax())]
 
 
-def test_streaming_next_event_equals_offline(next_ckpt, seq_data):
-    from pipeline.predict import Predictor, StreamingPredictor
-    from pipeline.video import load_frames
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="open regression (#15): with the default views (crop + diff) and "
+                   "head.skip=true a CI run gave next-action top-1 0.674 on these sequences, against 0.731 with "
+                   "the whole frame (TRAIN_OVERRIDES pins that); the cause is not found yet")
+def test_next_action_with_the_default_views(seq_data, tmp_path):
+    defaults = [o for o in TRAIN_OVERRIDES if not o.startswith(("views.", "head.skip"))]
+    code, _, err = run_vap("train", "--data", seq_data[0], "--out", tmp_path / "run", "--cache", tmp_path / "cache",
+                           "--quiet", *defaults)
+    assert code == 0, err
+    code, stdout, err = run_vap("eval", "--checkpoint", tmp_path / "run" / "best.pt", "--data", seq_data[1],
+                                "--cache", tmp_path / "cache", "--quiet")
+    assert code == 0, err
+    assert json.loads(stdout)["next_top1"] >= load_grammar(GRAMMAR).bayes_limit() - 0.12
 
-    ckpt, _ = next_ckpt
-    video = load_annotations(seq_data[1]).videos[0].path
+
+def test_streaming_next_event_equals_offline(tiny_next, small_seq):
+    from pipeline.data.video import load_frames
+    from pipeline.inference.predict import Predictor, StreamingPredictor
+
+    ckpt, _ = tiny_next
+    video = load_annotations(small_seq[1]).videos[0].path
     off = Predictor.from_checkpoint(ckpt, "cpu").predict(video)
     assert off.next_probs.shape == off.step_probs.shape and off.time_to_end.shape == off.step_times.shape
     frames, ts = load_frames(video, sampling="all")
@@ -250,9 +294,9 @@ def test_streaming_next_event_equals_offline(next_ckpt, seq_data):
     assert d["next"]["label"] == enc[-1].next_topk[0][0] and len(d["next_timeline"]) == len(enc)
 
 
-def test_predict_cli_reports_next_event(next_ckpt, seq_data, tmp_path):
-    ckpt, _ = next_ckpt
-    video = load_annotations(seq_data[1]).videos[1].path
+def test_predict_cli_reports_next_event(tiny_next, small_seq, tmp_path):
+    ckpt, _ = tiny_next
+    video = load_annotations(small_seq[1]).videos[1].path
     code, _, err = run_vap("predict", "--checkpoint", ckpt, video, "--out", tmp_path / "p.jsonl", "--timeline",
                            "--quiet", "--device", "cpu")
     assert code == 0, err
@@ -270,40 +314,40 @@ def test_predict_cli_reports_next_event(next_ckpt, seq_data, tmp_path):
     assert rows[0]["next_label"] == row["next"]["label"]
 
 
-def test_next_event_resume_and_bad_annotations(next_ckpt, seq_data, tmp_path):
-    _, cache = next_ckpt
-    args = ["--data", seq_data[0], "--cache", cache, "--quiet", "--out", tmp_path / "r",
-            "backbone.input_size=160", "video.fps=5", "train.patience=0"]
-    code, _, err = run_vap("train", *args, "train.epochs=2")  # the task comes from the CSV's header
+def test_next_event_resume_and_bad_annotations(tiny_next, small_seq, tmp_path):
+    _, cache = tiny_next
+    args = ["--data", small_seq[0], "--cache", cache, "--quiet", "--out", tmp_path / "r", *TINY_NEXT]
+    code, _, err = run_vap("train", *args)  # the task comes from the CSV's header
     assert code == 0, err
     code, stdout, err = run_vap("train", "--out", tmp_path / "r", "--resume", "--cache", cache, "--quiet",
                                 "train.epochs=3")
     assert code == 0, err
     assert json.loads(stdout)["epochs_run"] == 3
-    code, stdout, err = run_vap("extract", "--data", seq_data[0], "--cache", cache, "--quiet",
-                                "backbone.input_size=160", "video.fps=5")  # annotation CSVs work here too
+    code, stdout, err = run_vap("extract", "--data", small_seq[0], "--cache", cache, "--quiet",
+                                *TINY)  # annotation CSVs work here too; fps 8 is not cached yet
     assert code == 0, err
-    assert json.loads(stdout)["reused"] == 36
-    v = load_annotations(seq_data[0]).videos
+    assert json.loads(stdout)["extracted"] == 6
+    code, stdout, err = run_vap("extract", "--data", small_seq[0], "--cache", cache, "--quiet", *TINY)
+    assert json.loads(stdout)["reused"] == 6
+    v = load_annotations(small_seq[0]).videos
     bad = _csv(tmp_path / "bad.csv", f"video,start,end,label\n{v[0].path},0,5,x\n{v[1].path},0,99,x\n")
-    code, _, err = run_vap("train", "--data", bad, "--cache", cache, "--quiet", "--out", tmp_path / "b",
-                           "backbone.input_size=160", "video.fps=5")
+    code, _, err = run_vap("train", "--data", bad, "--cache", cache, "--quiet", "--out", tmp_path / "b", *TINY_NEXT)
     assert code == 2
     assert err.strip().splitlines()[-1].startswith(f"error: {bad}:3: segment 0-99 s 'x' runs past the end")
 
 
-def test_next_event_onnx_export_streams(next_ckpt, seq_data, tmp_path):
+def test_next_event_onnx_export_streams(tiny_next, small_seq, tmp_path):
     pytest.importorskip("onnxruntime")
-    from pipeline.export import export_onnx
-    from pipeline.onnx_predict import OnnxModel, OnnxPredictor
-    from pipeline.predict import Predictor
+    from pipeline.inference.export import export_onnx
+    from pipeline.inference.onnx_predict import OnnxModel, OnnxPredictor
+    from pipeline.inference.predict import Predictor
 
-    ckpt, _ = next_ckpt
+    ckpt, _ = tiny_next
     s = export_onnx(ckpt, tmp_path / "onnx")
     assert s["kind"] == "next_event" and s["check"]["step_prob_max_diff"] < 1e-4
-    video = load_annotations(seq_data[1]).videos[2].path
+    video = load_annotations(small_seq[1]).videos[1].path
     a = OnnxPredictor(OnnxModel(tmp_path / "onnx")).predict(video)
     b = Predictor.from_checkpoint(ckpt, "cpu").predict(video)
-    np.testing.assert_allclose(a["next_probs"], b.next_probs, atol=1e-3)
-    np.testing.assert_allclose(a["time_to_end"], b.time_to_end, atol=1e-3)
-    assert a["next"]["label"] == b.next_event()["label"]
+    np.testing.assert_allclose(a.next_probs, b.next_probs, atol=1e-3)
+    np.testing.assert_allclose(a.time_to_end, b.time_to_end, atol=1e-3)
+    assert a.next_event()["label"] == b.next_event()["label"]

@@ -4,11 +4,13 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from pipeline.data.video import load_frames
+from pipeline.inference.predict import Predictor, StreamingPredictor, make_segments
+
 from conftest import long_video
-from pipeline.predict import Predictor, StreamingPredictor, make_segments
-from pipeline.video import load_frames
 
 
+@pytest.mark.slow
 def test_segments_recover_order_and_boundaries_of_a_long_video(tmp_path, trained_ckpt):
     """Concatenate three clips of known classes (from the model's training split: the point here is
     the timeline and the segment logic on a real decoded long video, not accuracy on new clips)."""
@@ -39,6 +41,18 @@ def test_segments_recover_order_and_boundaries_of_a_long_video(tmp_path, trained
     assert d["label"] == d["topk"][0]["label"] and d["duration"] == round(cuts[-1], 3) and len(d["segments"]) == 3
 
 
+def test_timeline_encodes_each_frame_once_and_covers_the_video(tmp_path, tiny_ckpt):
+    video = long_video(tmp_path / "t.mp4", ["jump", "squat", "wave"], seconds=2.0)  # 6 s at 25 fps
+    pred = Predictor.from_checkpoint(tiny_ckpt, window=2.0, stride=0.5).predict(video)
+    assert pred.timing["frames_encoded"] == pred.frames == len(pred.step_times) == 48  # 6 s at the model's 8 fps
+    assert len(pred.window_times) == 9 and pred.window_probs.shape == (9, 4)  # starts 0, 0.5, ..., 4.0
+    assert np.allclose(pred.window_probs.sum(1), 1, atol=1e-4)
+    assert pred.segments[0].start == 0 and pred.segments[-1].end == pytest.approx(6.0)
+    assert all(a.end == b.start for a, b in zip(pred.segments, pred.segments[1:]))
+    d = pred.to_dict()
+    assert d["label"] == d["topk"][0]["label"] and d["duration"] == 6.0 and len(d["timeline"]["times"]) == 9
+
+
 def test_make_segments_merges_short_runs():
     classes = ["a", "b"]
     probs = np.array([[0.9, 0.1]] * 6 + [[0.2, 0.8]] + [[0.9, 0.1]] * 6 + [[0.1, 0.9]] * 8)
@@ -48,10 +62,10 @@ def test_make_segments_merges_short_runs():
     assert segs[0].start == 0 and segs[-1].end == pytest.approx(times[-1] + 2.0)
 
 
-def test_streaming_equals_offline_pass(tmp_path, trained_ckpt):
+def test_streaming_equals_offline_pass(tmp_path, tiny_ckpt):
     video = long_video(tmp_path / "s.mp4", ["jump", "wave"], seconds=3.0)
-    offline = Predictor.from_checkpoint(trained_ckpt).predict(video)
-    sp = StreamingPredictor.from_checkpoint(trained_ckpt)
+    offline = Predictor.from_checkpoint(tiny_ckpt).predict(video)
+    sp = StreamingPredictor.from_checkpoint(tiny_ckpt)
     frames, ts = load_frames(video, sampling="all")  # every frame; the streamer picks by timestamp
     results = [sp.push(f, t) for f, t in zip(frames, ts)]
     enc = [r for r in results if r.encoded]
@@ -64,8 +78,8 @@ def test_streaming_equals_offline_pass(tmp_path, trained_ckpt):
     assert np.abs(again[0].probs - enc[0].probs).max() < 1e-5  # reset starts a fresh sequence
 
 
-def test_streaming_every_nth_frame_and_flat_memory(trained_ckpt):
-    sp = StreamingPredictor.from_checkpoint(trained_ckpt, every=3)
+def test_streaming_every_nth_frame_and_flat_memory(tiny_ckpt):
+    sp = StreamingPredictor.from_checkpoint(tiny_ckpt, every=3)
     frame = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     res = [sp.push(frame, i / 25) for i in range(9)]
     assert [r.encoded for r in res] == [True, False, False] * 3 and sp.n_steps == 3
@@ -82,13 +96,13 @@ def test_streaming_every_nth_frame_and_flat_memory(trained_ckpt):
     assert grown < 200_000, f"memory grew by {grown} bytes over 600 frames"
 
 
-def test_vap_stream_on_a_file_prints_steps_and_latency(tmp_path, trained_ckpt):
+def test_vap_stream_on_a_file_prints_steps_and_latency(tmp_path, tiny_ckpt):
     import json
 
     from conftest import run_vap
 
     video = long_video(tmp_path / "s.mp4", ["squat", "jump"], seconds=2.0)
-    code, out, err = run_vap("stream", "--checkpoint", trained_ckpt, "--source", video)
+    code, out, err = run_vap("stream", "--checkpoint", tiny_ckpt, "--source", video)
     assert code == 0, err
     steps = [json.loads(x) for x in out.splitlines()]
     assert len(steps) == 32  # 4 s sampled at the model's 8 fps
@@ -96,5 +110,5 @@ def test_vap_stream_on_a_file_prints_steps_and_latency(tmp_path, trained_ckpt):
     summary = json.loads(err.strip().splitlines()[-1])
     assert summary["frames"] == 100 and summary["steps"] == 32 and summary["fps"] > 0
     assert summary["latency_ms_p95"] >= summary["latency_ms_p50"] > 0
-    code, out, err = run_vap("stream", "--checkpoint", trained_ckpt, "--source", tmp_path / "missing.mp4")
+    code, out, err = run_vap("stream", "--checkpoint", tiny_ckpt, "--source", tmp_path / "missing.mp4")
     assert code == 2 and "missing.mp4: no such file" in err

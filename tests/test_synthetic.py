@@ -1,7 +1,7 @@
 import numpy as np
 
-from pipeline.synthetic import ACTIONS, make_dataset, render_clip
-from pipeline.video import load_frames, probe
+from pipeline.data.synthetic import ACTIONS, make_dataset, render_clip
+from pipeline.data.video import load_frames, probe
 
 
 def test_same_seed_same_pixels_and_classes_move_differently():

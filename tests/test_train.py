@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.checkpoint import backbone_of, load_checkpoint
 from pipeline.config import load_config
-from pipeline.train import class_weights, main, temporal_indices
+from pipeline.models.checkpoint import backbone_of, load_checkpoint
+from pipeline.training.classify import class_weights, temporal_indices
+from pipeline.training.run import main
+
+from conftest import TRAINED
 
 TINY = ["backbone.name=tiny_cnn", "backbone.input_size=64", "video.fps=8", "train.batch_size=8"]
 
@@ -43,7 +46,7 @@ def test_train_writes_the_run_directory_and_resumes(tmp_path, synth_data):
     assert ckpt["config"]["backbone"]["name"] == "tiny_cnn" and ckpt["epoch"] == 2
     assert backbone_of(ckpt).fingerprint == ckpt["backbone_fingerprint"]
     # resume: continue to 5 epochs from last.pt, keeping the history
-    from pipeline.train import config_for_resume
+    from pipeline.training.run import config_for_resume
 
     m2 = main(config_for_resume(out, ["train.epochs=5"]), out, resume=True, progress=False)
     assert m2["epochs_run"] == 5
@@ -66,7 +69,7 @@ def test_finetune_backbone_end_to_end_on_cpu(tmp_path, synth_data):
     main(cfg, out, progress=False)
     ckpt = load_checkpoint(out / "best.pt")
     assert ckpt["backbone_state"] is not None
-    from pipeline.backbones import create_backbone
+    from pipeline.models.backbones import create_backbone
 
     start = create_backbone("tiny_cnn", input_size=64).state_dict()
     changed = [k for k, v in ckpt["backbone_state"].items() if v.dtype.is_floating_point
@@ -75,16 +78,20 @@ def test_finetune_backbone_end_to_end_on_cpu(tmp_path, synth_data):
     assert backbone_of(ckpt).fingerprint != ckpt["backbone_fingerprint"]  # fine-tuned weights, new cache key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["lstm", "gru", "meanpool"])
-def test_heads_learn_synthetic_actions(tmp_path, synth_data, synth_test, head):
-    """Real pretrained features: each head beats chance (0.25) by a wide margin on unseen clips."""
-    from pipeline.evaluate import evaluate_checkpoint
+def test_heads_learn_synthetic_actions(tmp_path, synth_data, synth_test, synth_cache, trained_ckpt, head):
+    """Real pretrained features: each head beats chance (0.25) by a wide margin on unseen clips. The
+    LSTM is trained_ckpt itself; the others train on its cached features."""
+    from pipeline.training.evaluate import evaluate_checkpoint
 
-    cfg = load_config(None, [f"data.train={synth_data}", f"head.type={head}", "backbone.input_size=160",
-                             "video.fps=8", "train.epochs=40", "train.patience=0"])
-    cfg.cache.dir = str(tmp_path.parent / "shared-cache")  # features shared by the three heads
-    main(cfg, tmp_path / head, progress=False)
-    rep = evaluate_checkpoint(tmp_path / head / "best.pt", synth_test, progress=False, cache_dir=cfg.cache.dir)
+    ckpt = trained_ckpt
+    if head != "lstm":
+        cfg = load_config(None, [f"data.train={synth_data}", f"head.type={head}", *TRAINED])
+        cfg.cache.dir = str(synth_cache)
+        main(cfg, tmp_path / head, progress=False)
+        ckpt = tmp_path / head / "best.pt"
+    rep = evaluate_checkpoint(ckpt, synth_test, tmp_path / "eval", progress=False, cache_dir=str(synth_cache))
     assert rep["num_clips"] == 16 and rep["top1"] >= 0.6, rep["top1"]
 
 
@@ -114,10 +121,10 @@ def test_refit_with_flip_augmentation_mirrors_the_validation_clips_too(tmp_path,
 
 
 def test_flip_augmentation_caches_mirrored_features(tmp_path, synth_data):
-    from pipeline.backbones import create_backbone
-    from pipeline.cache import FeatureCache
-    from pipeline.data import load_dataset
-    from pipeline.train import load_feature_clips
+    from pipeline.data.datasets import load_dataset
+    from pipeline.models.backbones import create_backbone
+    from pipeline.models.cache import FeatureCache
+    from pipeline.training.clips import load_feature_clips
 
     cfg = load_config(None, [*TINY, "views.streams=[frame]"])  # compared below with whole mirrored frames
     bb = create_backbone("tiny_cnn", input_size=64)
@@ -126,7 +133,7 @@ def test_flip_augmentation_caches_mirrored_features(tmp_path, synth_data):
     c = clips[0]
     assert c.feats_flip is not None and c.feats_flip.shape == c.feats.shape
     assert not torch.allclose(c.feats, c.feats_flip)  # the mirrored frames give other features
-    from pipeline.video import load_frames
+    from pipeline.data.video import load_frames
 
     frames, _ = load_frames(c.path, fps=8, max_side=320)
     assert np.allclose(c.feats_flip.numpy(), bb.encode(frames[:, :, ::-1]), atol=2e-2)
@@ -139,8 +146,7 @@ def test_multi_clip_testing_averages_evenly_spaced_crops():
     import torch
 
     from pipeline.config import HeadConfig
-    from pipeline.heads import build_head
-    from pipeline.train import crop_average, eval_crops
+    from pipeline.models.heads import build_head, crop_average, eval_crops
 
     assert [list(c) for c in eval_crops(10, 4, 3)] == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
     assert len(eval_crops(4, 4, 3)) == 1 and len(eval_crops(10, 0, 3)) == 1 and len(eval_crops(10, 4, 1)) == 1
@@ -158,12 +164,12 @@ def test_finetune_last_blocks_on_cached_trunk_maps(tmp_path, synth_data, synth_t
     second run decodes nothing), and prediction and vap eval use the fine-tuned backbone."""
     import torch
 
-    from pipeline.backbones import create_backbone
-    from pipeline.checkpoint import backbone_of, load_checkpoint
-    from pipeline.evaluate import evaluate_checkpoint
-    from pipeline.predict import Predictor
+    from pipeline.inference.predict import Predictor
+    from pipeline.models.backbones import create_backbone
+    from pipeline.models.checkpoint import backbone_of, load_checkpoint
+    from pipeline.training.evaluate import evaluate_checkpoint
 
-    ov = [f"data.train={synth_data}", "backbone.name=tiny_cnn", "video.fps=8", "train.epochs=2",
+    ov = [f"data.train={synth_data}", "backbone.name=tiny_cnn", "backbone.input_size=64", "video.fps=8", "train.epochs=2",
           "train.finetune_blocks=1", "train.backbone_lr=0.01", "views.streams=[frame,diff]", "train.flip_aug=true"]
     main(load_config(None, ov), tmp_path / "run", progress=False)
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
@@ -183,3 +189,23 @@ def test_finetune_last_blocks_on_cached_trunk_maps(tmp_path, synth_data, synth_t
     assert rep["num_clips"] == 16
     with pytest.raises(Exception, match="finetune_blocks"):
         load_config(None, ["train.finetune_blocks=1", "train.finetune_backbone=true"])
+
+
+def test_refit_keeps_class_balance_sampler(tmp_path, synth_data, monkeypatch):
+    """The refit trains with the same class balancing as the selection run (it used to drop the sampler)."""
+    from pipeline.training import classify
+
+    seen = []
+    real = classify.train_one_epoch
+
+    def spy(*args, **kwargs):
+        seen.append(args[8] if len(args) > 8 else kwargs.get("sampler_w"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(classify, "train_one_epoch", spy)
+    cfg = load_config(None, [*TINY, f"data.train={synth_data}", "train.epochs=2", "train.patience=0",
+                             "train.refit=true", "train.class_balance=sampler", "views.streams=[frame]"])
+    m = main(cfg, tmp_path / "run", progress=False)
+    assert m["refit"] and len(seen) == 2 + m["best_epoch"]  # selection epochs, then the refit's
+    assert all(w is not None and abs(w.sum() - 1) < 1e-9 for w in seen)
+    assert len(seen[-1]) == m["train_clips"] + m["val_clips"]  # the refit samples over train + val

@@ -1,9 +1,17 @@
 import numpy as np
 import pytest
 
+from pipeline.data.video import (
+    VideoError,
+    decode_size,
+    decord_available,
+    iter_frames,
+    load_frames,
+    probe,
+    sample_indices,
+)
+
 from conftest import DECODERS, WEIZMANN, counter_frames, write_video
-from pipeline.video import (VideoError, decode_size, decord_available, iter_frames, load_frames, probe,
-                            sample_indices)
 
 
 def test_sample_indices_fps_count_all():

@@ -1,14 +1,15 @@
-"""Views (pipeline/views.py): the moving-region crop, the diff and flow motion streams, their cache
+"""Views (pipeline/data/views.py): the moving-region crop, the diff and flow motion streams, their cache
 entries, and multi-stream models through training, offline and streaming prediction and ONNX."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import write_video
 
-from pipeline.config import ViewsConfig, load_config, ConfigError
-from pipeline.video import load_frames
-from pipeline.views import MotionTracker, ViewRenderer, mirror, stream_id
+from pipeline.config import ConfigError, ViewsConfig, load_config
+from pipeline.data.video import load_frames
+from pipeline.data.views import MotionTracker, ViewRenderer, mirror, stream_id
+
+from conftest import write_video
 
 
 def scene(n: int, movers: list[tuple[int, int, int]], h: int = 120, w: int = 160, seed: int = 0) -> np.ndarray:
@@ -82,9 +83,9 @@ def test_stream_ids_and_config_errors():
 
 
 def test_extract_caches_each_stream_once(tmp_path):
-    from pipeline.backbones import create_backbone
-    from pipeline.cache import FeatureCache, extract
     from pipeline.config import VideoConfig
+    from pipeline.models.backbones import create_backbone
+    from pipeline.models.cache import FeatureCache, extract
 
     v = str(write_video(tmp_path / "a.mp4", scene(30, [(10, 50, 4)])))
     bb = create_backbone("tiny_cnn", device="cpu")
@@ -103,11 +104,11 @@ def test_extract_caches_each_stream_once(tmp_path):
 
 @pytest.fixture(scope="module")
 def views_ckpt(tmp_path_factory, synth_data):
-    from pipeline.train import main
+    from pipeline.training.run import main
 
     out = tmp_path_factory.mktemp("views")
-    cfg = load_config(None, [f"data.train={synth_data}", "backbone.name=tiny_cnn", "video.fps=8",
-                             "views.streams=[crop,diff,flow]", "train.epochs=3", "train.flip_aug=true"])
+    cfg = load_config(None, [f"data.train={synth_data}", "backbone.name=tiny_cnn", "backbone.input_size=64",
+                             "video.fps=8", "views.streams=[crop,diff,flow]", "train.epochs=3", "train.flip_aug=true"])
     cfg.cache.dir = str(out / "cache")
     m = main(cfg, out / "run", progress=False)
     assert m["train_clips"] > 0
@@ -115,8 +116,8 @@ def views_ckpt(tmp_path_factory, synth_data):
 
 
 def test_multi_stream_model_predicts_offline_streaming_and_onnx_alike(views_ckpt, tmp_path, synth_test):
-    from pipeline.checkpoint import load_checkpoint
-    from pipeline.predict import Predictor, StreamingPredictor
+    from pipeline.inference.predict import Predictor, StreamingPredictor
+    from pipeline.models.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(views_ckpt)
     assert ckpt["feature_dim"] == 3 * 64 and ckpt["config"]["views"]["streams"] == ["crop", "diff", "flow"]
@@ -128,18 +129,18 @@ def test_multi_stream_model_predicts_offline_streaming_and_onnx_alike(views_ckpt
     assert len(enc) == len(offline.step_times)
     assert np.abs(np.stack([r.probs for r in enc]) - offline.step_probs).max() < 1e-4
     pytest.importorskip("onnxruntime")
-    from pipeline.export import export_onnx
-    from pipeline.onnx_predict import OnnxModel, OnnxPredictor
+    from pipeline.inference.export import export_onnx
+    from pipeline.inference.onnx_predict import OnnxModel, OnnxPredictor
 
     res = export_onnx(views_ckpt, tmp_path / "onnx")
     assert res["check"]["feature_min_cosine"] > 0.999
     got = OnnxPredictor(OnnxModel(tmp_path / "onnx")).predict(video)
-    assert np.abs(got["step_probs"] - offline.step_probs).max() < 1e-3
+    assert np.abs(got.step_probs - offline.step_probs).max() < 1e-3
 
 
 def test_checkpoints_from_before_views_mean_the_whole_frame():
-    from pipeline.checkpoint import config_of
     from pipeline.config import Config
+    from pipeline.models.checkpoint import config_of
 
     old = Config().to_dict()
     del old["views"]  # a checkpoint written before views.streams existed

@@ -14,6 +14,9 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not WEIZMANN.is_dir(), reason=f"{WEIZMANN} not present: real-data test skipped")]
 
 TEST_ACTORS = ("daria", "ido", "lyova")
+# ONNX Runtime extracts the features: the same as PyTorch fp32 to ~1e-6 (tests/test_export.py), ~3x
+# faster; both tests share the cache (fp32 runtimes share cache entries)
+FAST = ["backbone.runtime=onnxruntime"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def test_weizmann_actor_disjoint_train_and_eval_cli(tmp_path, wz_cache):
     run = tmp_path / "run"
     env = {"VAP_CACHE": str(wz_cache)}
     code, out, err = run_vap("train", "--data", train, "--config", ROOT / "configs" / "weizmann.yaml",
-                             "--out", run, "--quiet", env=env, timeout=1500)
+                             "--out", run, "--quiet", *FAST, env=env)
     assert code == 0, err
     split = (run / "split.csv").read_text()
     assert not any(f"/{a}_" in split for a in TEST_ACTORS)
@@ -56,7 +59,7 @@ def test_weizmann_leave_one_actor_out_matches_the_readme(monkeypatch, wz_cache):
     sys.path.insert(0, str(ROOT / "bench"))
     import accuracy_weizmann
 
-    res = accuracy_weizmann.main(["--heads", "lstm"])["results"]["lstm"]
+    res = accuracy_weizmann.main(["--heads", "lstm", *FAST])["results"]["lstm"]
     print("weizmann LOAO lstm:", res["top1_mean"], res["top1_std"])
     assert len(res["folds"]) == 9
     # README: 0.978-0.989 over seeds 0-2 with the defaults (crop + diff, skip, hidden 64, refit; 0.978

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DataError
+from pipeline.data.datasets import DataError
+from pipeline.io import atomic_write_csv
 
 COLUMNS = ("video", "start", "end", "label", "split")
 END_TOLERANCE = 0.5  # seconds a segment may run past the decoded end (container rounding)
@@ -180,8 +181,6 @@ def boundaries(video: AnnotatedVideo, index: dict[str, int]) -> list[tuple[float
 
 def write_annotations(path: str | Path, rows: list[tuple]) -> None:
     """rows of (video, start, end, label[, split]) -> an annotation CSV, atomically."""
-    from .io import atomic_write_csv
-
     width = max(len(r) for r in rows) if rows else 4
     atomic_write_csv(path, list(COLUMNS[:width]),
                      [[r[0], f"{r[1]:.3f}", f"{r[2]:.3f}", *r[3:]] for r in rows])

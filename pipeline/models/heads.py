@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -43,6 +44,43 @@ def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
     """(B,) lengths -> (B, T) bool, True on valid steps."""
     return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
 
+
+# ----------------------------------------------------------------------------- padding and test crops
+
+def eval_crops(T: int, max_len: int, n: int) -> list[np.ndarray]:
+    """Multi-clip testing (as MMAction2's num_clips): n evenly spaced crops of max_len steps covering
+    the clip; the whole clip when n == 1, max_len == 0 or the clip is no longer than max_len."""
+    if n <= 1 or not max_len or T <= max_len:
+        return [np.arange(T)]
+    return [np.arange(s, s + max_len) for s in np.linspace(0, T - max_len, n).round().astype(int)]
+
+
+def crop_average(head, x: torch.Tensor, lengths: torch.Tensor, max_len: int, n: int) -> torch.Tensor:
+    """(B, C) log of the clip probabilities averaged over each clip's test crops (B, T, D) -> (B, C)."""
+    seqs, owner = [], []
+    for b in range(len(x)):
+        for idx in eval_crops(int(lengths[b]), max_len, n):
+            seqs.append(x[b, idx])
+            owner.append(b)
+    xs, ls = pad_batch(seqs)
+    probs = torch.softmax(head(xs, ls.to(x.device)).clip.float(), -1)  # (crops, C)
+    owner = torch.tensor(owner, device=probs.device)
+    total = torch.zeros(len(x), probs.shape[1], device=probs.device).index_add_(0, owner, probs)
+    count = torch.bincount(owner, minlength=len(x)).clamp(min=1)[:, None]
+    return torch.log((total / count).clamp_min(1e-12))
+
+
+def pad_batch(seqs: list[torch.Tensor], value=0) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of (T_i, ...) -> (B, T_max, ...) padded with value, lengths (B,)."""
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    out = seqs[0].new_full((len(seqs), int(lengths.max()), *seqs[0].shape[1:]), value)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = s
+    return out, lengths
+
+
+
+# ----------------------------------------------------------------------------- heads
 
 class _InputBlock(nn.Module):
     """LayerNorm -> optional projection -> dropout. Normalising the frozen features matters: their

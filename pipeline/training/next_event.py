@@ -1,19 +1,18 @@
 """Next-event training (train.task=next_event): untrimmed videos with segment annotations.
 
-Reads top to bottom like train.py: data (annotations -> cached features -> per-step targets),
-windows, loss, evaluate, run. A causal LSTM reads random windows of train.seq_len steps cut from the
-long videos' cached features and learns, at every step, the current action, the next action (the
-label of the segment after the current one) and the seconds until the current segment ends.
+Reads top to bottom like classify.py (the epoch loop is loop.fit, shared): data (annotations ->
+cached features -> per-step targets), windows, loss, evaluate, run. A causal LSTM reads random
+windows of train.seq_len steps cut from the long videos' cached features and learns, at every step,
+the current action, the next action (the label of the segment after the current one) and the
+seconds until the current segment ends.
 Evaluation runs the head over each whole video from its first frame, as streaming does.
 Run directory: as for classification (best.pt, last.pt, metrics.json, config.yaml, split.csv,
 log.csv, train.log, curves.png, confusion_val.png, failures.txt).
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,15 +21,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import segments as seg
-from .backbones import backbone_from_config, backbone_spec, resolve_device
-from .cache import FeatureCache, extract
-from .checkpoint import FORMAT_VERSION
-from .config import Config, save_config
-from .data import DataError, group_of
-from .heads import build_head
-from .io import atomic_write_csv, atomic_write_text
-from .metrics import next_event_report, plot_confusion, plot_curves
+from pipeline.config import Config
+from pipeline.data import segments as seg
+from pipeline.data.datasets import DataError, group_of, hold_out
+from pipeline.io import atomic_write_csv
+from pipeline.models.cache import FeatureCache, extract
+from pipeline.models.checkpoint import make_checkpoint
+from pipeline.models.heads import build_head, pad_batch
+from pipeline.models.runtime import backbone_from_config
+from pipeline.training.loop import Validation, fit, optimizer_for, start_run, write_failures, write_metrics
+from pipeline.training.metrics import next_event_report, plot_confusion, plot_curves
 
 log = logging.getLogger("vap.train")
 
@@ -55,13 +55,10 @@ def split_videos(ann: seg.Annotations, cfg: Config) -> tuple[list, list]:
     """Validation videos: by whole groups (data.group_by on file names) or a seeded share of videos."""
     vids = sorted(ann.videos, key=lambda v: v.path)
     keys = [group_of(v.path, cfg.data.group_by) if cfg.data.group_by else v.path for v in vids]
-    uniq = sorted(set(keys))
-    if len(uniq) < 2:
+    if len(set(keys)) < 2:
         raise DataError(f"{ann.source}: need at least 2 videos (or groups) to carve a validation split; "
                         f"pass --val")
-    random.Random(cfg.data.split_seed).shuffle(uniq)
-    n_val = min(len(uniq) - 1, max(1, round(len(uniq) * cfg.data.val_fraction)))
-    held = set(uniq[:n_val])
+    held = hold_out(keys, cfg.data.val_fraction, cfg.data.split_seed)
     return [v for v, k in zip(vids, keys) if k not in held], [v for v, k in zip(vids, keys) if k in held]
 
 
@@ -118,22 +115,12 @@ def sample_windows(seqs: list[Sequence], n: int, seq_len: int, rng: np.random.Ge
     return [(int(i), int(rng.integers(0, max(1, len(seqs[i]) - seq_len + 1)))) for i in which]
 
 
-def pad(tensors: list[torch.Tensor], value) -> torch.Tensor:
-    """(T_i, ...) -> (B, T_max, ...) padded with value."""
-    T = max(len(t) for t in tensors)
-    out = tensors[0].new_full((len(tensors), T, *tensors[0].shape[1:]), value)
-    for i, t in enumerate(tensors):
-        out[i, :len(t)] = t
-    return out
-
-
 def batch_of(pieces: list[tuple[Sequence, slice]], device):
     """Features (B,T,D), lengths (B,), targets cur/nxt (B,T) long (-1 pads), tte (B,T) (NaN pads)."""
-    x = pad([s.feats[sl] for s, sl in pieces], 0.0)
-    lengths = torch.tensor([len(s.feats[sl]) for s, sl in pieces])
-    cur = pad([s.cur[sl] for s, sl in pieces], -1)
-    nxt = pad([s.nxt[sl] for s, sl in pieces], -1)
-    tte = pad([s.tte[sl] for s, sl in pieces], float("nan"))
+    x, lengths = pad_batch([s.feats[sl] for s, sl in pieces])
+    cur = pad_batch([s.cur[sl] for s, sl in pieces], -1)[0]
+    nxt = pad_batch([s.nxt[sl] for s, sl in pieces], -1)[0]
+    tte = pad_batch([s.tte[sl] for s, sl in pieces], float("nan"))[0]
     return x.to(device), lengths.to(device), cur.to(device), nxt.to(device), tte.to(device)
 
 
@@ -222,21 +209,15 @@ def load_annotation_splits(cfg: Config) -> tuple[seg.Annotations, list, list]:
 
 
 def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
-    from .train import end_epoch, lr_lambda, restore, seed_everything
-
     t0 = time.time()
-    save_config(cfg, out / "config.yaml")
-    rng = seed_everything(cfg.train.seed)
-    device = resolve_device(cfg.train.device)
+    rng, device = start_run(cfg, out)
     ann, train_v, val_v = load_annotation_splits(cfg)
     atomic_write_csv(out / "split.csv", ["video", "split"],
                      [[v.path, "train"] for v in train_v] + [[v.path, "val"] for v in val_v])
     backbone = backbone_from_config(cfg.backbone)
     cache = FeatureCache.from_config(cfg)
     feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
-    if failures:
-        atomic_write_text(out / "failures.txt", "".join(f"{e}\n" for e in failures.values()))
-        log.warning("%d video(s) could not be read and were skipped; see %s", len(failures), out / "failures.txt")
+    write_failures(out, failures)
     classes = state["classes"] if state else make_classes(train_v + val_v, feats, cfg.data.background)
     train_s = build_sequences(train_v, feats, classes, cfg.data.background, ann.source)
     val_s = build_sequences(val_v, feats, classes, cfg.data.background, ann.source)
@@ -249,83 +230,35 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     feature_dim = len(cfg.views.streams) * backbone.dim  # streams side by side (views.py)
     head = build_head(cfg.head, feature_dim, len(classes), next_event=True,
                       groups=len(cfg.views.streams)).to(device)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
-    history, best, start_epoch, stale = [], None, 0, 0
-    if state is not None:
-        history, best, start_epoch, stale, rng = restore(state, head, optimizer, scheduler, cfg)
+    optimizer, scheduler = optimizer_for(cfg, [{"params": head.parameters(), "lr": cfg.train.lr}])
 
-    from tqdm import tqdm
+    def train_epoch(rng):
+        loss, cur, nxt = train_one_epoch(head, train_s, optimizer, cfg, rng, device)
+        return dict(train_loss=loss, train_current_top1=cur, train_next_top1=nxt)
 
-    bar = tqdm(range(start_epoch, cfg.train.epochs), desc="train next_event", unit="epoch", disable=not progress,
-               dynamic_ncols=True, initial=start_epoch, total=cfg.train.epochs)
-    for epoch in bar:
-        te = time.time()
-        tr_loss, tr_cur, tr_next = train_one_epoch(head, train_s, optimizer, cfg, rng, device)
-        scheduler.step()
+    def validate() -> Validation:
         rep, val_loss = evaluate(head, val_s, cfg, classes, device)
         at1 = rep["anticipation"].get("1s", {}).get("top1", float("nan"))
-        row = dict(epoch=epoch + 1, train_loss=round(tr_loss, 5), train_current_top1=round(tr_cur, 5),
-                   train_next_top1=round(tr_next, 5), val_loss=round(val_loss, 5),
-                   val_current_top1=round(rep["current_top1"], 5), val_next_top1=round(rep["next_top1"], 5),
-                   val_next_top1_at_1s=round(at1, 5), lr=optimizer.param_groups[0]["lr"],
-                   seconds=round(time.time() - te, 3))
-        history.append(row)
-        ckpt = dict(format_version=FORMAT_VERSION, kind="next_event", config=cfg.to_dict(), classes=classes,
-                    feature_dim=feature_dim, head_state=head.state_dict(), backbone=backbone_spec(cfg.backbone),
-                    backbone_fingerprint=backbone.fingerprint, backbone_state=None,
-                    metrics=dict(val_next_top1=rep["next_top1"], val_current_top1=rep["current_top1"],
-                                 val_next_top1_at_1s=at1, val_loss=val_loss, epoch=epoch + 1),
-                    epoch=epoch, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
-        score = (rep["next_top1"], rep["current_top1"], -val_loss)  # best next-action top-1, then current
-        best, stale = end_epoch(out, ckpt, score, rep, val_loss, history, best, stale)
-        bar.set_postfix(loss=f"{tr_loss:.3f}", next=f"{rep['next_top1']:.3f}", cur=f"{rep['current_top1']:.3f}")
-        log.info("epoch %d: %s", epoch + 1, row)
-        if cfg.train.patience and stale >= cfg.train.patience:
-            log.info("early stop: no better val next-action top1 for %d epochs", stale)
-            break
+        cols = dict(val_current_top1=rep["current_top1"], val_next_top1=rep["next_top1"], val_next_top1_at_1s=at1)
+        return Validation(rep, val_loss, cols,
+                          score=(rep["next_top1"], rep["current_top1"], -val_loss),  # next-action top-1, then current
+                          metrics=dict(val_next_top1=rep["next_top1"], val_current_top1=rep["current_top1"],
+                                       val_next_top1_at_1s=at1),
+                          postfix=dict(next=rep["next_top1"], cur=rep["current_top1"]))
 
+    def checkpoint(metrics):
+        return make_checkpoint("next_event", cfg, classes, feature_dim, head, backbone.fingerprint, None, metrics)
+
+    history, best = fit(cfg, out, state, head, optimizer, scheduler, rng, train_epoch, validate, checkpoint,
+                        "train next_event", progress)
     plot_curves(history, out / "curves.png", ("train_current_top1", "train_next_top1", "val_current_top1",
                                               "val_next_top1", "val_next_top1_at_1s"))
     rep = best["report"]
     plot_confusion(rep["current_confusion_matrix"], classes, out / "confusion_val.png",
                    title=f"current action, validation, epoch {best['epoch']}, per-step top1 {rep['current_top1']:.3f}")
-    metrics = dict(task="next_event", best_epoch=best["epoch"], epochs_run=len(history),
-                   **{f"val_{k}": v for k, v in rep.items() if k not in ("classes", "current_confusion_matrix")},
-                   val_loss=best["val_loss"], classes=classes, train_videos=len(train_s), val_videos=len(val_s),
-                   failed_videos=len(failures), seconds=round(time.time() - t0, 2), run_dir=str(out),
-                   checkpoint=str(out / "best.pt"))
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    return metrics
-
-
-def evaluate_next_checkpoint(ckpt: dict, checkpoint: str | Path, data: str | Path, out: Path, device="auto",
-                             cache_dir: str | None = None, progress: bool = True) -> dict:
-    """vap eval on a next-event checkpoint: the next_event_report on annotated videos (their test or
-    val split when the CSV has a split column), eval.json and a current-action confusion PNG."""
-    from .checkpoint import backbone_of, config_of, head_of
-
-    cfg = config_of(ckpt)
-    if cache_dir:
-        cfg.cache.dir = cache_dir
-    if not seg.is_annotation_file(data):
-        raise DataError(f"{data}: a next-event model is evaluated on a segment annotation CSV "
-                        f"(video,start,end,label)")
-    ann = seg.load_annotations(data)
-    splits = {v.split for v in ann.videos}
-    held = next((s for s in ("test", "val") if s in splits), None)
-    videos = [v for v in ann.videos if v.split == held] if held else ann.videos
-    classes = list(ckpt["classes"])
-    backbone = backbone_of(ckpt, device)
-    head = head_of(ckpt, backbone.device)
-    feats, failures = encode_videos(videos, backbone, cfg, FeatureCache.from_config(cfg), progress, ann.source)
-    seqs = build_sequences(videos, feats, classes, cfg.data.background, ann.source)
-    if not seqs:
-        raise DataError(f"{data}: no video could be read ({len(failures)} failed)")
-    rep, _ = evaluate(head, seqs, cfg, classes, backbone.device)
-    rep.update(task="next_event", checkpoint=str(checkpoint), data=str(data), failed=failures)
-    atomic_write_text(out / "eval.json", json.dumps(rep, indent=2) + "\n")
-    plot_confusion(rep["current_confusion_matrix"], classes, out / "confusion_eval.png",
-                   title=f"{Path(str(data)).name}: current action per step, top1 {rep['current_top1']:.3f}")
-    rep["outputs"] = dict(json=str(out / "eval.json"), confusion_png=str(out / "confusion_eval.png"))
-    return rep
+    return write_metrics(out, dict(
+        task="next_event", best_epoch=best["epoch"], epochs_run=len(history),
+        **{f"val_{k}": v for k, v in rep.items() if k not in ("classes", "current_confusion_matrix")},
+        val_loss=best["val_loss"], classes=classes, train_videos=len(train_s), val_videos=len(val_s),
+        failed_videos=len(failures), seconds=round(time.time() - t0, 2), run_dir=str(out),
+        checkpoint=str(out / "best.pt")))

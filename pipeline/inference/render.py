@@ -1,18 +1,17 @@
 """Annotated video: the current label, its probability and a small bar chart on every frame.
 
 The label at time t is the causal per-step output of the last sampled frame at or before t (what a
-live stream would have shown). Written as H.264 through PyAV (the FFmpeg libraries in its wheel
-include libx264; browsers play H.264, not OpenCV's mp4v), falling back to OpenCV's mp4v when PyAV is
-missing. Written to a temporary name and renamed when complete.
+live stream would have shown). Written as H.264 (data/writer.py), to a temporary name renamed when complete.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_path
-from .video import iter_frames
+from pipeline.data.video import iter_frames
+from pipeline.data.writer import VideoWriter
 
 
 def draw_overlay(frame: np.ndarray, classes: list[str], probs: np.ndarray, bars: int = 3,
@@ -48,48 +47,6 @@ def draw_overlay(frame: np.ndarray, classes: list[str], probs: np.ndarray, bars:
     return img
 
 
-class _Writer:
-    """H.264 via PyAV when available, else OpenCV mp4v."""
-
-    def __init__(self, path: str, fps: float, w: int, h: int, crf: int = 23):
-        self.codec = None
-        try:
-            import av
-
-            self.c = av.open(path, "w", format="mp4", options={"movflags": "+faststart"})
-            from fractions import Fraction
-
-            self.s = self.c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            self.s.width, self.s.height, self.s.pix_fmt = w, h, "yuv420p"
-            self.s.options = {"crf": str(crf), "preset": "veryfast"}
-            self.av, self.codec = av, "h264"
-        except Exception:
-            import cv2
-
-            self.c = None
-            self.cv = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-            if not self.cv.isOpened():
-                raise RuntimeError(f"{path}: no video encoder available (install PyAV: pip install av)")
-            self.codec = "mp4v"
-
-    def write(self, rgb: np.ndarray) -> None:
-        if self.c is not None:
-            for pk in self.s.encode(self.av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                self.c.mux(pk)
-        else:
-            import cv2
-
-            self.cv.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-
-    def close(self) -> None:
-        if self.c is not None:
-            for pk in self.s.encode():
-                self.c.mux(pk)
-            self.c.close()
-        else:
-            self.cv.release()
-
-
 def render_video(video: str | Path, pred, out_dir: Path, vcfg=None, max_side: int = 640,
                  min_side: int = 480) -> Path:
     """Write out_dir/<name>.annotated.mp4 for a VideoPrediction; returns its path. Small videos are
@@ -99,19 +56,17 @@ def render_video(video: str | Path, pred, out_dir: Path, vcfg=None, max_side: in
     out = Path(out_dir) / f"{Path(video).stem}.annotated.mp4"
     writer = None
     step_t, step_p = pred.step_times, pred.step_probs
-    with atomic_path(out) as tmp:
+    with contextlib.ExitStack() as stack:  # the writer opens at the first frame, when the size is known
         for frames, ts in iter_frames(video, sampling="all", max_side=max_side,
                                       decoder=vcfg.decoder if vcfg else "auto"):
             if writer is None:
                 fh, fw = frames.shape[1:3]
                 up = max(1.0, min_side / max(fh, fw))
                 w, h = int(fw * up) // 2 * 2, int(fh * up) // 2 * 2  # yuv420p needs even sizes
-                writer = _Writer(tmp, pred.fps or 25.0, w, h)
+                writer = stack.enter_context(VideoWriter(out, pred.fps or 25.0, w, h))
             for f, t in zip(frames, ts):
                 i = max(0, int(np.searchsorted(step_t, t + 1e-9, side="right")) - 1)
                 probs = step_p[min(i, len(step_p) - 1)]
                 f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) if f.shape[:2] != (h, w) else f
-                writer.write(np.ascontiguousarray(draw_overlay(f, pred.classes, probs)))
-        if writer is not None:
-            writer.close()
+                writer.write(draw_overlay(f, pred.classes, probs))
     return out

@@ -17,11 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data import DataError, group_of, load_class_folders
-from .grammar import Grammar
-from .segments import write_annotations
-from .synthetic import write_video
-from .video import VideoError, load_frames
+from pipeline.data.datasets import DataError, group_of, load_class_folders
+from pipeline.data.grammar import Grammar
+from pipeline.data.segments import write_annotations
+from pipeline.data.video import VideoError, load_frames
+from pipeline.data.writer import write_video
+from pipeline.io import atomic_write_text
 
 
 def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -113,7 +114,5 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
                    groups=sorted({m["group"] for m in manifest}), seconds_each=seconds, fps=fps,
                    size=list(size) if size else None, grammar=grammar.to_dict(), seed=seed,
                    failed_clips=failures)
-    from .io import atomic_write_text
-
     atomic_write_text(out / "compose.json", json.dumps(dict(summary, sequences=manifest), indent=1))
     return summary

@@ -12,15 +12,15 @@ import io
 import json
 import logging
 import os
-import queue
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_write_bytes, atomic_write_text
-from .video import VideoError, iter_frames, video_kwargs
+from pipeline.config import ViewsConfig
+from pipeline.data.video import VideoError, iter_frames, prefetch, video_kwargs  # noqa: F401 (prefetch: as before)
+from pipeline.data.views import ViewRenderer, stream_id
+from pipeline.io import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -99,48 +99,9 @@ class ExtractResult:
     frames: int = 0                                           # frames newly encoded
 
 
-def prefetch(gen, depth: int = 2):
-    """Run a generator in a background thread, `depth` items ahead: decoding overlaps encoding.
-    If the consumer stops early (an error while encoding), the thread is told to stop too."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done, stop = object(), threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def worker():
-        try:
-            for item in gen:
-                if not put(item):
-                    return
-        except BaseException as e:  # handed to the consumer, raised there
-            put(e)
-        put(done)
-
-    threading.Thread(target=worker, daemon=True).start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-
-
 def stream_views(views, flip: bool = False) -> list[tuple[str, str]]:
     """[(stream, cache view string)] for views.streams (None = the whole frame only). The whole frame
     keeps the view strings of earlier versions ("" and "hflip"), so their cache entries stay valid."""
-    from .views import stream_id
-
     streams = list(views.streams) if views is not None else ["frame"]
     out = []
     for k in streams:
@@ -153,9 +114,6 @@ def encode_video(path: str, backbone, vcfg, views=None, flip: bool = False,
                  streams: list[str] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Decode (chunked, prefetched) and encode one video: ({stream: features (T,D) float32}, timestamps (T,)).
     views: a ViewsConfig (None = the whole frame only); streams: the subset to encode (default all)."""
-    from .config import ViewsConfig
-    from .views import ViewRenderer
-
     vc = views if views is not None else ViewsConfig(streams=["frame"])
     renderer = ViewRenderer(streams or vc.streams, vc, backbone.input_size, flip)
     feats: dict[str, list] = {k: [] for k in renderer.streams}

@@ -7,38 +7,31 @@
     model.json      classes, task, preprocessing, sampling, state sizes, file names
 
 The head step carries its state explicitly, so a stream runs entirely in ONNX Runtime; a zero
-state starts a sequence. `pipeline.onnx_predict` runs these files without importing torch.
+state starts a sequence. `pipeline.inference.onnx_predict` runs these files without importing torch.
 Optional dependencies: pip install "vap[onnx]" (onnx, onnxruntime).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .checkpoint import backbone_of, config_of, head_of, load_checkpoint
-from .heads import MeanPoolHead, RNNHead
-from .io import atomic_path, atomic_write_text
+from pipeline.errors import ExportError
+from pipeline.inference.onnx_predict import OnnxModel
+from pipeline.inference.results import softmax
+from pipeline.io import atomic_write_text
+from pipeline.models.checkpoint import backbone_of, config_of, head_of, load_checkpoint
+from pipeline.models.heads import MeanPoolHead, RNNHead
+from pipeline.models.onnx import export_backbone, onnx_export
+from pipeline.models.runtime import cosine, probe_frames
 
 FORMAT = 1
 
 
-class ExportError(ValueError):
-    """A checkpoint that cannot be exported; the message says why."""
-
-
-class _Features(nn.Module):
-    def __init__(self, backbone):
-        super().__init__()
-        self.backbone = backbone
-
-    def forward(self, pixels):  # (N, 3, S, S) -> (N, D)
-        return self.backbone.features(pixels)
 
 
 class _HeadStep(nn.Module):
@@ -73,16 +66,6 @@ def state_sizes(head) -> dict:
     return dict(layers=head.rnn.num_layers, hidden=head.rnn.hidden_size, acc=head.readout_dim)
 
 
-def _onnx_export(module, args, path: Path, inputs, outputs, dynamic) -> None:
-    # the exporter puts the module back into the mode it found it in, children included: a fresh
-    # wrapper is in training mode, which would leave dropout and BatchNorm training afterwards
-    module.eval()
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about control flow that these modules lack
-        torch.onnx.export(module, args, tmp, input_names=inputs, output_names=outputs, dynamic_axes=dynamic,
-                          opset_version=17, dynamo=False)
-
-
 def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> dict:
     """Write backbone.onnx, head_step.onnx and model.json into `out` (default: beside the checkpoint,
     in <run>/onnx). Returns a summary dict with the paths."""
@@ -94,14 +77,13 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> dict:
     cfg = config_of(ckpt)
     out = Path(out) if out else Path(checkpoint).parent / "onnx"
     out.mkdir(parents=True, exist_ok=True)
-    backbone = backbone_of(ckpt, "cpu").eval()
+    backbone = backbone_of(ckpt, "cpu", runtime=False).eval()
     head = head_of(ckpt, "cpu").eval()
     if not getattr(head, "can_stream", False):
         raise ExportError(f"{checkpoint}: a bidirectional head cannot run step by step; retrain with "
                           f"head.bidirectional=false")
     S = backbone.input_size
-    _onnx_export(_Features(backbone), (torch.zeros(2, 3, S, S),), out / "backbone.onnx", ["pixels"], ["features"],
-                 {"pixels": {0: "n"}, "features": {0: "n"}})
+    export_backbone(backbone, out / "backbone.onnx")
     sz = state_sizes(head)
     B, L, H, A = 1, sz["layers"], sz["hidden"], sz["acc"]
     args = (torch.zeros(B, ckpt["feature_dim"]), torch.zeros(L, B, H), torch.zeros(L, B, H), torch.zeros(B, A),
@@ -112,7 +94,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> dict:
         ["time"] if has_time else []) + ["h_out", "c_out", "acc_out", "n_out"]
     dyn = {"x": {0: "b"}, "acc": {0: "b"}, "n": {0: "b"}, "h": {1: "b"}, "c": {1: "b"},
            **{o: ({1: "b"} if o in ("h_out", "c_out") else {0: "b"}) for o in outputs}}
-    _onnx_export(_HeadStep(head), args, out / "head_step.onnx", ["x", "h", "c", "acc", "n"], outputs, dyn)
+    onnx_export(_HeadStep(head), args, out / "head_step.onnx", ["x", "h", "c", "acc", "n"], outputs, dyn)
     meta = dict(format=FORMAT, kind=ckpt.get("kind", "classification"), classes=list(ckpt["classes"]),
                 backbone=dict(name=backbone.name, input_size=S, mean=list(backbone.mean), std=list(backbone.std),
                               dim=backbone.dim, fingerprint=ckpt["backbone_fingerprint"]),
@@ -131,9 +113,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> dict:
 def verify(folder: Path, backbone, head, steps: int = 12) -> dict:
     """Run the exported files on ONNX Runtime beside PyTorch: the features' minimum cosine similarity
     on probe frames and the largest difference of the streamed step probabilities."""
-    from .onnx_predict import OnnxModel, _softmax
-    from .runtime import cosine, probe_frames
-
     try:
         m = OnnxModel(folder)
     except ImportError:
@@ -146,5 +125,5 @@ def verify(folder: Path, backbone, head, steps: int = 12) -> dict:
     for t in range(len(x)):
         o, state = m.step(x[t:t + 1].numpy(), state)
         p, pt_state = head.step(x[t:t + 1], pt_state)
-        worst = max(worst, float(np.abs(_softmax(o["step_logits"]) - torch.softmax(p.steps, -1).numpy()).max()))
+        worst = max(worst, float(np.abs(softmax(o["step_logits"]) - torch.softmax(p.steps, -1).numpy()).max()))
     return dict(feature_min_cosine=round(float(cosine(f_ort, f_pt).min()), 6), step_prob_max_diff=worst)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.io import atomic_savefig
+
 
 def topk_accuracy(logits: np.ndarray, targets: np.ndarray, k: int) -> float:
     """Share of rows whose target is among the k highest logits. logits (N,C), targets (N,)."""
@@ -111,8 +113,6 @@ def plot_confusion(cm: np.ndarray | list, classes: list[str], path: str | Path, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .io import atomic_savefig
-
     cm = np.asarray(cm)
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     n = len(classes)
@@ -142,8 +142,6 @@ def plot_curves(history: list[dict], path: str | Path,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .io import atomic_savefig
 
     ep = [h["epoch"] for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))

@@ -1,10 +1,10 @@
 """Prediction on ONNX Runtime alone: no torch import (deploy the files `vap export` wrote).
 
     m = OnnxModel("runs/x/onnx")                       # backbone.onnx, head_step.onnx, model.json
-    OnnxPredictor(m).predict("video.mp4")              # dict: label, prob, topk, per-step outputs
-    sp = OnnxStreamingPredictor(m); sp.push(frame_rgb, timestamp)   # dict per frame, state carried
+    OnnxPredictor(m).predict("video.mp4")              # VideoPrediction, as Predictor's
+    sp = OnnxStreamingPredictor(m); sp.push(frame_rgb, timestamp)   # StepResult, state carried
 
-Decoding is pipeline.video (decord / OpenCV); preprocessing is OpenCV / Pillow + NumPy (resize the
+Decoding is pipeline.data.video (decord / OpenCV); preprocessing is OpenCV / Pillow + NumPy (resize the
 whole frame to the input size with the same filters as PyTorch's, normalise as model.json says), so
 features match PyTorch's to float rounding (tests check cosine similarity and top-1). This module
 must not import torch.
@@ -12,18 +12,14 @@ must not import torch.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .video import RateLimiter, iter_frames
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
+from pipeline.config import VideoConfig, ViewsConfig  # plain dataclasses, no torch
+from pipeline.data.views import FrameEncoder
+from pipeline.inference.results import Outputs, StreamPredictorBase, VideoPredictorBase
 
 
 class OnnxModel:
@@ -54,9 +50,6 @@ class OnnxModel:
         self.mean = np.array(b["mean"], np.float32).reshape(1, 1, 3)
         self.std = np.array(b["std"], np.float32).reshape(1, 1, 3)
         self.batch_size = 32
-        from .config import ViewsConfig  # plain dataclasses, no torch
-        from .views import FrameEncoder
-
         self.views = ViewsConfig(**self.meta.get("views", {"streams": ["frame"]}))  # older model.json: whole frame
         self.frames = FrameEncoder(self, self.views)  # the views through this ONNX backbone, as PyTorch's
 
@@ -103,77 +96,50 @@ class OnnxModel:
         return res, new
 
 
-class OnnxPredictor:
-    """Offline prediction of one video: clip top-k and the per-step (causal) outputs."""
+class OnnxPredictor(VideoPredictorBase):
+    """Offline prediction of one video on ONNX Runtime: the same VideoPrediction as Predictor's
+    (clip top-k, per-step outputs, the timeline over windows and its segments)."""
 
-    def __init__(self, model: OnnxModel, topk: int = 5):
+    def __init__(self, model: OnnxModel, topk: int = 5, window: float = 2.0, stride: float = 0.5,
+                 smooth: int = 3, min_segment: float = 1.0):
         self.m = model
-        self.topk = min(topk, len(model.classes))
+        self.classes = model.classes
+        self.vcfg = VideoConfig(**{k: v for k, v in model.meta["video"].items()
+                                   if k in VideoConfig.__dataclass_fields__})
+        self.encoder = model.frames
+        self.window, self.stride, self.topk = window, stride, min(topk, len(model.classes))
+        self.smooth, self.min_segment = smooth, min_segment
 
-    def predict(self, video: str | Path) -> dict:
-        v = self.m.meta["video"]
-        t0 = time.perf_counter()
-        feats, times = [], []
-        self.m.reset_views()
-        for frames, ts in iter_frames(video, v["sampling"], v["fps"], v["num_frames"], v["decoder"], v["max_side"],
-                                      v["chunk_mb"]):
-            feats.append(self.m.encode_views(frames))
-            times.append(ts)
-        f, t = np.concatenate(feats), np.concatenate(times)
-        state = self.m.init_state(1)
-        steps = []
-        for i in range(len(f)):
-            out, state = self.m.step(f[i:i + 1], state)
+    def _run(self, feats: np.ndarray) -> list[dict]:
+        """The head step over every step of one sequence, from a zero state: one output dict per step."""
+        state, steps = self.m.init_state(1), []
+        for i in range(len(feats)):
+            out, state = self.m.step(feats[i:i + 1], state)
             steps.append(out)
-        clip = _softmax(steps[-1]["clip_logits"][0])
-        order = np.argsort(-clip)[: self.topk]
-        d = dict(path=str(video), label=self.m.classes[order[0]], prob=float(clip[order[0]]),
-                 topk=[dict(label=self.m.classes[i], prob=float(clip[i])) for i in order], frames=len(t),
-                 step_times=t, step_probs=_softmax(np.concatenate([s["step_logits"] for s in steps])),
-                 seconds=time.perf_counter() - t0)
-        if "next_logits" in steps[0]:
-            d["next_probs"] = _softmax(np.concatenate([s["next_logits"] for s in steps]))
-            j = int(d["next_probs"][-1].argmax())
-            d["next"] = dict(label=self.m.classes[j], prob=float(d["next_probs"][-1, j]))
-            if "time" in steps[0]:
-                d["time_to_end"] = np.concatenate([s["time"] for s in steps])
-                d["next"]["in_s"] = float(d["time_to_end"][-1])
-        return d
+        return steps
+
+    def _outputs(self, feats: np.ndarray) -> Outputs:
+        steps = self._run(feats)
+        cat = lambda k: np.concatenate([s[k] for s in steps]) if k in steps[0] else None  # noqa: E731
+        return Outputs(cat("step_logits"), steps[-1]["clip_logits"][0], cat("next_logits"), cat("time"))
+
+    def _window_clip_logits(self, windows: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([self._run(w)[-1]["clip_logits"] for w in windows])
 
 
-class OnnxStreamingPredictor:
-    """push(frame_rgb, timestamp) -> dict per frame; frames are encoded at the model's sampling rate
-    by timestamp (or every n-th with every=n), the state is carried between pushes."""
+class OnnxStreamingPredictor(StreamPredictorBase):
+    """push(frame_rgb, timestamp) -> StepResult (as StreamingPredictor's); frames are encoded at the
+    model's sampling rate by timestamp (or every n-th with every=n), the state is carried between pushes."""
 
-    def __init__(self, model: OnnxModel, every: int = 0, topk: int = 5):
+    def __init__(self, model: OnnxModel, every: int = 0, smooth: float = 0.0, topk: int = 5):
         self.m = model
         v = model.meta["video"]
-        self.fps = v["fps"] if v["sampling"] == "fps" else 0.0
-        self.every = every
-        self.topk = min(topk, len(model.classes))
-        self.reset()
+        self._setup(model.classes, v["fps"] if v["sampling"] == "fps" else 0.0, every, smooth, topk)
 
-    def reset(self) -> None:
+    def _reset_state(self) -> None:
         self.state = self.m.init_state(1)
         self.m.reset_views()
-        self.rate = RateLimiter(self.fps, self.every)
-        self.last = None
 
-    def push(self, frame_rgb: np.ndarray, timestamp: float) -> dict:
-        if not self.rate.take(float(timestamp)) and self.last is not None:
-            return dict(self.last, timestamp=float(timestamp), encoded=False, latency_ms=0.0)
-        t0 = time.perf_counter()
+    def _step(self, frame_rgb: np.ndarray) -> Outputs:
         out, self.state = self.m.step(self.m.encode_views(frame_rgb[None]), self.state)
-        probs = _softmax(out["step_logits"][0])
-        order = np.argsort(-probs)[: self.topk]
-        r = dict(timestamp=float(timestamp), encoded=True, probs=probs,
-                 topk=[(self.m.classes[i], float(probs[i])) for i in order],
-                 clip_probs=_softmax(out["clip_logits"][0]), latency_ms=(time.perf_counter() - t0) * 1000)
-        if "next_logits" in out:
-            r["next_probs"] = _softmax(out["next_logits"][0])
-            r["next_topk"] = [(self.m.classes[i], float(r["next_probs"][i]))
-                              for i in np.argsort(-r["next_probs"])[: self.topk]]
-            if "time" in out:
-                r["time_to_end"] = float(out["time"][0])
-        self.last = r
-        return r
+        return Outputs(out["step_logits"], out["clip_logits"], out.get("next_logits"), out.get("time"))

@@ -10,11 +10,25 @@ from pathlib import Path
 
 import torch
 
+from pipeline.config import Config, load_config
+from pipeline.errors import CheckpointError  # noqa: F401 (importable from here as before)
+from pipeline.models.backbones import backbone_spec, create_backbone
+from pipeline.models.heads import build_head
+from pipeline.models.runtime import runtime_args, with_runtime
+
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file."""
+def make_checkpoint(kind: str, cfg: Config, classes: list[str], feature_dim: int, head, fingerprint: str,
+                    backbone_state: dict | None = None, metrics: dict | None = None, **training_state) -> dict:
+    """The one place a checkpoint dict is made. kind: classification | next_event; fingerprint: of
+    the backbone as built from the config (before any fine-tuning); backbone_state: the fine-tuned
+    backbone's weights; training_state (--resume): epoch, optimizer, scheduler (history, best and
+    stale are added by the training loop)."""
+    return dict(format_version=FORMAT_VERSION, kind=kind, config=cfg.to_dict(), classes=list(classes),
+                feature_dim=feature_dim, head_state=head.state_dict(), backbone=backbone_spec(cfg.backbone),
+                backbone_fingerprint=fingerprint, backbone_state=backbone_state, metrics=metrics or {},
+                **training_state)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -41,19 +55,16 @@ def saved_config(ckpt: dict) -> dict:
     return cfg
 
 
-def config_of(ckpt: dict, overrides=()):
-    from .config import load_config
-
+def config_of(ckpt: dict, overrides=()) -> Config:
     return load_config(None, overrides, base=saved_config(ckpt))
 
 
-def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None):
-    """Rebuild the backbone from the checkpoint's spec (and fine-tuned weights, if any)."""
-    from .backbones import create_backbone, runtime_args
-
+def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None, runtime: bool = True):
+    """Rebuild the backbone from the checkpoint's spec (and fine-tuned weights, if any), on the
+    runtime its config names (runtime=False: the plain PyTorch module, e.g. to export it)."""
     spec, cfg = ckpt["backbone"], ckpt["config"]
     # the runtime is how features are computed, not what they are: a fine-tuned backbone stays on torch
-    rt = runtime_args(cfg["backbone"]) if not ckpt.get("backbone_state") else {}
+    rt = runtime_args(cfg["backbone"]) if runtime and not ckpt.get("backbone_state") else {}
     bb = create_backbone(spec["name"], spec["weights"], spec["input_size"], device,
                          batch_size or cfg["backbone"]["batch_size"], grid=spec.get("grid", 1))
     if ckpt.get("backbone_state"):
@@ -64,14 +75,10 @@ def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None)
             f"backbone '{spec['name']}' (weights={spec['weights']}) does not match the one this model "
             f"was trained with (fingerprint {bb.fingerprint} != {ckpt['backbone_fingerprint']}); "
             f"the weights file or the library version changed")
-    if rt and tuple(rt.values()) != ("torch", "fp32", False):
-        bb.set_runtime(**rt)
-    return bb
+    return with_runtime(bb, **rt) if rt else bb
 
 
 def head_of(ckpt: dict, device="cpu"):
-    from .heads import build_head
-
     cfg = config_of(ckpt)
     head = build_head(cfg.head, ckpt["feature_dim"], len(ckpt["classes"]),
                       next_event=ckpt.get("kind") == "next_event", groups=len(cfg.views.streams))

@@ -15,23 +15,19 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
-from .capabilities import decord_enabled
+from pipeline.capabilities import decord_enabled
+from pipeline.errors import VideoError  # noqa: F401 (importable from here as before)
 
 log = logging.getLogger(__name__)
 
 
-class VideoError(Exception):
-    """A video that cannot be used; str() names the file and the problem in one line."""
-
-    def __init__(self, path, problem: str):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 @dataclass
@@ -323,3 +319,40 @@ class RateLimiter:
         while self.due < end:  # the target rate is above the source rate: one frame per interval
             self.due += 1.0 / self.fps
         return True
+
+
+def prefetch(gen, depth: int = 2):
+    """Run a generator in a background thread, `depth` items ahead: decoding overlaps encoding.
+    If the consumer stops early (an error while encoding), the thread is told to stop too."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done, stop = object(), threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def worker():
+        try:
+            for item in gen:
+                if not put(item):
+                    return
+        except BaseException as e:  # handed to the consumer, raised there
+            put(e)
+        put(done)
+
+    threading.Thread(target=worker, daemon=True).start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()

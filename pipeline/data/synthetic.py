@@ -13,6 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.segments import write_annotations
+from pipeline.data.writer import write_video  # noqa: F401 (also importable from here, as before)
+from pipeline.io import atomic_write_text
+
 ACTIONS = ("wave", "clap", "jump", "squat", "walk_left", "walk_right")
 
 
@@ -124,35 +128,6 @@ def render_clip(action: str, rng: np.random.Generator, width: int = 160, height:
     return frames
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0) -> None:
-    """Write RGB frames atomically: .mp4 as H.264 (PyAV; browsers play it), .avi as MJPG (OpenCV)."""
-    from .io import atomic_path
-
-    with atomic_path(path) as tmp:
-        if Path(path).suffix.lower() == ".avi":
-            _write_opencv(tmp, frames, fps, "MJPG")
-        else:
-            from .render import _Writer
-
-            h, w = frames.shape[1] // 2 * 2, frames.shape[2] // 2 * 2  # yuv420p needs even sizes
-            wr = _Writer(tmp, fps, w, h, crf=12)  # near-lossless: the sensor noise is part of the data
-            for f in frames:
-                wr.write(np.ascontiguousarray(f[:h, :w]))
-            wr.close()
-
-
-def _write_opencv(path: str, frames: np.ndarray, fps: float, fourcc: str) -> None:
-    import cv2
-
-    h, w = frames.shape[1:3]
-    wr = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
-    if not wr.isOpened():
-        raise RuntimeError(f"{path}: OpenCV cannot write {fourcc} video here")
-    for f in frames:
-        wr.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    wr.release()
-
-
 def make_dataset(out: str | Path, clips_per_class: int = 12, actions=ACTIONS, seed: int = 0,
                  width: int = 160, height: int = 120, fps: float = 25.0, ext: str = ".mp4") -> Path:
     """Write out/<action>/<action>_<i>.mp4 for each action; returns out. Existing files are kept."""
@@ -165,8 +140,6 @@ def make_dataset(out: str | Path, clips_per_class: int = 12, actions=ACTIONS, se
                 rng = np.random.default_rng([seed, ci, i])
                 write_video(path, render_clip(action, rng, width, height, fps), fps)
             manifest.append(dict(path=str(path.relative_to(out)), label=action))
-    from .io import atomic_write_text
-
     atomic_write_text(out / "synth.json", json.dumps(dict(seed=seed, actions=list(actions),
                                                           clips_per_class=clips_per_class, clips=manifest),
                                                      indent=1))
@@ -178,8 +151,6 @@ def make_sequences(out: str | Path, grammar, videos: int = 8, seconds: float = 3
     """Long videos whose actions follow `grammar` (a grammar.Grammar), one performer and scene per
     video, with their segment annotations: out/<prefix>_NNN.mp4 and out/annotations.csv
     (video,start,end,label). Boundaries sit on frame times. Existing videos are kept."""
-    from .segments import write_annotations
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -198,8 +169,6 @@ def make_sequences(out: str | Path, grammar, videos: int = 8, seconds: float = 3
             frames = np.concatenate([render_clip(a, r, width, height, fps, n / fps, style) for a, n, r in parts])
             write_video(out / name, frames, fps)
     write_annotations(out / "annotations.csv", rows)
-    from .io import atomic_write_text
-
     atomic_write_text(out / "grammar.json", json.dumps(dict(seed=seed, videos=videos, seconds=seconds,
                                                             grammar=grammar.to_dict()), indent=1))
     return out

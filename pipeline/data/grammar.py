@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-
-class GrammarError(ValueError):
-    """A grammar that cannot be used; the message names the file and the problem."""
+from pipeline.errors import GrammarError  # noqa: F401 (importable from here as before)
+from pipeline.io import read_yaml
 
 
 @dataclass
@@ -78,7 +76,7 @@ class Grammar:
 
 def grammar_from_dict(d: dict, source: str = "grammar") -> Grammar:
     if not isinstance(d, dict) or "actions" not in d or "transitions" not in d:
-        raise GrammarError(f"{source}: needs 'actions' and 'transitions' (see pipeline/grammar.py)")
+        raise GrammarError(f"{source}: needs 'actions' and 'transitions' (see pipeline/data/grammar.py)")
     actions = [str(a) for a in d["actions"]]
     if len(set(actions)) != len(actions) or len(actions) < 2:
         raise GrammarError(f"{source}: 'actions' must list at least 2 distinct actions")
@@ -117,14 +115,7 @@ def grammar_from_dict(d: dict, source: str = "grammar") -> Grammar:
 
 
 def load_grammar(path: str | Path) -> Grammar:
-    p = Path(path)
-    if not p.is_file():
-        raise GrammarError(f"{p}: grammar file not found")
-    try:
-        d = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise GrammarError(f"{p}: not valid YAML ({e})") from None
-    return grammar_from_dict(d, str(p))
+    return grammar_from_dict(read_yaml(path, GrammarError, "grammar file"), str(Path(path)))
 
 
 def cycle_grammar(actions: list[str], p_next: float = 0.8, duration=(2.0, 4.0)) -> Grammar:

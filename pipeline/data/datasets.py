@@ -12,11 +12,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.errors import DataError  # noqa: F401 (importable from here as before)
+from pipeline.io import atomic_write_csv
+
 DEFAULT_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
 
-class DataError(ValueError):
-    """A dataset that cannot be used; the message names the file and the problem."""
 
 
 @dataclass
@@ -218,6 +219,14 @@ def group_of(path: str, pattern: str) -> str:
     return (m.group(1) if m and m.groups() else m.group(0)) if m else Path(path).name
 
 
+def hold_out(keys, fraction: float, seed: int) -> set[str]:
+    """The keys (groups, or videos) of a reproducible validation share: a seeded shuffle of the distinct
+    keys, round(n * fraction) of them, at least one and never all. Needs at least 2 distinct keys."""
+    uniq = sorted(set(keys))
+    random.Random(seed).shuffle(uniq)
+    return set(uniq[:min(len(uniq) - 1, max(1, round(len(uniq) * fraction)))])
+
+
 def stratified_split(ds: Dataset, val_fraction: float, seed: int = 0,
                      group_by: str = "") -> tuple[Dataset, Dataset]:
     """Reproducible train/val split: val_fraction of each class, or of the groups when group_by is set.
@@ -225,17 +234,15 @@ def stratified_split(ds: Dataset, val_fraction: float, seed: int = 0,
     With group_by (a regex whose first group names e.g. the actor), whole groups go to one side so
     that validation measures generalisation to unseen actors.
     """
-    rng = random.Random(seed)
     val_paths: set[str] = set()
     if group_by:
-        groups = sorted({group_of(s.path, group_by) for s in ds.samples})
-        if len(groups) < 2:
-            raise DataError(f"data.group_by='{group_by}' finds {len(groups)} group(s); need at least 2")
-        rng.shuffle(groups)
-        n_val = min(len(groups) - 1, max(1, round(len(groups) * val_fraction)))
-        held = set(groups[:n_val])
-        val_paths = {s.path for s in ds.samples if group_of(s.path, group_by) in held}
+        groups = {s.path: group_of(s.path, group_by) for s in ds.samples}
+        if len(set(groups.values())) < 2:
+            raise DataError(f"data.group_by='{group_by}' finds {len(set(groups.values()))} group(s); need at least 2")
+        held = hold_out(groups.values(), val_fraction, seed)
+        val_paths = {p for p, g in groups.items() if g in held}
     else:
+        rng = random.Random(seed)
         by_class = defaultdict(list)
         for s in ds.samples:
             by_class[s.label].append(s.path)
@@ -251,7 +258,5 @@ def stratified_split(ds: Dataset, val_fraction: float, seed: int = 0,
 
 
 def write_split(path: Path, train: Dataset, val: Dataset) -> None:
-    from .io import atomic_write_csv
-
     rows = [[s.path, s.label, "train"] for s in train.samples] + [[s.path, s.label, "val"] for s in val.samples]
     atomic_write_csv(path, ["path", "label", "split"], rows)

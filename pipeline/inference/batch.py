@@ -17,13 +17,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cache import content_hash, prefetch
-from .data import DEFAULT_EXTENSIONS, is_video
-from .video import VideoError, open_frames, video_kwargs
-
-
-class SourceError(ValueError):
-    """A source argument that names nothing."""
+from pipeline.data.datasets import DEFAULT_EXTENSIONS, is_video
+from pipeline.data.video import VideoError, open_frames, prefetch, video_kwargs
+from pipeline.errors import SourceError  # noqa: F401 (importable from here as before)
+from pipeline.inference.render import render_video
+from pipeline.models.cache import content_hash
 
 
 def expand_sources(sources: list[str], extensions=DEFAULT_EXTENSIONS) -> list[str]:
@@ -232,8 +230,6 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
                     row.update(pred.to_dict(timeline))
                     row.pop("timeline", None)  # the per-window matrix stays out of the row
                     if render_dir is not None:
-                        from .render import render_video
-
                         row["rendered"] = str(render_video(p, pred, Path(render_dir), predictor.cfg.video))
                     summary.frames += len(t)
                 except VideoError as e:
