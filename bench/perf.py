@@ -94,7 +94,7 @@ DEFAULT_BACKBONES = ["efficientnet_lite0", "mobilenet_v3_small", "resnet18", "yo
 
 def bench_backbone(quick: bool = False, names: list[str] | None = None, batch: int = 16) -> dict:
     from pipeline.models.backbones import create_backbone
-    from pipeline.models.runtime import candidates, cosine, features_match, probe_frames
+    from pipeline.models.runtime import Runtime, candidates, cosine, features_match, probe_frames
 
     if os.environ.get("VAP_BENCH_ALL_BACKBONES"):  # every registered backbone (slow: ResNet50, ConvNeXt...)
         from pipeline.models.backbones import list_backbones
@@ -115,16 +115,15 @@ def bench_backbone(quick: bool = False, names: list[str] | None = None, batch: i
         results = []
         for path in candidates(bb):
             try:
-                bb.set_runtime(*path)
-                feats = bb.encode(frames)
+                rt = Runtime(bb, *path)
+                feats = rt.encode(frames)
                 c = float(cosine(feats, ref).min())
-                fps = _fps(lambda: bb.encode(frames), len(frames), repeats=2 if quick else 3)
+                fps = _fps(lambda: rt.encode(frames), len(frames), repeats=2 if quick else 3)
                 results.append(dict(runtime=path[0], precision=path[1], channels_last=path[2],
                                     frames_per_s=round(fps, 1), min_cosine=round(c, 5), ok=features_match(feats, ref)))
             except Exception as e:
                 results.append(dict(runtime=path[0], precision=path[1], channels_last=path[2],
                                     error=str(e).splitlines()[0][:160] if str(e) else type(e).__name__))
-        bb.set_runtime()
         base = next(r["frames_per_s"] for r in results if r.get("runtime") == "torch" and r["precision"] == "fp32"
                     and not r["channels_last"])
         good = [r for r in results if r.get("ok")]

@@ -174,16 +174,19 @@ def test_next_event_head_streams_like_full_pass():
 
 # ----------------------------------------------------------------------------- training, evaluation, inference
 
-@pytest.fixture(scope="module")
-def seq_data(tmp_path_factory):
-    """Enough grammar sequences to learn the grammar (the accuracy test)."""
+def _sequences(root: Path, train: tuple[int, float], test: tuple[int, float]) -> tuple[Path, Path]:
+    """(videos, seconds) of grammar sequences for training and testing: their annotation CSVs."""
     from pipeline.data.synthetic import make_sequences
 
-    root = tmp_path_factory.mktemp("nextseq")
     g = load_grammar(GRAMMAR)
-    train = make_sequences(root / "train", g, videos=36, seconds=15, seed=0, fps=10)
-    test = make_sequences(root / "test", g, videos=8, seconds=30, seed=1, fps=10)
-    return train / "annotations.csv", test / "annotations.csv"
+    return tuple(make_sequences(root / name, g, videos=n, seconds=sec, seed=seed, fps=10) / "annotations.csv"
+                 for name, (n, sec), seed in (("train", train, 0), ("test", test, 1)))
+
+
+@pytest.fixture(scope="module")
+def seq_data(tmp_path_factory):
+    """Enough grammar sequences to learn the grammar (the accuracy tests)."""
+    return _sequences(tmp_path_factory.mktemp("nextseq"), (36, 15), (8, 30))
 
 
 @pytest.fixture(scope="module")
@@ -199,13 +202,7 @@ def next_ckpt(tmp_path_factory, seq_data):
 @pytest.fixture(scope="module")
 def small_seq(tmp_path_factory):
     """A few short grammar sequences for the contract tests."""
-    from pipeline.data.synthetic import make_sequences
-
-    root = tmp_path_factory.mktemp("smallseq")
-    g = load_grammar(GRAMMAR)
-    train = make_sequences(root / "train", g, videos=6, seconds=8, seed=0, fps=10)
-    test = make_sequences(root / "test", g, videos=2, seconds=8, seed=1, fps=10)
-    return train / "annotations.csv", test / "annotations.csv"
+    return _sequences(tmp_path_factory.mktemp("smallseq"), (6, 8), (2, 8))
 
 
 TINY_NEXT = [*TINY, "video.fps=5", "train.epochs=2", "train.patience=0", "data.val_fraction=0.34", "train.seq_len=16"]

@@ -3,5 +3,22 @@ and their formats (datasets), segment annotations (segments), grammars of what f
 (grammar), synthetic videos (synthetic), composed sequences (compose) and the video writer (writer).
 Nothing here imports models, training or inference."""
 # `pipeline.data` was the datasets module before the package was split: its names stay importable here.
-from pipeline.data.datasets import *  # noqa: F401,F403
-from pipeline.data.datasets import DataError, Dataset, Sample  # noqa: F401
+from pipeline.data.datasets import (  # noqa: F401
+    DEFAULT_EXTENSIONS,
+    DataError,
+    Dataset,
+    Sample,
+    check_labels,
+    csv_splits,
+    find_split_files,
+    group_of,
+    has_own_val,
+    hold_out,
+    is_video,
+    load_class_folders,
+    load_csv,
+    load_dataset,
+    load_ucf_split,
+    stratified_split,
+    write_split,
+)
