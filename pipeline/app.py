@@ -39,19 +39,27 @@ def find_checkpoints(runs_dir: str | Path = "runs") -> list[Path]:
 
 
 class Models:
-    """Loaded predictors, one per checkpoint, shared by all sessions (thread-safe loading)."""
+    """Loaded predictors, one per checkpoint, shared by all sessions (thread-safe loading), with the
+    app's prediction-time settings (backbone.runtime=..., see models.checkpoint.INFERENCE_KEYS)."""
 
-    def __init__(self):
+    def __init__(self, overrides=()):
         self._lock = threading.Lock()
         self._predictors: dict[str, object] = {}
+        self.overrides = list(overrides)
 
     def predictor(self, ckpt: str):
         from pipeline.inference.predict import Predictor
 
         with self._lock:
             if ckpt not in self._predictors:
-                self._predictors[ckpt] = Predictor.from_checkpoint(ckpt)
+                self._predictors[ckpt] = Predictor.from_checkpoint(ckpt, overrides=self.overrides)
             return self._predictors[ckpt]
+
+    def streamer(self, ckpt: str):
+        """A new StreamingPredictor (one per webcam session: it holds that session's LSTM state)."""
+        from pipeline.inference.predict import StreamingPredictor
+
+        return StreamingPredictor.from_checkpoint(ckpt, every=1, smooth=0.5, overrides=self.overrides)
 
 
 def timeline_figure(pred, top: int = 4):
@@ -63,13 +71,14 @@ def timeline_figure(pred, top: int = 4):
     import numpy as np
 
     fig, ax = plt.subplots(figsize=(8, 3))
-    probs = pred.window_probs
+    times, probs = pred.window_times + min(2.0, pred.duration) / 2, pred.window_probs  # window centres
+    if len(probs) < 3 and len(pred.step_probs) > len(probs):
+        times, probs = pred.step_times, pred.step_probs  # shorter than a few windows: the per-step outputs
     if len(probs):
         order = np.argsort(-probs.max(0))[:top]
-        centres = pred.window_times + min(2.0, pred.duration) / 2
         colors = {}
         for c in order:
-            (line,) = ax.plot(centres, probs[:, c], label=pred.classes[c], lw=2)
+            (line,) = ax.plot(times, probs[:, c], label=pred.classes[c], lw=2, marker="o" if len(times) < 30 else None)
             colors[pred.classes[c]] = line.get_color()
         for s in pred.segments:
             ax.axvspan(s.start, s.end, color=colors.get(s.label, "grey"), alpha=0.12)
@@ -131,12 +140,10 @@ def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, 
 
 def stream_frame(models: Models, ckpt: str, frame, state):
     """Webcam handler: one frame in, live top-k out; the StreamingPredictor lives in the session state."""
-    from pipeline.inference.predict import StreamingPredictor
-
     if frame is None:
         return None, "", state
     if state is None or state.get("ckpt") != ckpt:
-        state = dict(ckpt=ckpt, sp=StreamingPredictor.from_checkpoint(ckpt, every=1, smooth=0.5), t0=time.time())
+        state = dict(ckpt=ckpt, sp=models.streamer(ckpt), t0=time.time())
     r = state["sp"].push(frame, time.time() - state["t0"])
     info = f"{r.latency_ms:.0f} ms per frame, {r.steps} steps"
     if r.next_topk:
@@ -166,11 +173,11 @@ def model_card(ckpt: str) -> tuple[str, str | None]:
     return "\n".join(lines), (str(cm) if cm.is_file() else None)
 
 
-def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = None, examples=()):
+def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = None, examples=(), overrides=()):
     import gradio as gr
 
     limits = limits or Limits()
-    models = Models()
+    models = Models(overrides)
     workdir = Path(tempfile.mkdtemp(prefix="vap-app-"))
     choices = sorted({str(checkpoint), *map(str, find_checkpoints(runs_dir))})
 
@@ -255,10 +262,18 @@ def main(argv=None) -> None:
     ap.add_argument("--max-duration", type=float, default=600.0, help="seconds")
     ap.add_argument("--concurrency", type=int, default=0, help="analyses at once (default: from the CPU count)")
     ap.add_argument("--queue-size", type=int, default=32, help="requests waiting at most; more are refused")
+    ap.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="prediction-time settings, e.g. backbone.runtime=onnxruntime video.decoder=opencv")
     args = ap.parse_args(argv)
+    from pipeline.models.checkpoint import inference_overrides
+
+    try:
+        inference_overrides(args.overrides)
+    except VapError as e:
+        ap.error(str(e))
     ckpt = ensure_checkpoint(args.checkpoint, args.runs)
     examples = example_videos(args.runs)
-    demo = build_app(ckpt, args.runs, Limits(args.max_upload_mb, args.max_duration), examples)
+    demo = build_app(ckpt, args.runs, Limits(args.max_upload_mb, args.max_duration), examples, args.overrides)
     import torch
 
     # the backbone already uses every core; more than a couple of analyses at once only adds memory

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -45,10 +46,19 @@ def _quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _model_args(p: argparse.ArgumentParser, help: str = "a best.pt or last.pt") -> None:
-    """--checkpoint and --device, for the commands that load a trained model."""
+OVERRIDE = re.compile(r"^[a-z_]+\.[a-z_]+=")  # section.key=value
+
+
+def _model_args(p: argparse.ArgumentParser, help: str = "a best.pt or last.pt", overrides: bool = True) -> None:
+    """--checkpoint and --device, for the commands that load a trained model, and the prediction-time
+    settings (backbone.runtime=..., video.decoder=...: models.checkpoint.INFERENCE_KEYS)."""
     p.add_argument("--checkpoint", required=True, help=help)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    if overrides:
+        p.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="prediction-time settings: backbone.runtime, backbone.precision, backbone.device, "
+                            "backbone.batch_size, backbone.channels_last, video.decoder, video.max_side, "
+                            "video.chunk_mb")
 
 
 def _config(args, extra=()):
@@ -98,7 +108,7 @@ def cmd_eval(args) -> int:
     from pipeline.training.evaluate import evaluate_checkpoint
 
     rep = evaluate_checkpoint(args.checkpoint, args.data, args.out, args.device, args.cache,
-                              progress=not args.quiet)
+                              progress=not args.quiet, overrides=args.overrides)
     for e in rep["failed"].values():
         print(f"skipped: {e}", file=sys.stderr)
     if rep.get("task") == "next_event":
@@ -237,9 +247,11 @@ def cmd_predict(args) -> int:
     from pipeline.inference.batch import run_batch
     from pipeline.inference.predict import Predictor
 
+    sources = [a for a in args.sources if not OVERRIDE.match(a)]  # key=value among the sources: settings
+    overrides = [a for a in args.sources if OVERRIDE.match(a)]
     pred = Predictor.from_checkpoint(args.checkpoint, args.device, window=args.window, stride=args.stride,
-                                     topk=args.topk)
-    s = run_batch(pred, args.sources, args.out, timeline=args.timeline, topk=args.topk,
+                                     topk=args.topk, overrides=overrides)
+    s = run_batch(pred, sources, args.out, timeline=args.timeline, topk=args.topk,
                   render_dir=args.render, progress=not args.quiet)
     for e in s.errors:
         print(f"failed: {e}", file=sys.stderr)
@@ -255,7 +267,7 @@ def cmd_stream(args) -> int:
     from pipeline.inference.predict import StreamingPredictor
 
     sp = StreamingPredictor.from_checkpoint(args.checkpoint, args.device, every=args.every,
-                                            smooth=args.smooth, topk=args.topk)
+                                            smooth=args.smooth, topk=args.topk, overrides=args.overrides)
     src = int(args.source) if args.source.isdigit() else args.source
     if isinstance(src, str) and "://" not in src and not Path(src).exists():
         raise DataError(f"{src}: no such file")
@@ -389,8 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "predict", cmd_predict, help="predict many videos into a JSONL or CSV file (resumable)",
                        description="One row per video: top-k, duration, frames, fps, and with --timeline "
                                    "the segments. Rerunning with the same --out skips videos already done.")
-    _model_args(p)
-    p.add_argument("sources", nargs="+", help="files, folders (recursive), globs, or .txt lists of paths")
+    _model_args(p, overrides=False)  # key=value settings come among the sources (both are positional)
+    p.add_argument("sources", nargs="+", help="files, folders (recursive), globs, or .txt lists of paths; "
+                                              "key=value prediction-time settings may be given among them")
     p.add_argument("--out", required=True, help="preds.jsonl or preds.csv (appended to; resumable)")
     p.add_argument("--timeline", action="store_true", help="add segments (start, end, label, prob)")
     p.add_argument("--topk", type=int, default=5)

@@ -96,9 +96,10 @@ class BackboneConfig:
         "pool the last feature map over grid x grid cells (features grid^2 times larger, keep where things "
         "are); 1 = one global average", ge=1, le=4)
     device: str = opt("auto", "auto (cuda if available) | cpu | cuda | cuda:N")
-    runtime: Literal["torch", "onnxruntime", "auto"] = opt("torch",
-        "torch (PyTorch eager) | onnxruntime (pip install \"vap[onnx]\"; exported once, cached) | auto (measure"
-        " the paths once per machine, keep the fastest whose features match fp32: cosine > 0.99)")
+    runtime: Literal["torch", "onnxruntime", "auto"] = opt("auto",
+        "auto (measure the paths once per machine and backbone, keep the fastest whose features match fp32 "
+        "eager: cosine > 0.99; with precision=fp32 only fp32 paths compete) | torch (PyTorch eager) | "
+        "onnxruntime (the backbone exported to ONNX once, cached)")
     precision: Literal["fp32", "bf16", "fp16", "auto"] = opt("fp32",
         "fp32 | bf16 (autocast; CPUs with AVX512-BF16/AMX) | fp16 (CUDA autocast) | auto (with runtime=auto: "
         "allow the low-precision paths too)")

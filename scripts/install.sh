@@ -1,15 +1,29 @@
 #!/usr/bin/env bash
-# Create .venv and install vap with its dependencies. Idempotent: a second run is quick.
+# Create .venv and install vap with its dependencies. A second run with the same pyproject.toml does
+# nothing (a stamp in .venv). pip's output goes to .venv/install.log and is shown only when it fails.
 # torch/torchvision are pinned first (these exact versions; CI installs them from local files),
 # so that resolving the other dependencies never pulls a different multi-GB torch build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+TORCH=("torch==2.14.1" "torchvision==0.29.1")
+stamp=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)
+if [ -x .venv/bin/python ] && [ "$(cat .venv/.vap-installed 2>/dev/null)" = "$stamp" ] \
+   && .venv/bin/python -c "import pipeline" 2>/dev/null; then
+  exit 0  # installed from this very pyproject.toml
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
-python -m pip install --quiet --upgrade pip
-python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-python -m pip install --quiet -e ".[dev]"
-python -c "import pipeline, torch, cv2; print('vap', pipeline.__version__, 'torch', torch.__version__, 'opencv', cv2.__version__)"
+log=.venv/install.log
+echo "installing vap into .venv (torch ${TORCH[0]#torch==}; pip's output in $log) ..." >&2
+if ! { python -m pip install --upgrade pip \
+       && python -m pip install "${TORCH[@]}" \
+       && python -m pip install -e ".[dev]"; } > "$log" 2>&1; then
+  tail -n 40 "$log" >&2
+  echo "error: the install failed; the whole pip output is in $log" >&2
+  exit 1
+fi
+python -c "import pipeline, torch, cv2, onnxruntime; print('vap', pipeline.__version__, 'torch', torch.__version__, 'opencv', cv2.__version__, 'onnxruntime', onnxruntime.__version__)" >&2
+echo "$stamp" > .venv/.vap-installed

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,9 @@ WEIZMANN = ROOT.parent / "shared" / "data" / "weizmann"
 
 os.environ.setdefault("YOLO_OFFLINE", "True")
 os.environ.setdefault("YOLO_VERBOSE", "False")
+# backbone.runtime=auto remembers its measurements and ONNX exports in VAP_HOME: the session's own,
+# shared with the processes the tests start, never the user's ~/.cache/vap
+os.environ.setdefault("VAP_HOME", tempfile.mkdtemp(prefix="vap-home-"))
 
 
 def _decoder_params():

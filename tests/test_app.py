@@ -29,7 +29,7 @@ def app_url(tiny_ckpt, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     log = open(runs / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py", "--checkpoint", str(tiny_ckpt), "--port", str(port),
-                             "--runs", str(runs), "--max-duration", "60"],
+                             "--runs", str(runs), "--max-duration", "60", "backbone.runtime=onnxruntime"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
     url = f"http://127.0.0.1:{port}/"
@@ -62,6 +62,13 @@ def expected(tiny_ckpt, clip):
     from pipeline.inference.predict import Predictor
 
     return Predictor.from_checkpoint(tiny_ckpt).predict(clip)
+
+
+def test_app_refuses_settings_that_change_the_model(tiny_ckpt):
+    p = subprocess.run([sys.executable, "app.py", "--checkpoint", str(tiny_ckpt), "backbone.input_size=96"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "backbone.input_size: cannot change after training" in p.stderr
+    assert "Traceback" not in p.stderr
 
 
 def test_example_videos_are_bundled(tmp_path):
@@ -183,3 +190,14 @@ def test_webcam_handler_carries_state_and_resets(tiny_ckpt):
     assert state["sp"] is sp and sp.n_steps == 4 and "4 steps" in text  # one predictor per session
     _, _, fresh = stream_frame(Models(), str(tiny_ckpt), frame, None)  # reset = state None
     assert fresh["sp"].n_steps == 1
+
+
+def test_timeline_of_a_clip_shorter_than_a_window_shows_the_steps(tmp_path, tiny_ckpt):
+    from pipeline.app import timeline_figure
+    from pipeline.inference.predict import Predictor
+
+    pred = Predictor.from_checkpoint(tiny_ckpt).predict(long_video(tmp_path / "short.mp4", ["wave"], seconds=1.5))
+    assert len(pred.window_times) == 1  # one 2 s window: its curve alone would be a single invisible point
+    lines = timeline_figure(pred).axes[0].lines
+    assert len(pred.step_times) >= 12  # 1.5 s sampled at the model's 8 fps
+    assert lines and all(len(ln.get_xdata()) == len(pred.step_times) for ln in lines)

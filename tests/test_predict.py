@@ -112,3 +112,46 @@ def test_vap_stream_on_a_file_prints_steps_and_latency(tmp_path, tiny_ckpt):
     assert summary["latency_ms_p95"] >= summary["latency_ms_p50"] > 0
     code, out, err = run_vap("stream", "--checkpoint", tiny_ckpt, "--source", tmp_path / "missing.mp4")
     assert code == 2 and "missing.mp4: no such file" in err
+
+
+def test_prediction_time_settings_are_accepted_and_training_ones_refused(tmp_path, tiny_ckpt):
+    """Overrides of how features are computed or frames decoded; never of what the head was trained on."""
+    from pipeline.errors import ConfigError
+
+    video = long_video(tmp_path / "o.mp4", ["jump", "wave"], seconds=2.0)
+    default = Predictor.from_checkpoint(tiny_ckpt)  # trained with the default backbone.runtime=auto
+    assert default.backbone.numerics in ("torch-fp32", "torch-fp32-cl", "onnxruntime-fp32")  # fp32: the same features
+    eager = Predictor.from_checkpoint(tiny_ckpt, overrides=["backbone.runtime=torch"])
+    ort = Predictor.from_checkpoint(tiny_ckpt, overrides={"backbone.runtime": "onnxruntime", "backbone.batch_size": 4})
+    assert eager.backbone.numerics == "torch-fp32" and ort.backbone.numerics == "onnxruntime-fp32"
+    assert ort.backbone.batch_size == 4 and ort.cfg.backbone.batch_size == 4
+    a, b = eager.predict(video), ort.predict(video)
+    assert np.abs(a.step_probs - b.step_probs).max() < 1e-4 and a.topk[0][0] == b.topk[0][0]
+    assert Predictor.from_checkpoint(tiny_ckpt, overrides=["video.decoder=opencv"]).cfg.video.decoder == "opencv"
+    for refused in ["views.streams=[frame]", "backbone.input_size=128", "video.fps=5", "backbone.name=resnet18",
+                    "head.hidden_size=8"]:
+        with pytest.raises(ConfigError, match=rf"{refused.split('=')[0]}: cannot change after training"):
+            Predictor.from_checkpoint(tiny_ckpt, overrides=[refused])
+    with pytest.raises(ConfigError, match="'backbone.runtime' must be one of"):
+        StreamingPredictor.from_checkpoint(tiny_ckpt, overrides=["backbone.runtime=tensorrt"])
+
+
+def test_cli_prediction_time_settings(tmp_path, tiny_ckpt, synth_test):
+    import json
+
+    from conftest import run_vap
+
+    video = next(synth_test.rglob("*.mp4"))
+    code, out, err = run_vap("predict", "--checkpoint", tiny_ckpt, video, "backbone.runtime=onnxruntime",
+                             "video.decoder=opencv", "--out", tmp_path / "p.jsonl", "--quiet")
+    assert code == 0, err
+    assert json.loads(out)["done"] == 1 and len((tmp_path / "p.jsonl").read_text().splitlines()) == 1
+    code, out, err = run_vap("stream", "--checkpoint", tiny_ckpt, "--source", video, "backbone.runtime=torch")
+    assert code == 0 and out.strip(), err
+    code, out, err = run_vap("eval", "--checkpoint", tiny_ckpt, "--data", synth_test, "--out", tmp_path / "e",
+                             "--quiet", "backbone.batch_size=8")
+    assert code == 0 and json.loads(out)["num_clips"] == 16, err
+    code, out, err = run_vap("predict", "--checkpoint", tiny_ckpt, video, "views.streams=[frame]",
+                             "--out", tmp_path / "q.jsonl")
+    assert code == 2 and err.startswith("error: views.streams: cannot change after training")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "q.jsonl").exists()

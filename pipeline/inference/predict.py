@@ -25,7 +25,14 @@ from pipeline.inference.results import (  # noqa: F401 (API)
     smooth_probs,
     window_starts,
 )
-from pipeline.models.checkpoint import backbone_of, config_of, head_of, load_checkpoint
+from pipeline.models.checkpoint import (
+    backbone_of,
+    config_of,
+    head_of,
+    inference_overrides,
+    load_checkpoint,
+    with_overrides,
+)
 from pipeline.models.heads import crop_average, pad_batch
 
 
@@ -37,7 +44,11 @@ class _Model:
     """What both predictors rebuild from a checkpoint: config, classes, backbone (on its runtime),
     the views through it, and the head."""
 
-    def _load(self, ckpt: dict, device: str) -> None:
+    def _load(self, ckpt: dict, device: str, overrides=()) -> None:
+        """overrides: prediction-time settings (key=value strings or a dict), e.g. backbone.runtime=onnxruntime."""
+        ov = inference_overrides(overrides)
+        ckpt = with_overrides(ckpt, ov)
+        device = ov.get("backbone.device", device)
         self.ckpt = ckpt
         self.cfg = config_of(ckpt)
         self.vcfg = self.cfg.video
@@ -49,6 +60,7 @@ class _Model:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", **kwargs):
+        """kwargs: the constructor's, e.g. overrides=["backbone.runtime=onnxruntime"]."""
         return cls(load_checkpoint(path), device, **kwargs)
 
 
@@ -56,8 +68,8 @@ class Predictor(_Model, VideoPredictorBase):
     """Offline prediction on video files. `Predictor.from_checkpoint("runs/x/best.pt").predict("a.mp4")`."""
 
     def __init__(self, ckpt: dict, device: str = "auto", window: float = 2.0, stride: float = 0.5,
-                 topk: int = 5, smooth: int = 3, min_segment: float = 1.0):
-        self._load(ckpt, device)
+                 topk: int = 5, smooth: int = 3, min_segment: float = 1.0, overrides=()):
+        self._load(ckpt, device, overrides)
         self.window, self.stride, self.topk = window, stride, min(topk, len(self.classes))
         self.smooth, self.min_segment = smooth, min_segment
 
@@ -90,8 +102,8 @@ class StreamingPredictor(_Model, StreamPredictorBase):
     """
 
     def __init__(self, ckpt: dict, device: str = "auto", every: int = 0, fps: float | None = None,
-                 smooth: float = 0.0, topk: int = 5):
-        self._load(ckpt, device)
+                 smooth: float = 0.0, topk: int = 5, overrides=()):
+        self._load(ckpt, device, overrides)
         if not getattr(self.head, "can_stream", False):
             raise CheckpointError("this checkpoint's head is bidirectional and cannot stream; "
                                   "retrain with head.bidirectional=false")

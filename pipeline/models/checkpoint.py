@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.config import Config, load_config
-from pipeline.errors import CheckpointError  # noqa: F401 (importable from here as before)
+from pipeline.config import Config, load_config, parse_override
+from pipeline.errors import CheckpointError, ConfigError
 from pipeline.models.backbones import backbone_spec, create_backbone
 from pipeline.models.heads import build_head
 from pipeline.models.runtime import runtime_args, with_runtime
@@ -57,6 +57,33 @@ def saved_config(ckpt: dict) -> dict:
 
 def config_of(ckpt: dict, overrides=()) -> Config:
     return load_config(None, overrides, base=saved_config(ckpt))
+
+
+# What may change between training and prediction: how features are computed and frames decoded,
+# never what the head was trained on (views, input size, sampling rate, the backbone itself).
+INFERENCE_KEYS = ("backbone.runtime", "backbone.precision", "backbone.channels_last", "backbone.device",
+                  "backbone.batch_size", "video.decoder", "video.max_side", "video.chunk_mb")
+
+
+def inference_overrides(overrides) -> dict:
+    """{key: value} of prediction-time settings from key=value strings (or a dict), checked: a key that
+    would change what the model was trained on is a ConfigError naming it."""
+    items = dict(overrides) if isinstance(overrides, dict) else dict(parse_override(o) for o in overrides)
+    refused = [k for k in items if k not in INFERENCE_KEYS]
+    if refused:
+        raise ConfigError(f"{', '.join(refused)}: cannot change after training (the model was trained with its "
+                          f"value); at prediction time only {', '.join(INFERENCE_KEYS)} can be set")
+    return items
+
+
+def with_overrides(ckpt: dict, overrides) -> dict:
+    """The checkpoint with prediction-time settings changed (see inference_overrides), types and
+    ranges checked as for training; the checkpoint on disk is untouched."""
+    items = inference_overrides(overrides)
+    if not items:
+        return ckpt
+    cfg = load_config(None, [f"{k}={v}" for k, v in items.items()], base=saved_config(ckpt))
+    return dict(ckpt, config=cfg.to_dict())
 
 
 def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None, runtime: bool = True):
