@@ -7,6 +7,7 @@ out of range are errors that name the key, the way Ultralytics does it.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import os
 import sys
 import typing
@@ -264,12 +265,11 @@ def _range_text(meta: dict) -> str:
     return ""
 
 
+_BOUNDS = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+
+
 def _in_range(value, meta: dict) -> bool:
-    return all(bound is None or ok for bound, ok in [
-        (meta.get("ge"), meta.get("ge") is not None and value >= meta["ge"]),
-        (meta.get("gt"), meta.get("gt") is not None and value > meta["gt"]),
-        (meta.get("le"), meta.get("le") is not None and value <= meta["le"]),
-        (meta.get("lt"), meta.get("lt") is not None and value < meta["lt"])])
+    return all(op(value, meta[k]) for k, op in _BOUNDS.items() if meta.get(k) is not None)
 
 
 def _section_types(section) -> dict:

@@ -25,14 +25,7 @@ from pipeline.inference.results import (  # noqa: F401 (API)
     smooth_probs,
     window_starts,
 )
-from pipeline.models.checkpoint import (
-    backbone_of,
-    config_of,
-    head_of,
-    inference_overrides,
-    load_checkpoint,
-    with_overrides,
-)
+from pipeline.models.checkpoint import backbone_of, config_of, head_of, load_checkpoint, with_overrides
 from pipeline.models.heads import crop_average, pad_batch
 
 
@@ -46,9 +39,7 @@ class _Model:
 
     def _load(self, ckpt: dict, device: str, overrides=()) -> None:
         """overrides: prediction-time settings (key=value strings or a dict), e.g. backbone.runtime=onnxruntime."""
-        ov = inference_overrides(overrides)
-        ckpt = with_overrides(ckpt, ov)
-        device = ov.get("backbone.device", device)
+        ckpt, device = with_overrides(ckpt, overrides, device)
         self.ckpt = ckpt
         self.cfg = config_of(ckpt)
         self.vcfg = self.cfg.video

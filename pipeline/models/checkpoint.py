@@ -76,14 +76,15 @@ def inference_overrides(overrides) -> dict:
     return items
 
 
-def with_overrides(ckpt: dict, overrides) -> dict:
-    """The checkpoint with prediction-time settings changed (see inference_overrides), types and
-    ranges checked as for training; the checkpoint on disk is untouched."""
+def with_overrides(ckpt: dict, overrides, device: str = "auto") -> tuple[dict, str]:
+    """(the checkpoint with prediction-time settings changed, the device to use): see
+    inference_overrides; types and ranges checked as for training; backbone.device, when given,
+    replaces `device`. The checkpoint on disk is untouched."""
     items = inference_overrides(overrides)
     if not items:
-        return ckpt
+        return ckpt, device
     cfg = load_config(None, [f"{k}={v}" for k, v in items.items()], base=saved_config(ckpt))
-    return dict(ckpt, config=cfg.to_dict())
+    return dict(ckpt, config=cfg.to_dict()), items.get("backbone.device", device)
 
 
 def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None, runtime: bool = True):

@@ -9,14 +9,7 @@ from pipeline.data import segments as seg
 from pipeline.errors import DataError
 from pipeline.io import atomic_write_csv, atomic_write_text
 from pipeline.models.cache import FeatureCache
-from pipeline.models.checkpoint import (
-    backbone_of,
-    config_of,
-    head_of,
-    inference_overrides,
-    load_checkpoint,
-    with_overrides,
-)
+from pipeline.models.checkpoint import backbone_of, config_of, head_of, load_checkpoint, with_overrides
 from pipeline.training import classify, next_event
 from pipeline.training.clips import load_feature_clips
 from pipeline.training.metrics import classification_report, plot_confusion
@@ -32,9 +25,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path, out: str | Pat
     checkpoint's folder). Videos that cannot be read are listed under "failed". overrides:
     prediction-time settings (models.checkpoint.INFERENCE_KEYS), e.g. backbone.runtime=onnxruntime.
     """
-    ov = inference_overrides(overrides)
-    ckpt = with_overrides(load_checkpoint(checkpoint), ov)
-    device = ov.get("backbone.device", device)
+    ckpt, device = with_overrides(load_checkpoint(checkpoint), overrides, device)
     out = Path(out) if out else Path(checkpoint).parent
     out.mkdir(parents=True, exist_ok=True)
     if ckpt.get("kind") == "next_event":
