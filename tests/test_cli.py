@@ -100,3 +100,17 @@ def test_a_bidirectional_model_given_to_stream_is_a_one_line_error(tmp_path, syn
     code, out, err = run_vap("stream", "--checkpoint", tmp_path / "bi.pt", "--source", video)
     assert code == 2 and "bidirectional and cannot stream" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_advice_to_unlock_it(tmp_path, capfd):
+    import torch
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("code from the checkpoint ran",))
+
+    torch.save({"format_version": 1, "head_state": Payload()}, tmp_path / "evil.pt")
+    code, out, err = run_vap("eval", "--checkpoint", tmp_path / "evil.pt", "--data", tmp_path)
+    assert code == 2 and "not a vap checkpoint, or an unsafe one" in err
+    assert "weights_only" not in err and "trust" not in err and len(err.strip().splitlines()) == 1
+    assert "code from the checkpoint ran" not in out + err + capfd.readouterr().out

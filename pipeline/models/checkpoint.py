@@ -38,7 +38,11 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({str(e).splitlines()[0][:200]})") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "weights only load failed" in first.lower():  # never pass on PyTorch's advice to turn the check off
+            raise CheckpointError(f"{path}: not a vap checkpoint, or an unsafe one (it holds Python objects a plain "
+                                  f"checkpoint does not); refused: vap never runs code from a checkpoint") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({first[:200]})") from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt:
         raise CheckpointError(f"{path}: not a vap checkpoint (no format_version)")
     if ckpt["format_version"] > FORMAT_VERSION:
