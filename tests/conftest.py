@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -95,17 +94,6 @@ def run_vap(*args, env=None):
             else:
                 os.environ[k] = v
     return code or 0, out.getvalue(), err.getvalue()
-
-
-def run_vap_process(*args, env=None, timeout=600):
-    """The real CLI in a subprocess: (returncode, stdout, stderr)."""
-    import subprocess
-
-    e = dict(os.environ)
-    e.update(env or {})
-    p = subprocess.run([sys.executable, "-m", "pipeline", *map(str, args)], capture_output=True, text=True,
-                       timeout=timeout, env=e, cwd=ROOT)
-    return p.returncode, p.stdout, p.stderr
 
 
 # A contract-test model: tiny_cnn (a small random-init CNN) and a small LSTM over the default views.

@@ -11,9 +11,7 @@ from pipeline.models.checkpoint import backbone_of, load_checkpoint
 from pipeline.training.classify import class_weights, temporal_indices
 from pipeline.training.run import main
 
-from conftest import TRAINED
-
-TINY = ["backbone.name=tiny_cnn", "backbone.input_size=64", "video.fps=8", "train.batch_size=8"]
+from conftest import TINY, TRAINED
 
 
 def test_temporal_indices():

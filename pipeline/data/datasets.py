@@ -18,8 +18,6 @@ from pipeline.io import atomic_write_csv
 DEFAULT_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
 
-
-
 @dataclass
 class Sample:
     path: str

@@ -28,8 +28,6 @@ from pipeline.errors import VideoError  # noqa: F401 (importable from here as be
 log = logging.getLogger(__name__)
 
 
-
-
 @dataclass
 class VideoInfo:
     path: str

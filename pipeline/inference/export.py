@@ -32,8 +32,6 @@ from pipeline.models.runtime import cosine, probe_frames
 FORMAT = 1
 
 
-
-
 class _HeadStep(nn.Module):
     """head.step with the state as plain tensors: (h, c) of the RNN (c unused by a GRU, both unused
     by mean-pool), the running sum of step states `acc` and the step count `n` (B, 1)."""

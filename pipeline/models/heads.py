@@ -79,7 +79,6 @@ def pad_batch(seqs: list[torch.Tensor], value=0) -> tuple[torch.Tensor, torch.Te
     return out, lengths
 
 
-
 # ----------------------------------------------------------------------------- heads
 
 class _InputBlock(nn.Module):
