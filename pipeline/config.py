@@ -79,6 +79,13 @@ class ViewsConfig:
     motion_side: int = opt(160, "motion is found on a copy of the frame scaled so its longer side is this", ge=16)
     box_smooth: float = opt(0.5, "weight of the previous box in the crop box's moving average", ge=0, lt=1)
     diff_gain: float = opt(3.0, "diff stream - grey-level differences are multiplied by this (clipped at 255)")
+    motion_size: int = opt(128,
+        "diff and flow streams - their square input side for the backbone, at most backbone.input_size (0 = "
+        "backbone.input_size): a motion image has little fine detail, and a pass at half the side costs about "
+        "a quarter", ge=0)
+    diff_direction: bool = opt(True,
+        "diff stream - tint the difference by which way it moves horizontally (red: to the right, blue: to "
+        "the left), so walking left and walking right, or a swipe either way, stay apart after pooling")
     flow_gain: float = opt(16.0, "flow stream - grey levels per pixel of motion at the crop's size (128 = still)")
 
 
@@ -101,9 +108,10 @@ class BackboneConfig:
         "auto (measure the paths once per machine and backbone, keep the fastest whose features match fp32 "
         "eager: cosine > 0.99; with precision=fp32 only fp32 paths compete) | torch (PyTorch eager) | "
         "onnxruntime (the backbone exported to ONNX once, cached)")
-    precision: Literal["fp32", "bf16", "fp16", "auto"] = opt("fp32",
-        "fp32 | bf16 (autocast; CPUs with AVX512-BF16/AMX) | fp16 (CUDA autocast) | auto (with runtime=auto: "
-        "allow the low-precision paths too)")
+    precision: Literal["fp32", "bf16", "fp16", "int8", "auto"] = opt("fp32",
+        "fp32 | bf16 (autocast; CPUs with AVX512-BF16/AMX) | fp16 (CUDA autocast) | int8 (ONNX Runtime static "
+        "quantization, calibrated once on the probe frames of models/runtime.py; faster, a little less "
+        "accurate) | auto (with runtime=auto: the low-precision paths compete too, held to the same bar)")
     channels_last: bool = opt(False, "PyTorch runtime - run the CNN in channels-last memory format")
 
 
@@ -351,6 +359,11 @@ def validate(cfg: Config) -> None:
     need(not (cfg.train.finetune_blocks and cfg.train.finetune_backbone),
          "train.finetune_blocks and train.finetune_backbone exclude each other: the first trains the last "
          "stages on cached maps, the second the whole backbone on decoded frames")
+    motion_at_own_size = 0 < cfg.views.motion_size < cfg.backbone.input_size and (
+        {"diff", "flow"} & set(cfg.views.streams))
+    need(not (motion_at_own_size and (cfg.train.finetune_blocks or cfg.train.finetune_backbone)),
+         "fine-tuning trains every view at backbone.input_size: set views.motion_size=0 with "
+         "train.finetune_blocks or train.finetune_backbone")
     if cfg.train.task == "next_event":
         need(not cfg.train.finetune_blocks, "train.task=next_event trains on cached features: "
              "train.finetune_blocks must be 0")

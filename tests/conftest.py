@@ -97,8 +97,8 @@ def run_vap(*args, env=None):
 
 
 # A contract-test model: tiny_cnn (a small random-init CNN) and a small LSTM over the default views.
-TINY = ["backbone.name=tiny_cnn", "backbone.input_size=64", "video.fps=8", "head.hidden_size=32",
-        "head.proj_dim=32", "train.batch_size=8"]
+TINY = ["backbone.name=tiny_cnn", "backbone.input_size=64", "views.motion_size=48", "video.fps=8",
+        "head.hidden_size=32", "head.proj_dim=32", "train.batch_size=8"]
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -10,9 +11,19 @@ import numpy as np
 import pytest
 
 from pipeline.models.backbones import create_backbone
-from pipeline.models.runtime import Runtime, candidates, cosine, ort_available, pick_fastest, probe_frames, with_runtime
+from pipeline.models.runtime import (
+    MIN_COSINE_INT8,
+    Runtime,
+    _cache_dir,
+    candidates,
+    cosine,
+    ort_available,
+    pick_fastest,
+    probe_frames,
+    with_runtime,
+)
 
-from conftest import ROOT, run_vap
+from conftest import ROOT, WEIZMANN, run_vap
 
 pytestmark = pytest.mark.skipif(not ort_available(), reason="onnxruntime/onnx not installed (pip install vap[onnx])")
 
@@ -27,16 +38,42 @@ def test_every_fast_path_matches_fp32(synth_test):
     bb = create_backbone("efficientnet_lite0", input_size=128, device="auto", batch_size=16)  # fp16 paths on a GPU
     frames = np.concatenate([load_frames(v, fps=2)[0] for v in _videos(synth_test)[:6]])  # real decoded frames
     ref = bb.encode(frames)
+    root = (list(logging.getLogger().handlers), logging.getLogger().level)
     paths = candidates(bb)
     assert ("onnxruntime", "fp32", False) in paths and ("torch", "fp32", True) in paths
     for path in paths:
         rt = Runtime(bb, *path)
         assert rt.numerics.startswith(f"{path[0]}-{path[1]}")
         c = cosine(rt.encode(frames), ref)
-        assert c.min() > (0.99 if path[1] != "fp32" else 0.99999), (path, c.min())
+        if path[1] == "int8":  # a few frames of these tiny synthetic clips at 128 px lose more (0.93)
+            assert np.median(c) > 0.99 and c.min() > 0.9, (path, c.min(), np.median(c))
+        else:
+            assert c.min() > (0.99999 if path[1] == "fp32" else 0.99), (path, c.min())
         # fp32 paths share the reference's cache entries; low precision is cached apart
         assert (rt.cache_id == bb.fingerprint) == (path[1] == "fp32")
     assert bb.numerics == "torch-fp32" and bb.cache_id == bb.fingerprint  # the plain backbone is the reference
+    # quantizing (onnxruntime.quantization calls logging.basicConfig) leaves the root logger as it was
+    assert (list(logging.getLogger().handlers), logging.getLogger().level) == root
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WEIZMANN.is_dir(), reason="needs ../shared/data/weizmann")
+def test_int8_features_match_fp32_on_real_video():
+    """int8 (calibrated on synthetic probe frames) against fp32 eager at the default input size, on
+    frames of real people: one clip of each Weizmann action, every actor; and it is really int8."""
+    import onnx
+
+    from pipeline.data.video import load_frames
+
+    clips = [sorted(d.glob("*.avi"))[i % 9] for i, d in enumerate(sorted(p for p in WEIZMANN.iterdir() if p.is_dir()))]
+    frames = np.concatenate([load_frames(str(c), fps=3)[0] for c in clips])
+    bb = create_backbone("efficientnet_lite0", device="cpu")
+    rt = Runtime(bb, "onnxruntime", "int8")
+    c = cosine(rt.encode(frames), bb.encode(frames))
+    assert len(frames) > 60 and c.min() > MIN_COSINE_INT8 and c.mean() > 0.98, (c.min(), c.mean())
+    (path,) = (_cache_dir() / "onnx").glob(f"*{bb.fingerprint}-224-int8.onnx")  # quantized once, kept
+    assert sum(n.op_type == "QuantizeLinear" for n in onnx.load(path).graph.node) > 40
+    assert rt.cache_id != bb.fingerprint  # int8 features are cached apart from fp32 ones
 
 
 def test_auto_picks_a_correct_path_once(tmp_path, monkeypatch):
@@ -47,15 +84,36 @@ def test_auto_picks_a_correct_path_once(tmp_path, monkeypatch):
     (entry,) = saved.values()
     assert entry["choice"] == list(choice)
     chosen = next(r for r in entry["measured"] if r["choice"] == list(choice))
+    int8 = next(r for r in entry["measured"] if r["choice"][1] == "int8")  # competes with precision=auto,
+    assert int8["ok"] == (int8["min_cosine"] > 0.99)  # held to the same bar as every path
     assert chosen["ok"] and chosen["seconds"] == min(r["seconds"] for r in entry["measured"] if r["ok"])
     assert pick_fastest(bb) == choice  # cached: no second measurement
     rt = with_runtime(create_backbone("efficientnet_lite0", input_size=96, device="cpu", batch_size=8), "auto", "auto")
     assert (rt.runtime, rt.precision, rt.channels_last) == choice
 
 
+def test_prediction_does_not_wait_for_the_measurement(tmp_path, monkeypatch):
+    """measure=False (what a prediction asks): the usual path, checked on probe frames, kept as provisional;
+    the next measuring call times every path and replaces it."""
+    monkeypatch.setenv("VAP_HOME", str(tmp_path))
+    bb = create_backbone("efficientnet_lite0", input_size=96, device="cpu", batch_size=8)
+    assert pick_fastest(bb, "auto", "fp32", measure=False) == ("onnxruntime", "fp32", False)
+    (entry,) = json.loads((tmp_path / "runtime.json").read_text()).values()
+    assert entry == {"choice": ["onnxruntime", "fp32", False], "provisional": True}  # nothing timed
+    choice = pick_fastest(bb, "auto", "fp32")  # a long job measures
+    (entry,) = json.loads((tmp_path / "runtime.json").read_text()).values()
+    assert "provisional" not in entry and len(entry["measured"]) == len(candidates(bb, "auto", "fp32"))
+    assert pick_fastest(bb, "auto", "fp32", measure=False) == choice  # the measured choice from now on
+    # int8 asked of auto: int8 when it is close enough (cosine >= 0.979 here), else the fp32 reference
+    assert pick_fastest(bb, "auto", "int8", measure=False, use_cache=False) == ("onnxruntime", "int8", False)
+    monkeypatch.setattr("pipeline.models.runtime.MIN_COSINE_INT8", 0.9999)
+    assert pick_fastest(bb, "auto", "int8", measure=False, use_cache=False) == ("torch", "fp32", False)
+
+
 @pytest.mark.slow
 def test_fast_paths_give_identical_top1(trained_ckpt, synth_test):
-    """Same top-1 on every test clip with each fast path as with fp32 eager (vap predict's code)."""
+    """Same top-1 on every test clip with each fast path as with fp32 eager (vap predict's code); int8
+    within one clip."""
     from pipeline.inference.predict import Predictor
     from pipeline.models.checkpoint import load_checkpoint
 
@@ -71,7 +129,10 @@ def test_fast_paths_give_identical_top1(trained_ckpt, synth_test):
         p = Predictor(ckpt, "auto")
         assert p.backbone.numerics.startswith(f"{path[0]}-{path[1]}")
         got = [p.predict(v).topk[0][0] for v in videos]
-        assert got == want, path
+        if path[1] == "int8":  # not the same numbers: at most one clip of the 16 may change its label
+            assert sum(a != b for a, b in zip(got, want)) <= 1, (path, got, want)
+        else:
+            assert got == want, path
 
 
 def test_export_cli_and_onnx_predictor(tiny_ckpt, synth_test, tmp_path):

@@ -63,7 +63,7 @@ def test_split_is_reproducible(tmp_path, synth_data):
 def test_finetune_backbone_end_to_end_on_cpu(tmp_path, synth_data):
     out = tmp_path / "ft"
     cfg = load_config(None, [*TINY, f"data.train={synth_data}", "train.epochs=2", "train.finetune_backbone=true",
-                             "train.max_len=6", "train.device=cpu"])
+                             "train.max_len=6", "train.device=cpu", "views.motion_size=0"])
     main(cfg, out, progress=False)
     ckpt = load_checkpoint(out / "best.pt")
     assert ckpt["backbone_state"] is not None
@@ -187,6 +187,8 @@ def test_finetune_last_blocks_on_cached_trunk_maps(tmp_path, synth_data, synth_t
     assert rep["num_clips"] == 16
     with pytest.raises(Exception, match="finetune_blocks"):
         load_config(None, ["train.finetune_blocks=1", "train.finetune_backbone=true"])
+    with pytest.raises(Exception, match="set views.motion_size=0"):  # the default motion stream is smaller
+        load_config(None, ["train.finetune_blocks=1"])
 
 
 def test_refit_keeps_class_balance_sampler(tmp_path, synth_data, monkeypatch):

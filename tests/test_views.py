@@ -72,6 +72,27 @@ def test_rendering_is_causal_chunks_equal_the_whole_and_mirror_flips_flow():
     assert np.array_equal(flipped["crop"], whole["crop"][:, :, ::-1])
 
 
+@pytest.mark.parametrize("dx,invert", [(6, False), (-6, False), (6, True), (-6, True)])
+def test_diff_is_tinted_by_the_way_things_move_and_at_its_own_size(dx, invert):
+    """views.diff_direction: motion to the right leans red, to the left blue (whatever the contrast of the
+    mover), the mirrored view swaps them; views.motion_size renders the motion streams smaller."""
+    cfg = ViewsConfig(streams=["crop", "diff", "flow"], motion_size=64)
+    frames = scene(16, [(60, 50, dx)])
+    frames = 255 - frames if invert else frames  # a light mover on a dark background
+    out = ViewRenderer(cfg.streams, cfg, 96).render(frames)
+    assert out["crop"].shape[1:] == (96, 96, 3) and out["diff"].shape[1:] == out["flow"].shape[1:] == (64, 64, 3)
+    d = out["diff"][4:].astype(int)
+    red, blue = d[..., 0].sum(), d[..., 2].sum()
+    assert (red > 1.5 * blue) if dx > 0 else (blue > 1.5 * red), (red, blue)
+    plain = ViewRenderer(cfg.streams, ViewsConfig(streams=cfg.streams, motion_size=64, diff_direction=False),
+                         96).render(frames)["diff"]
+    assert np.array_equal(plain[..., 0], plain[..., 2]) and np.array_equal(plain[..., 1], out["diff"][..., 1])
+    flipped = ViewRenderer(cfg.streams, cfg, 96, flip=True).render(frames)["diff"]
+    assert np.abs(flipped.astype(int) - mirror(out["diff"], ["diff"])[:, 0]).max() <= 1
+    assert stream_id("diff", cfg) != stream_id("diff", ViewsConfig(motion_size=0)) != stream_id(
+        "diff", ViewsConfig(motion_size=0, diff_direction=False))
+
+
 def test_stream_ids_and_config_errors():
     a, b = ViewsConfig(), ViewsConfig(crop_margin=0.4)
     assert stream_id("frame", a) == ""  # whole-frame cache entries of earlier versions stay valid
@@ -108,7 +129,8 @@ def views_ckpt(tmp_path_factory, synth_data):
 
     out = tmp_path_factory.mktemp("views")
     cfg = load_config(None, [f"data.train={synth_data}", "backbone.name=tiny_cnn", "backbone.input_size=64",
-                             "video.fps=8", "views.streams=[crop,diff,flow]", "train.epochs=3", "train.flip_aug=true"])
+                             "video.fps=8", "views.streams=[crop,diff,flow]", "views.motion_size=48", "train.epochs=3",
+                             "train.flip_aug=true"])
     cfg.cache.dir = str(out / "cache")
     m = main(cfg, out / "run", progress=False)
     assert m["train_clips"] > 0
@@ -145,4 +167,7 @@ def test_checkpoints_from_before_views_mean_the_whole_frame():
     old = Config().to_dict()
     del old["views"]  # a checkpoint written before views.streams existed
     assert config_of(dict(config=old)).views.streams == ["frame"]
+    old["views"] = {"streams": ["crop", "diff"]}  # saved before diff_direction and motion_size existed
+    v = config_of(dict(config=old)).views
+    assert not v.diff_direction and v.motion_size == 0  # an untinted diff at the backbone's size, as trained
     assert config_of(dict(config=Config().to_dict())).views.streams == Config().views.streams

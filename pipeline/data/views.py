@@ -2,7 +2,8 @@
 
     frame  the whole frame (the plain recipe)
     crop   a square crop around the region that moves: the person, at the backbone's full resolution
-    diff   the frame difference inside that crop: a motion stream (moving edges and silhouettes)
+    diff   the frame difference inside that crop: a motion stream (moving edges and silhouettes), tinted
+           by the way it moves horizontally (views.diff_direction): red to the right, blue to the left
     flow   dense optical flow (OpenCV DIS) inside that crop, as an image: 128 + gain * (dx, dy), gain * |v|
 
 Whole-frame ImageNet features are dominated by the background and miss motion; on Weizmann the crop
@@ -24,6 +25,7 @@ import cv2
 import numpy as np
 
 STREAMS = ("frame", "crop", "diff", "flow")
+MOTION_STREAMS = ("diff", "flow")  # rendered at views.motion_size
 _MOTION_KEYS = ("crop_margin", "crop_min", "motion_steps", "motion_threshold", "motion_side", "box_smooth")
 
 
@@ -35,6 +37,10 @@ def stream_id(stream: str, vcfg) -> str:
     params = {k: getattr(vcfg, k) for k in _MOTION_KEYS}
     if stream in ("diff", "flow"):
         params["gain"] = getattr(vcfg, f"{stream}_gain")
+    if stream == "diff" and getattr(vcfg, "diff_direction", False):  # untinted entries keep their ids
+        params["direction"] = True
+    if stream in MOTION_STREAMS and getattr(vcfg, "motion_size", 0):  # 0: at the backbone's size, ids as before
+        params["size"] = vcfg.motion_size  # (a size capped at the backbone's input side changes its fingerprint)
     return f"{stream}-{hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
@@ -92,6 +98,12 @@ class MotionTracker:
         return x0, y0, float(side)
 
 
+def stream_size(stream: str, vcfg, size: int) -> int:
+    """Input side of a stream's images: views.motion_size for the motion streams (when set; never above
+    size), else size."""
+    return min(getattr(vcfg, "motion_size", 0) or size, size) if stream in MOTION_STREAMS else size
+
+
 def _crop_matrix(box, frame_hw, size: int, scale: float = 1.0) -> np.ndarray:
     """2x3 affine map from (scaled) frame pixels to a size x size crop; box None = the whole frame."""
     if box is None:
@@ -107,7 +119,8 @@ class ViewRenderer:
     """Renders the images of each stream for consecutive frames of one video, carrying the tracker.
 
     render(frames (T,H,W,3)) -> {stream: uint8 (T,S,S,3)} ('frame' images are the frames as they are;
-    the backbone resizes them). flip=True mirrors every view (flow's x component changes sign)."""
+    the backbone resizes them; S is views.motion_size for diff and flow, see stream_size). flip=True
+    mirrors every view (flow's x component changes sign, diff's direction tint swaps)."""
 
     def __init__(self, streams, vcfg, size: int, flip: bool = False):
         self.streams = list(streams)
@@ -122,33 +135,33 @@ class ViewRenderer:
         self.prev_grey = None
 
     def render(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-        S = self.size
+        S, Sm = self.size, stream_size("diff", self.cfg, self.size)
         out = {k: [] for k in self.streams}
         moving = [k for k in self.streams if k != "frame"]
         for f in (frames if moving else []):
             box = self.tracker.update(f)
-            M = _crop_matrix(box, f.shape[:2], S)
             grey = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
             if "crop" in out:
-                out["crop"].append(cv2.warpAffine(f, M, (S, S), flags=cv2.INTER_LINEAR,
-                                                  borderMode=cv2.BORDER_REPLICATE))
+                out["crop"].append(cv2.warpAffine(f, _crop_matrix(box, f.shape[:2], S), (S, S),
+                                                  flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
             if "diff" in out:
                 prev = grey if self.prev_grey is None or self.prev_grey.shape != grey.shape else self.prev_grey
+                M = _crop_matrix(box, f.shape[:2], Sm)
                 warp = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                d = cv2.absdiff(cv2.warpAffine(grey, M, (S, S), **warp), cv2.warpAffine(prev, M, (S, S), **warp))
-                d = np.clip(d.astype(np.float32) * self.cfg.diff_gain, 0, 255).astype(np.uint8)
-                out["diff"].append(np.repeat(d[..., None], 3, 2))
+                a, b = cv2.warpAffine(grey, M, (Sm, Sm), **warp), cv2.warpAffine(prev, M, (Sm, Sm), **warp)
+                out["diff"].append(diff_image(a, b, self.cfg.diff_gain, self.cfg.diff_direction))
             if "flow" in out:
                 out["flow"].append(self._flow_image(box, f.shape[:2]))
             self.prev_grey = grey
         res = {}
         for k in self.streams:
-            imgs = frames if k == "frame" else np.stack(out[k]) if out[k] else np.zeros((0, S, S, 3), np.uint8)
+            side = stream_size(k, self.cfg, S)
+            imgs = frames if k == "frame" else np.stack(out[k]) if out[k] else np.zeros((0, side, side, 3), np.uint8)
             res[k] = mirror(imgs, [k])[:, 0] if self.flip else imgs
         return res
 
     def _flow_image(self, box, frame_hw) -> np.ndarray:
-        S, s = self.size, self.tracker.scale
+        S, s = stream_size("flow", self.cfg, self.size), self.tracker.scale
         M = _crop_matrix(box, frame_hw, S, scale=s)
         fc = cv2.warpAffine(self.tracker.flow, M, (S, S), flags=cv2.INTER_LINEAR)  # (S, S, 2) small-frame px
         fc *= M[0, 0]  # flow in crop pixels: the same motion reads the same at any distance from the camera
@@ -157,15 +170,37 @@ class ViewRenderer:
         return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def diff_image(cur: np.ndarray, prev: np.ndarray, gain: float, direction: bool) -> np.ndarray:
+    """Two grey (S,S) uint8 crops -> the diff stream's (S,S,3) uint8 image: |cur - prev| * gain, grey;
+    with direction the red and blue channels lean by the horizontal motion at each pixel.
+
+    The way a difference moves is the sign of the normal flow -I_t * I_x (brightness constancy), which
+    does not depend on whether the figure is lighter or darker than what it passes; |cur - prev| alone
+    is the same for a motion and its mirror image, and global pooling then loses the one cue that tells
+    walking left from walking right."""
+    d = cv2.absdiff(cur, prev).astype(np.float32) * gain
+    if not direction:
+        g = np.clip(d, 0, 255).astype(np.uint8)
+        return np.repeat(g[..., None], 3, 2)
+    c, p = cur.astype(np.float32), prev.astype(np.float32)
+    ix = cv2.Sobel(c + p, cv2.CV_32F, 1, 0, ksize=3) / 16  # horizontal gradient of the mean image
+    vx = cv2.blur(-(c - p) * ix, (5, 5)) / (cv2.blur(ix * ix, (5, 5)) + 16)  # regularised normal flow, px
+    lean = np.clip(vx / 2, -1, 1)  # +-2 px per step saturates
+    return np.clip(np.stack([d * (1 + lean), d, d * (1 - lean)], -1), 0, 255).astype(np.uint8)
+
+
 def mirror(imgs, streams: list[str]):
     """Mirror images left-right: numpy or torch uint8 (T, S, S, 3), or (T, len(streams), S, S, 3) with one
-    image per stream; the flow stream's x component changes sign (128 + g*dx -> 128 - g*dx).
+    image per stream; the flow stream's x component changes sign (128 + g*dx -> 128 - g*dx), and the diff
+    stream's direction tint swaps (red <-> blue; an untinted diff is grey, which the swap leaves as it is).
     Returns (T, len(streams), S, S, 3) (a new array)."""
     is_np = isinstance(imgs, np.ndarray)
     x = imgs if imgs.ndim == 5 else imgs[:, None]
     x = x[:, :, :, ::-1] if is_np else x.flip(3)  # the width axis
     x = np.ascontiguousarray(x) if is_np else x.clone()
     for i, k in enumerate(streams):
+        if k == "diff":  # mirrored motion goes the other way
+            x[:, i] = x[:, i, ..., ::-1] if is_np else x[:, i].flip(-1)  # RGB -> BGR: red <-> blue
         if k == "flow":  # mirrored motion goes the other way
             ch = x[:, i, ..., 0]
             if is_np:
@@ -177,21 +212,26 @@ def mirror(imgs, streams: list[str]):
 
 class FrameEncoder:
     """Backbone features of every stream of each frame: encode(frames) -> float32 (T, len(streams)*D),
-    streams concatenated in views.streams order. Frames are consecutive frames of one video; call
-    reset() before the next video (the moving-region tracker is carried across calls)."""
+    streams concatenated in views.streams order (or the given subset). Frames are consecutive frames of
+    one video; call reset() before the next video (the moving-region tracker is carried across calls).
 
-    def __init__(self, backbone, vcfg, flip: bool = False):
+    The motion streams go through backbone.at_size(views.motion_size): the same weights at a smaller
+    input (a Backbone, a models.runtime.Runtime or an exported OnnxModel all provide at_size)."""
+
+    def __init__(self, backbone, vcfg, flip: bool = False, streams=None):
         self.backbone = backbone
-        self.streams = list(vcfg.streams)
+        self.streams = list(streams or vcfg.streams)
         self.renderer = ViewRenderer(self.streams, vcfg, backbone.input_size, flip)
         self.dim = len(self.streams) * backbone.dim
+        sizes = {k: stream_size(k, vcfg, backbone.input_size) for k in self.streams}
+        self.encoders = {k: backbone if s == backbone.input_size else backbone.at_size(s) for k, s in sizes.items()}
 
     def reset(self) -> None:
         self.renderer.reset()
 
     def encode_streams(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         """{stream: float32 (T, D)}."""
-        return {k: self.backbone.encode(v) for k, v in self.renderer.render(frames).items()}
+        return {k: self.encoders[k].encode(v) for k, v in self.renderer.render(frames).items()}
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         feats = self.encode_streams(frames)

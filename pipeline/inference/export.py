@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from pipeline.data.views import MOTION_STREAMS, stream_size
 from pipeline.errors import ExportError
 from pipeline.inference.onnx_predict import OnnxModel
 from pipeline.inference.results import softmax
@@ -82,6 +83,11 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> dict:
                           f"head.bidirectional=false")
     S = backbone.input_size
     export_backbone(backbone, out / "backbone.onnx")
+    files = dict(backbone="backbone.onnx", head="head_step.onnx")
+    motion = stream_size("diff", cfg.views, S) if set(cfg.views.streams) & set(MOTION_STREAMS) else S
+    if motion != S:  # the motion streams' own input side: the same weights exported at that size
+        export_backbone(backbone.at_size(motion), out / "backbone_motion.onnx")
+        files["motion_backbone"] = "backbone_motion.onnx"
     sz = state_sizes(head)
     B, L, H, A = 1, sz["layers"], sz["hidden"], sz["acc"]
     args = (torch.zeros(B, ckpt["feature_dim"]), torch.zeros(L, B, H), torch.zeros(L, B, H), torch.zeros(B, A),
@@ -100,7 +106,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> dict:
                            decoder=cfg.video.decoder, max_side=cfg.video.max_side, chunk_mb=cfg.video.chunk_mb),
                 views=dataclasses.asdict(cfg.views),  # streams side by side: pipeline.views renders them
                 head=dict(type=cfg.head.type, **sz, outputs=outputs),
-                files=dict(backbone="backbone.onnx", head="head_step.onnx"), checkpoint=str(checkpoint))
+                files=files, checkpoint=str(checkpoint))
     atomic_write_text(out / "model.json", json.dumps(meta, indent=1) + "\n")
     return dict(out=str(out), backbone=str(out / "backbone.onnx"), head=str(out / "head_step.onnx"),
                 model=str(out / "model.json"), kind=meta["kind"], classes=meta["classes"],
@@ -117,6 +123,10 @@ def verify(folder: Path, backbone, head, steps: int = 12) -> dict:
         return dict(skipped="onnxruntime not installed")
     frames = probe_frames(8, backbone.input_size)
     f_ort, f_pt = m.encode(frames), backbone.encode(frames)
+    if "motion_backbone" in m.meta["files"]:  # the motion streams' backbone too, at its own size
+        small = m.motion_size
+        f_ort = np.concatenate([f_ort, m.at_size(small).encode(frames)])
+        f_pt = np.concatenate([f_pt, backbone.at_size(small).encode(frames)])
     streams = head.inp.groups  # the streams' features side by side: probe the head with copies
     x = torch.from_numpy(f_pt).repeat(2, streams)[:steps]  # (steps, streams * D)
     state, pt_state, worst = m.init_state(1), None, 0.0

@@ -11,6 +11,7 @@ must not import torch.
 """
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -41,7 +42,11 @@ class OnnxModel:
             opts.intra_op_num_threads = threads
         avail = ort.get_available_providers()
         providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in avail]
-        self.backbone = ort.InferenceSession(str(folder / self.meta["files"]["backbone"]), opts, providers=providers)
+        files = self.meta["files"]
+        self.backbone = ort.InferenceSession(str(folder / files["backbone"]), opts, providers=providers)
+        # the motion streams' backbone at views.motion_size (exported when it differs from input_size)
+        self.motion_backbone = ort.InferenceSession(str(folder / files["motion_backbone"]), opts,
+                                                    providers=providers) if "motion_backbone" in files else None
         self.head = ort.InferenceSession(str(folder / self.meta["files"]["head"]), opts, providers=providers)
         self.outputs = [o.name for o in self.head.get_outputs()]
         b = self.meta["backbone"]
@@ -50,8 +55,21 @@ class OnnxModel:
         self.mean = np.array(b["mean"], np.float32).reshape(1, 1, 3)
         self.std = np.array(b["std"], np.float32).reshape(1, 1, 3)
         self.batch_size = 32
-        self.views = ViewsConfig(**self.meta.get("views", {"streams": ["frame"]}))  # older model.json: whole frame
+        self.views = ViewsConfig(**{"streams": ["frame"], "diff_direction": False, "motion_size": 0,
+                                    **self.meta.get("views", {})})  # older model.json: as saved_config
+        self.motion_size = self.views.motion_size or self.size
         self.frames = FrameEncoder(self, self.views)  # the views through this ONNX backbone, as PyTorch's
+
+    def at_size(self, size: int) -> "OnnxModel":
+        """The backbone at the motion streams' side (FrameEncoder asks for it), sharing everything else."""
+        if size == self.size:
+            return self
+        if size != self.motion_size or self.motion_backbone is None:
+            raise ValueError(f"this export has a backbone at {self.size} px and none at {size} px")
+        other = copy.copy(self)
+        other.size = other.input_size = size
+        other.backbone = self.motion_backbone
+        return other
 
     def preprocess(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (T,H,W,3) RGB -> float32 (T,3,S,S): the whole frame resized (area when shrinking)."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.config import ViewsConfig
 from pipeline.data.video import VideoError, iter_frames, prefetch, video_kwargs  # noqa: F401 (prefetch: as before)
-from pipeline.data.views import ViewRenderer, stream_id
+from pipeline.data.views import FrameEncoder, stream_id
 from pipeline.io import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -115,12 +115,12 @@ def encode_video(path: str, backbone, vcfg, views=None, flip: bool = False,
     """Decode (chunked, prefetched) and encode one video: ({stream: features (T,D) float32}, timestamps (T,)).
     views: a ViewsConfig (None = the whole frame only); streams: the subset to encode (default all)."""
     vc = views if views is not None else ViewsConfig(streams=["frame"])
-    renderer = ViewRenderer(streams or vc.streams, vc, backbone.input_size, flip)
-    feats: dict[str, list] = {k: [] for k in renderer.streams}
+    encoder = FrameEncoder(backbone, vc, flip, streams)
+    feats: dict[str, list] = {k: [] for k in encoder.streams}
     times = []
     for frames, ts in prefetch(iter_frames(path, **video_kwargs(vcfg))):
-        for k, imgs in renderer.render(frames).items():
-            feats[k].append(backbone.encode(imgs))
+        for k, f in encoder.encode_streams(frames).items():
+            feats[k].append(f)
         times.append(ts)
     return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(times)
 

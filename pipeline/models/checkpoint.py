@@ -53,9 +53,11 @@ def load_checkpoint(path: str | Path) -> dict:
 
 def saved_config(ckpt: dict) -> dict:
     """The checkpoint's config dict, with what older versions did implicitly made explicit: models
-    saved before views.streams existed were trained on the whole frame."""
+    saved before views.streams existed were trained on the whole frame, before views.diff_direction
+    on an untinted difference, before views.motion_size on motion images at the backbone's input size."""
     cfg = dict(ckpt["config"])
-    cfg.setdefault("views", {"streams": ["frame"]})
+    cfg["views"] = {"streams": ["frame"], "diff_direction": False, "motion_size": 0,  # as before these keys
+                    **cfg.get("views", {})}
     return cfg
 
 
@@ -107,7 +109,8 @@ def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None,
             f"backbone '{spec['name']}' (weights={spec['weights']}) does not match the one this model "
             f"was trained with (fingerprint {bb.fingerprint} != {ckpt['backbone_fingerprint']}); "
             f"the weights file or the library version changed")
-    return with_runtime(bb, **rt) if rt else bb
+    # prediction does not wait for the once-per-machine measurement (models/runtime.py: pick_fastest)
+    return with_runtime(bb, **rt, measure=False) if rt else bb
 
 
 def head_of(ckpt: dict, device="cpu"):

@@ -2,6 +2,8 @@
 `vap export` (backbone + streaming head step). Needs the onnx package (pip install "vap[onnx]")."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 from pathlib import Path
 
@@ -39,3 +41,44 @@ def export_backbone(backbone, path: Path) -> None:
     S = backbone.input_size
     onnx_export(BackboneFeatures(backbone), (torch.zeros(2, 3, S, S),), path, ["pixels"], ["features"],
                 {"pixels": {0: "n"}, "features": {0: "n"}})
+
+
+@contextlib.contextmanager
+def _root_logging_kept():
+    """onnxruntime.quantization calls logging.basicConfig(level=INFO) when parts of it load (inside
+    quantize_static too): every library's INFO log would reach stderr afterwards. Undo that."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for h in root.handlers[:]:
+            if h not in handlers:
+                root.removeHandler(h)
+        root.setLevel(level)
+
+
+def quantize_backbone(fp32_path: Path, path: Path, pixels) -> None:
+    """int8 copy of an exported backbone (ONNX Runtime static quantization, QDQ, per-channel int8
+    weights, uint8 activations): activation ranges calibrated on `pixels`, preprocessed frames
+    float32 (N,3,S,S). Written atomically."""
+    with _root_logging_kept():
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        class Frames(CalibrationDataReader):
+            def __init__(self):
+                self.batches = iter([{"pixels": pixels[i:i + 8]} for i in range(0, len(pixels), 8)])
+
+            def get_next(self):
+                return next(self.batches, None)
+
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prep = Path(str(tmp) + ".prep.onnx")
+            try:
+                quant_pre_process(str(fp32_path), str(prep))  # shape inference + graph folding, as ORT advises
+                quantize_static(str(prep), str(tmp), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            finally:
+                prep.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ or "none" (random init). Nothing is downloaded at import time.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 from typing import Callable, Iterator
@@ -160,6 +161,18 @@ class Backbone(nn.Module):
 
     def tail_modules(self, n: int) -> list[nn.Module]:
         raise NotImplementedError
+
+    def at_size(self, size: int) -> "Backbone":
+        """This backbone at another square input side, sharing the module and its weights (the motion
+        streams run smaller: views.motion_size). Its fingerprint differs, as its features do."""
+        if size == self.input_size:
+            return self
+        made = self.__dict__.setdefault("_at_size", {})  # one per size: its fingerprint hashes every weight
+        if size not in made:
+            other = copy.copy(self)  # a shallow copy: the same submodules and parameters
+            other.input_size, other._fingerprint, other._at_size = size, None, {}
+            made[size] = other
+        return made[size]
 
     def set_grid(self, grid: int) -> "Backbone":
         self.dim = self.dim // (self.grid * self.grid) * grid * grid
