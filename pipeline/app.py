@@ -187,7 +187,7 @@ def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = N
         with gr.Tab("Upload"):
             with gr.Row():
                 with gr.Column():
-                    video_in = gr.Video(label="video", sources=["upload"])
+                    video_in = gr.Video(label="video", sources=["upload"], elem_id="upload")
                     run_btn = gr.Button("Analyse", variant="primary")
                     if examples:
                         gr.Examples([[str(e)] for e in examples], inputs=[video_in], label="example videos")
@@ -223,6 +223,10 @@ def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = N
     return demo
 
 
+# What the demo took on the project's 2-core CPU (python bench/first_run.py; docs/benchmarks.md).
+DEMO_TIME = "about 40 s on a 2-core CPU"
+
+
 def ensure_checkpoint(checkpoint: str | None, runs_dir: str = "runs") -> str:
     """The given checkpoint, else the newest under runs/, else train the demo model first."""
     if checkpoint:
@@ -232,11 +236,11 @@ def ensure_checkpoint(checkpoint: str | None, runs_dir: str = "runs") -> str:
     found = find_checkpoints(runs_dir)
     if found:
         return str(found[0])
-    print("No checkpoint under runs/: training the demo model on synthetic videos first (about a minute)...",
+    print(f"No checkpoint under runs/: training the demo model on synthetic videos first ({DEMO_TIME})...",
           file=sys.stderr)
     from pipeline.cli import main as vap
 
-    if vap(["demo", "--out", str(Path(runs_dir) / "demo"), "--quiet"]) != 0:
+    if vap(["demo", "--out", str(Path(runs_dir) / "demo")]) != 0:
         raise SystemExit("error: the demo training failed")
     return str(Path(runs_dir) / "demo" / "run" / "best.pt")
 

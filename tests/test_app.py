@@ -163,6 +163,8 @@ def test_browser_upload_shows_the_label_and_plays_the_video(app_url, clip, tmp_p
             timeout=120_000)
         label_text = page.locator(".output-class").first.inner_text(timeout=60_000)
         assert label_text.strip() == expected.topk[0][0]
+        kept = page.evaluate("() => { const v = document.querySelector('#upload video'); return v && v.src; }")
+        assert kept, "the upload box lost the uploaded video after Analyse"
         playing = page.evaluate("""async () => {
             const v = document.querySelector('#annotated video');
             v.muted = true; await v.play();

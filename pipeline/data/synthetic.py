@@ -129,17 +129,21 @@ def render_clip(action: str, rng: np.random.Generator, width: int = 160, height:
 
 
 def make_dataset(out: str | Path, clips_per_class: int = 12, actions=ACTIONS, seed: int = 0,
-                 width: int = 160, height: int = 120, fps: float = 25.0, ext: str = ".mp4") -> Path:
+                 width: int = 160, height: int = 120, fps: float = 25.0, ext: str = ".mp4",
+                 progress: bool = False) -> Path:
     """Write out/<action>/<action>_<i>.mp4 for each action; returns out. Existing files are kept."""
+    from tqdm import tqdm
+
     out = Path(out)
     manifest = []
-    for ci, action in enumerate(actions):
-        for i in range(clips_per_class):
-            path = out / action / f"{action}_{i:03d}{ext}"
-            if not path.exists():
-                rng = np.random.default_rng([seed, ci, i])
-                write_video(path, render_clip(action, rng, width, height, fps), fps)
-            manifest.append(dict(path=str(path.relative_to(out)), label=action))
+    todo = [(ci, action, i) for ci, action in enumerate(actions) for i in range(clips_per_class)]
+    for ci, action, i in tqdm(todo, desc=f"write {out.name}", unit="video", disable=not progress,
+                              dynamic_ncols=True):
+        path = out / action / f"{action}_{i:03d}{ext}"
+        if not path.exists():
+            rng = np.random.default_rng([seed, ci, i])
+            write_video(path, render_clip(action, rng, width, height, fps), fps)
+        manifest.append(dict(path=str(path.relative_to(out)), label=action))
     atomic_write_text(out / "synth.json", json.dumps(dict(seed=seed, actions=list(actions),
                                                           clips_per_class=clips_per_class, clips=manifest),
                                                      indent=1))

@@ -264,7 +264,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     history, best = fit(cfg, out, state, head, optimizer, scheduler, rng, train_epoch, validate, checkpoint,
                         "train", progress)
     if cfg.train.refit and trainable is None:
-        refit(cfg, out, train_clips + val_clips, len(classes), feature_dim, best, device)
+        refit(cfg, out, train_clips + val_clips, len(classes), feature_dim, best, device, progress)
 
     plot_curves(history, out / "curves.png")
     rep = best["report"]
@@ -282,7 +282,8 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     ))
 
 
-def refit(cfg: Config, out: Path, clips: list[Clip], num_classes: int, feature_dim: int, best: dict, device):
+def refit(cfg: Config, out: Path, clips: list[Clip], num_classes: int, feature_dim: int, best: dict, device,
+          progress: bool = False):
     """Model selection is done: train a fresh head on train + val for the selected number of epochs
     (same seed, schedule compressed to those epochs, same class balancing) and make it best.pt. Small
     datasets gain the validation clips; the reported validation metrics stay those of the selection run."""
@@ -293,7 +294,9 @@ def refit(cfg: Config, out: Path, clips: list[Clip], num_classes: int, feature_d
     head = build_head(cfg.head, feature_dim, num_classes, groups=len(cfg.views.streams)).to(device)
     opt, sched = optimizer_for(rcfg, [{"params": head.parameters(), "lr": cfg.train.lr}])
     weight, sampler_w = balance(cfg, clips, num_classes, device)
-    for _ in range(rcfg.train.epochs):
+    from tqdm import tqdm
+
+    for _ in tqdm(range(rcfg.train.epochs), desc="refit", unit="epoch", disable=not progress, dynamic_ncols=True):
         train_one_epoch(head, None, clips, opt, rcfg, rng, weight, device, sampler_w)
         sched.step()
     ckpt = load_checkpoint(out / "best.pt")
