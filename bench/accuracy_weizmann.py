@@ -8,6 +8,7 @@ extracted once into the cache and reused by every fold and head.
     python bench/accuracy_weizmann.py [--protocol loao|3fold] [--heads lstm,meanpool] [--seeds 0,1,2] [key=value ...]
     python bench/accuracy_weizmann.py --table [--rows rgb,crop,...]   # one row per configuration (README)
     python bench/accuracy_weizmann.py --extraction --rows crop+diff [--repeats 3]  # extraction cost vs RGB
+    python bench/accuracy_weizmann.py --predict-with backbone.runtime=onnxruntime,backbone.precision=int8
 
 Prints JSON: per head and seed, top1 mean / std / min over folds and per-fold top1; with several
 seeds also the mean and std over seeds (training on ~60 clips moves by several points with the seed).
@@ -51,7 +52,8 @@ ROWS = {
     "frame+crop+diff": ["views.streams=[frame,crop,diff]"],  # combined
     "crop+diff grid2": ["views.streams=[crop,diff]", "backbone.grid=2"],  # spatial detail
     "crop+diff test3": ["views.streams=[crop,diff]", "train.test_clips=3"],  # multi-clip testing
-    "crop+diff finetune1": ["views.streams=[crop,diff]", "train.finetune_blocks=1"],  # + fine-tuning
+    # + fine-tuning (which trains every view at the backbone's input size)
+    "crop+diff finetune1": ["views.streams=[crop,diff]", "train.finetune_blocks=1", "views.motion_size=0"],
 }
 
 
@@ -90,9 +92,12 @@ def write_lists(root: Path, test_actors: list[str], out: Path, exclude: list[str
 
 
 def run(data: Path, protocol: str, heads: list[str], overrides: list[str], work: Path,
-        config: str | None = None, seed: int | None = None, inner: bool = False) -> dict:
+        config: str | None = None, seed: int | None = None, inner: bool = False,
+        predict_with: list[str] = ()) -> dict:
     """Train and score every fold of the protocol with each head. inner=True scores the inner
-    validation actors of inner_folds() instead, the outer test actors left out (model choice)."""
+    validation actors of inner_folds() instead, the outer test actors left out (model choice).
+    predict_with: prediction-time settings (e.g. backbone.precision=int8) under which each fold's
+    model is scored a second time (top1_with), beside its score as trained."""
     results = {}
     extra = [f"train.seed={seed}"] if seed is not None else []
     plan = inner_folds(protocol) if inner else [(t, []) for t in folds(protocol)]
@@ -105,16 +110,26 @@ def run(data: Path, protocol: str, heads: list[str], overrides: list[str], work:
             run_dir = work / f"fold{k}" / (head if seed is None else f"{head}-seed{seed}")
             done = run_dir / "fold_result.json"  # a rerun with the same --work resumes fold by fold
             if done.is_file() and json.loads(done.read_text())["config"] == cfg.to_dict():
-                per_fold.append(json.loads(done.read_text())["result"])
-                continue
-            tf = time.time()
-            m = train_main(cfg, run_dir, progress=False)
-            rep = evaluate_checkpoint(run_dir / "best.pt", test_csv, run_dir / "eval", progress=False)
-            per_fold.append(dict(test_actors=test_actors, top1=rep["top1"], val_top1=m["val_top1"],
-                                 val_loss=m["val_loss"], mean_class_accuracy=rep["mean_class_accuracy"],
-                                 clips=rep["num_clips"], seconds=round(time.time() - tf, 1)))
-            done.write_text(json.dumps(dict(config=cfg.to_dict(), result=per_fold[-1])))
-            print(f"{head} seed {seed} fold {k} {test_actors}: top1 {rep['top1']:.3f}", file=sys.stderr)
+                res = json.loads(done.read_text())["result"]
+                if not predict_with or res.get("predict_with") == list(predict_with):
+                    per_fold.append(res)
+                    continue
+            else:
+                tf = time.time()
+                m = train_main(cfg, run_dir, progress=False)
+                rep = evaluate_checkpoint(run_dir / "best.pt", test_csv, run_dir / "eval", progress=False)
+                res = dict(test_actors=test_actors, top1=rep["top1"], val_top1=m["val_top1"],
+                           val_loss=m["val_loss"], mean_class_accuracy=rep["mean_class_accuracy"],
+                           clips=rep["num_clips"], seconds=round(time.time() - tf, 1))
+            if predict_with:  # the same model, its features computed another way at prediction time
+                rep = evaluate_checkpoint(run_dir / "best.pt", test_csv, run_dir / "eval-with", progress=False,
+                                          overrides=list(predict_with))
+                res.update(predict_with=list(predict_with), top1_with=rep["top1"])
+            per_fold.append(res)
+            done.write_text(json.dumps(dict(config=cfg.to_dict(), result=res)))
+            print(f"{head} seed {seed} fold {k} {test_actors}: top1 {res['top1']:.3f}"
+                  + (f", with {' '.join(predict_with)}: {res['top1_with']:.3f}" if predict_with else ""),
+                  file=sys.stderr)
         top1 = np.array([f["top1"] for f in per_fold])
         val = np.array([f["val_top1"] for f in per_fold])
         # clip-weighted overall accuracy equals the mean for equal-sized folds
@@ -124,6 +139,9 @@ def run(data: Path, protocol: str, heads: list[str], overrides: list[str], work:
                              val_top1_mean=round(float(val.mean()), 4),
                              val_loss_mean=round(float(np.mean([f["val_loss"] for f in per_fold])), 4),
                              seconds=round(sum(f.get("seconds", 0.0) for f in per_fold), 1))
+        if predict_with:
+            results[head].update(predict_with=list(predict_with),
+                                 top1_with_mean=round(float(np.mean([f["top1_with"] for f in per_fold])), 4))
     return results
 
 
@@ -209,6 +227,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--extraction", action="store_true",
                     help="only time feature extraction of --rows against RGB (10 clips, --repeats times, interleaved)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--predict-with", default="",
+                    help="comma-separated prediction-time settings under which each fold's model is scored again "
+                         "(top1_with), e.g. backbone.runtime=onnxruntime,backbone.precision=int8")
     ap.add_argument("overrides", nargs="*")
     args, data = parse_args(ap, argv)
     if data is None:
@@ -236,7 +257,8 @@ def main(argv=None) -> dict:
     by_seed = {}
     with work_folder(args.work) as work:
         for seed in seeds:
-            by_seed[seed] = run(data, args.protocol, args.heads.split(","), args.overrides, work, args.config, seed)
+            by_seed[seed] = run(data, args.protocol, args.heads.split(","), args.overrides, work, args.config, seed,
+                                predict_with=[x for x in args.predict_with.split(",") if x])
     res = by_seed[seeds[0]]
     out = dict(machine=describe(), benchmark="accuracy_weizmann", protocol=args.protocol,
                config=args.config or "configs/weizmann.yaml",
@@ -246,7 +268,11 @@ def main(argv=None) -> dict:
         out["over_seeds"] = {h: dict(top1_mean=round(float(np.mean([by_seed[s][h]["top1_mean"] for s in seeds])), 4),
                                      top1_std_over_seeds=round(float(np.std([by_seed[s][h]["top1_mean"]
                                                                              for s in seeds])), 4),
-                                     per_seed=[by_seed[s][h]["top1_mean"] for s in seeds])
+                                     per_seed=[by_seed[s][h]["top1_mean"] for s in seeds],
+                                     **({"top1_with_mean": round(float(np.mean(
+                                         [by_seed[s][h]["top1_with_mean"] for s in seeds])), 4),
+                                         "top1_with_per_seed": [by_seed[s][h]["top1_with_mean"] for s in seeds]}
+                                        if "top1_with_mean" in res[h] else {}))
                              for h in res}
     print(json.dumps(out, indent=2))
     return out
