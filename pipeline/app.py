@@ -11,6 +11,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -173,6 +174,16 @@ def model_card(ckpt: str) -> tuple[str, str | None]:
     return "\n".join(lines), (str(cm) if cm.is_file() else None)
 
 
+def served_copy(path: str | None, workdir: Path) -> str | None:
+    """A copy of a file the page shows, in the app's own temp folder: the app serves nothing from the
+    runs folder itself (it holds checkpoints, configs and logs), which launch() blocks."""
+    if path is None:
+        return None
+    out = Path(tempfile.mkdtemp(dir=workdir)) / Path(path).name
+    shutil.copyfile(path, out)
+    return str(out)
+
+
 def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = None, examples=(), overrides=()):
     import gradio as gr
 
@@ -190,7 +201,8 @@ def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = N
                     video_in = gr.Video(label="video", sources=["upload"], elem_id="upload")
                     run_btn = gr.Button("Analyse", variant="primary")
                     if examples:
-                        gr.Examples([[str(e)] for e in examples], inputs=[video_in], label="example videos")
+                        gr.Examples([[served_copy(str(e), workdir)] for e in examples], inputs=[video_in],
+                                    label="example videos")
                 with gr.Column():
                     top5 = gr.Label(num_top_classes=5, label="top-5 actions")
                     summary = gr.Markdown()
@@ -214,11 +226,12 @@ def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = N
         with gr.Tab("Model"):
             pick = gr.Dropdown(choices, value=str(checkpoint), label="checkpoint (runs/**/best.pt)")
             card = gr.Markdown(model_card(str(checkpoint))[0])
-            cm = gr.Image(model_card(str(checkpoint))[1], label="validation confusion matrix", type="filepath")
+            cm = gr.Image(served_copy(model_card(str(checkpoint))[1], workdir), label="validation confusion matrix",
+                          type="filepath")
 
             def switch(path):
                 text, img = model_card(path)
-                return path, text, img
+                return path, text, served_copy(img, workdir)
             pick.change(switch, pick, [ckpt, card, cm], api_name="switch_model")
     return demo
 
@@ -284,6 +297,11 @@ def main(argv=None) -> None:
     conc = args.concurrency or (4 if torch.cuda.is_available() else max(1, min(2, (os.cpu_count() or 2) // 2)))
     demo.queue(default_concurrency_limit=conc, max_size=args.queue_size)
     print(f"vap app on http://{args.host}:{args.port} with {ckpt}", file=sys.stderr)
-    allowed = [str(Path(args.runs).resolve()), *{str(e.parent.parent) for e in examples}]
+    # Serve only what a page shows: outputs and examples are copied into Gradio's cache when shown, so
+    # no folder is allowed; the runs folder (checkpoints, configs, logs, splits) and the feature cache
+    # are blocked outright, even where they lie inside the working directory or the temp dir.
+    from pipeline.config import load_config
+
+    blocked = [str(Path(args.runs).resolve()), str(Path(load_config(None, []).cache.dir).expanduser().resolve())]
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=f"{int(args.max_upload_mb)}mb",
-                show_error=True, allowed_paths=allowed, ssr_mode=False)
+                show_error=True, allowed_paths=[], blocked_paths=blocked, ssr_mode=False)

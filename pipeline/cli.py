@@ -260,11 +260,11 @@ def cmd_predict(args) -> int:
     pred = Predictor.from_checkpoint(args.checkpoint, args.device, window=args.window, stride=args.stride,
                                      topk=args.topk, overrides=overrides)
     s = run_batch(pred, sources, args.out, timeline=args.timeline, topk=args.topk,
-                  render_dir=args.render, progress=not args.quiet)
+                  render_dir=args.render, progress=not args.quiet, retry=not args.no_retry)
     for e in s.errors:
         print(f"failed: {e}", file=sys.stderr)
-    print(f"{s.done} predicted, {s.skipped} already in {args.out}, {s.failed} failed; "
-          f"{s.to_dict()['frames_per_second']} frames/s", file=sys.stderr)
+    print(f"{s.done} predicted ({s.retried} of them retried after an error row), {s.skipped} already in "
+          f"{args.out}, {s.failed} failed; {s.to_dict()['frames_per_second']} frames/s", file=sys.stderr)
     _print_json(s.to_dict())
     return 1 if s.failed else 0
 
@@ -413,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", help="files, folders (recursive), globs, or .txt lists of paths; "
                                               "key=value prediction-time settings may be given among them")
     p.add_argument("--out", required=True, help="preds.jsonl or preds.csv (appended to; resumable)")
+    p.add_argument("--no-retry", action="store_true",
+                   help="keep the error rows already in --out (by default a rerun tries those videos again)")
     p.add_argument("--timeline", action="store_true", help="add segments (start, end, label, prob)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--window", type=float, default=2.0, help="timeline window length, seconds")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -24,14 +25,30 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_ckpt, tmp_path_factory):
-    port = free_port()
+def app_runs(tiny_ckpt, tmp_path_factory):
+    """The app's runs folder, holding a run as vap train leaves it (checkpoint, config, log, split)."""
+    import shutil
+
     runs = tmp_path_factory.mktemp("runs")
+    run = runs / "x"
+    run.mkdir()
+    shutil.copyfile(tiny_ckpt, run / "best.pt")
+    for f in ("config.yaml", "train.log", "split.csv"):
+        (run / f).write_text(f"{f} of a run\n")
+    shutil.copyfile(Path(tiny_ckpt).parent / "confusion_val.png", run / "confusion_val.png")
+    return runs
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_ckpt, app_runs):
+    port = free_port()
+    runs = app_runs
     log = open(runs / "app.log", "w")
     proc = subprocess.Popen([sys.executable, "app.py", "--checkpoint", str(tiny_ckpt), "--port", str(port),
                              "--runs", str(runs), "--max-duration", "60", "backbone.runtime=onnxruntime"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False"))
+                            env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False",
+                                     VAP_CACHE=str(runs.parent / "app-cache")))
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -175,6 +192,27 @@ def test_browser_upload_shows_the_label_and_plays_the_video(app_url, clip, tmp_p
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
         browser.close()
     assert (ARTIFACTS / "app.png").stat().st_size > 10_000
+
+
+def test_the_app_serves_no_checkpoint_config_log_or_cache_file(app_url, app_runs, tiny_ckpt):
+    """Gradio's file route refuses what lies in the runs folder and the feature cache (the checkpoint
+    the app itself runs included), while the files of a result it showed are served."""
+    from gradio_client import Client
+
+    cache = app_runs.parent / "app-cache" / "ab" / "entry.npz"  # an entry of the app's feature cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(b"features of someone's video")
+    secret = [app_runs / "x" / "best.pt", app_runs / "x" / "config.yaml", app_runs / "x" / "train.log", cache]
+    for path in secret:
+        try:
+            with urllib.request.urlopen(f"{app_url}gradio_api/file={path}", timeout=10) as r:
+                status = r.status
+        except urllib.error.HTTPError as e:
+            status = e.code
+        assert status in (403, 404), (path, status)
+    # what the page shows is served: the confusion matrix of a run in that folder, through a copy
+    card, image = Client(app_url, verbose=False).predict(str(app_runs / "x" / "best.pt"), api_name="/switch_model")[-2:]
+    assert Path(image).read_bytes() == (app_runs / "x" / "confusion_val.png").read_bytes()
 
 
 def test_webcam_handler_carries_state_and_resets(tiny_ckpt):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pipeline.inference.batch import SourceError, expand_sources
+from pipeline.inference.batch import SourceError, expand_sources, read_rows
 from pipeline.inference.predict import Predictor
 
 from conftest import ROOT, run_vap
@@ -31,8 +31,9 @@ def test_expand_sources(tmp_path, folder):
     lst.write_text(f"# two videos\n{files[0]}\nvideos/{os.path.relpath(files[1], folder)}\n")
     assert expand_sources([str(lst)]) == files[:2]
     assert len(expand_sources([str(folder / "*" / "*_000.mp4")])) == 4
-    with pytest.raises(SourceError, match="no such file"):
-        expand_sources([str(tmp_path / "nope.mp4")])
+    assert expand_sources([str(tmp_path / "nope.mp4")]) == [str(tmp_path / "nope.mp4")]  # kept: an error row
+    with pytest.raises(SourceError, match="glob matches no file"):
+        expand_sources([str(tmp_path / "*.nope")])
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
@@ -62,12 +63,55 @@ def test_batch_rows_errors_exit_status_and_resume(tmp_path, folder, tiny_ckpt, f
         assert "top3_label" in rows[0] and "top4_label" not in rows[0]
         assert sum(bool(r["error"]) for r in rows) == 2
         assert json.loads(next(r for r in rows if not r["error"])["segments"])[0]["label"]
-    # rerun: everything is skipped, failures are still reported
+    # rerun with --no-retry: everything is skipped, failures are still reported
+    code, stdout, err = run_vap("predict", "--checkpoint", tiny_ckpt, folder, "--out", out, "--timeline",
+                                "--topk", "3", "--quiet", "--no-retry")
+    s = json.loads(stdout)
+    assert code == 1 and s["done"] == 0 and s["skipped"] == 18 and s["failed"] == 2 and s["retried"] == 0
+    assert len(out.read_text().splitlines()) == (18 if fmt == "jsonl" else 19)
+    # a plain rerun tries the two failed videos again (they fail again: two new rows that supersede)
     code, stdout, err = run_vap("predict", "--checkpoint", tiny_ckpt, folder, "--out", out, "--timeline",
                                 "--topk", "3", "--quiet")
     s = json.loads(stdout)
-    assert code == 1 and s["done"] == 0 and s["skipped"] == 18 and s["failed"] == 2
-    assert len(out.read_text().splitlines()) == (18 if fmt == "jsonl" else 19)
+    assert code == 1 and s["done"] == 2 and s["retried"] == 2 and s["skipped"] == 16 and s["failed"] == 2
+    assert "2 of them retried after an error row" in err
+    assert len(out.read_text().splitlines()) == (20 if fmt == "jsonl" else 21)
+    assert len(read_rows(out)) == 18  # one row per video when read back
+
+
+def test_paths_that_are_not_readable_files_are_error_rows_and_the_run_goes_on(tmp_path, synth_test, tiny_ckpt):
+    """A broken symlink and a folder named like a video inside a scanned folder, and a missing path
+    named on the command line: each an error row saying what it is; the good videos beside them run."""
+    d = tmp_path / "videos"
+    good = sorted(synth_test.glob("*/*.mp4"))[:2]
+    d.mkdir()
+    for g in good:
+        shutil.copy(g, d / g.name)
+    (d / "gone.mp4").symlink_to(tmp_path / "deleted.mp4")
+    (d / "folder.mp4").mkdir()
+    missing = tmp_path / "typo.mp4"
+    out = tmp_path / "p.jsonl"
+    code, stdout, err = run_vap("predict", "--checkpoint", tiny_ckpt, d, missing, "--out", out, "--quiet")
+    s = json.loads(stdout)
+    assert code == 1 and s["videos"] == 5 and s["done"] == 5 and s["failed"] == 3, err
+    rows = read_rows(out)
+    assert sum("label" in r for r in rows.values()) == 2
+    assert rows[str(d / "gone.mp4")]["error"] == f"{d / 'gone.mp4'}: broken symbolic link (to {tmp_path / 'deleted.mp4'})"
+    assert rows[str(d / "folder.mp4")]["error"] == f"{d / 'folder.mp4'}: a folder, not a video file"
+    assert rows[str(missing)]["error"] == f"{missing}: no such file"
+
+
+def test_a_fixed_file_is_predicted_again_and_its_new_row_supersedes_the_error(tmp_path, synth_test, tiny_ckpt):
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00 half an upload")
+    out = tmp_path / "p.jsonl"
+    code, stdout, _ = run_vap("predict", "--checkpoint", tiny_ckpt, video, "--out", out, "--quiet")
+    assert code == 1 and "error" in read_rows(out)[str(video)]
+    shutil.copy(next(synth_test.glob("wave/*.mp4")), video)  # the upload finished
+    code, stdout, err = run_vap("predict", "--checkpoint", tiny_ckpt, video, "--out", out, "--quiet")
+    assert code == 0 and json.loads(stdout)["failed"] == 0, err
+    row = read_rows(out)[str(video)]
+    assert "error" not in row and row["label"] and len(out.read_text().splitlines()) == 2
 
 
 def test_all_good_exits_zero_and_render_writes_playable_h264(tmp_path, synth_test, tiny_ckpt):

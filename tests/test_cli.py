@@ -30,6 +30,21 @@ def test_train_then_eval_through_the_cli(tmp_path, synth_data, synth_test):
     assert (run / "per_class_eval.csv").read_text().startswith("class,accuracy,support")
 
 
+def test_eval_names_each_unreadable_video_with_its_reason(tmp_path, tiny_ckpt, synth_test):
+    import shutil
+
+    data = tmp_path / "test"
+    shutil.copytree(synth_test, data)
+    bad = data / "wave" / "broken.mp4"
+    bad.write_bytes(b"not a video at all" * 100)
+    code, out, err = run_vap("eval", "--checkpoint", tiny_ckpt, "--data", data, "--quiet")
+    rep = json.loads(out)
+    assert code == 1 and rep["num_clips"] == 16 and list(rep["failed"]) == [str(bad)]
+    reason = rep["failed"][str(bad)]
+    assert reason.startswith(f"{bad}: ") and len(reason) > len(str(bad)) + 10, reason  # the path and why
+    assert f"skipped: {reason}" in err
+
+
 def test_extract_reports_bad_videos_and_resumes(tmp_path, synth_data):
     import shutil
 

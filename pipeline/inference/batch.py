@@ -2,9 +2,12 @@
 
 Rows are appended and fsynced as each video finishes, so a kill -9 loses at most the video in
 flight; a torn last line (killed mid-write) is cut off on the next run. A rerun with the same
---out skips videos already done, matched by path and content hash. A bad video becomes a row with
-an `error` field and the run goes on. Decoding of the next video overlaps with the backbone on the
-current one: one prefetch thread decodes chunks ahead across video boundaries.
+--out skips videos already done, matched by path and content hash, and tries again those whose row
+is an error (retry=False keeps them); a file's newest row supersedes its older ones (read_rows). A
+bad video - and any source that looks like one by its extension but is no readable file: a broken
+symbolic link, a folder named x.mp4, a path that does not exist - becomes a row with an `error`
+field and the run goes on. Decoding of the next video overlaps with the backbone on the current
+one: one prefetch thread decodes chunks ahead across video boundaries.
 """
 from __future__ import annotations
 
@@ -17,20 +20,28 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.data.datasets import DEFAULT_EXTENSIONS, is_video
+from pipeline.data.datasets import DEFAULT_EXTENSIONS
 from pipeline.data.video import VideoError, open_frames, prefetch, video_kwargs
 from pipeline.errors import SourceError  # noqa: F401 (importable from here as before)
 from pipeline.inference.render import render_video
 from pipeline.models.cache import content_hash
 
 
+def _absolute(p: Path) -> str:
+    """The resolved path of what exists; a broken link or a missing path as named (made absolute)."""
+    return str(p.resolve() if p.exists() else p.absolute())
+
+
 def expand_sources(sources: list[str], extensions=DEFAULT_EXTENSIONS) -> list[str]:
-    """Files, folders (recursive, by video extension), globs, or text files with one path a line."""
+    """Files, folders (recursive, by video extension), globs, or text files with one path a line.
+    In a folder, whatever has a video extension is kept, readable or not (unreadable() says why it is
+    not: the row will); a named path that does not exist is kept too, so the files beside it still run."""
+    exts = {e.lower() for e in extensions}
     out: list[str] = []
     for src in sources:
         p = Path(src).expanduser()
-        if p.is_dir():
-            out += sorted(str(q.resolve()) for q in p.rglob("*") if is_video(q, extensions))
+        if p.is_dir() and p.suffix.lower() not in exts:
+            out += sorted(_absolute(q) for q in p.rglob("*") if q.suffix.lower() in exts)
         elif p.is_file() and p.suffix.lower() in (".txt", ".lst", ".list"):
             base = p.parent
             for line in p.read_text().splitlines():
@@ -38,15 +49,15 @@ def expand_sources(sources: list[str], extensions=DEFAULT_EXTENSIONS) -> list[st
                 if line and not line.startswith("#"):
                     q = Path(line).expanduser()
                     out.append(str((q if q.is_absolute() else base / q).resolve()))
-        elif p.exists():
-            out.append(str(p.resolve()))  # any file the user names: a non-video becomes an error row
+        elif p.exists() or p.is_symlink():
+            out.append(_absolute(p))  # any file the user names: a non-video becomes an error row
         elif any(c in src for c in "*?["):
             hits = sorted(glob.glob(os.path.expanduser(src), recursive=True))
             if not hits:
                 raise SourceError(f"{src}: glob matches no file")
             out += [str(Path(h).resolve()) for h in hits if Path(h).is_file()]
         else:
-            raise SourceError(f"{src}: no such file or folder")
+            out.append(_absolute(p))  # named but missing: an error row, not the end of the run
     seen, unique = set(), []
     for x in out:
         if x not in seen:
@@ -77,8 +88,14 @@ def _repair_tail(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
+def read_rows(path: str | Path) -> dict[str, dict]:
+    """The rows of a `vap predict` output (JSONL or CSV) as they stand: path -> its newest row (a rerun
+    appends; a retried or changed file's new row supersedes the older ones)."""
+    return {p: row for (p, _), row in read_done(Path(path)).items()}
+
+
 def read_done(path: Path) -> dict[tuple[str, str], dict]:
-    """Rows already written: (path, fingerprint) -> row."""
+    """Rows already written: (path, fingerprint) -> row, the newest where a key repeats."""
     if not path.is_file():
         return {}
     _repair_tail(path)
@@ -152,6 +169,7 @@ class BatchSummary:
     done: int = 0          # predicted in this run
     skipped: int = 0       # already in --out
     failed: int = 0        # rows with an error (this run and earlier ones)
+    retried: int = 0       # videos whose earlier row was an error, tried again in this run
     frames: int = 0
     seconds: float = 0.0
     errors: list = field(default_factory=list)
@@ -162,10 +180,30 @@ class BatchSummary:
         return d
 
 
+def unreadable(path: str) -> str | None:
+    """Why `path` is no readable file (one line naming it), or None when it is one."""
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        return f"{path}: broken symbolic link (to {os.readlink(p)})"
+    if not p.exists():
+        return f"{path}: no such file"
+    if p.is_dir():
+        return f"{path}: a folder, not a video file"
+    if not p.is_file():
+        return f"{path}: not a regular file"
+    if not os.access(p, os.R_OK):
+        return f"{path}: cannot read file (permission denied)"
+    return None
+
+
 def _decode_stream(paths: list[str], vcfg):
     """Yield (path, chunk, info, error) for all videos in order; chunk None = video done (with its
     VideoInfo, or the error that stopped it)."""
     for p in paths:
+        why = unreadable(p)
+        if why:
+            yield p, None, None, why
+            continue
         try:
             info, chunks = open_frames(p, **video_kwargs(vcfg))
             for frames, ts in chunks:
@@ -178,7 +216,9 @@ def _decode_stream(paths: list[str], vcfg):
 
 
 def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = False, topk: int = 5,
-              render_dir: str | Path | None = None, progress: bool = True) -> BatchSummary:
+              render_dir: str | Path | None = None, progress: bool = True, retry: bool = True) -> BatchSummary:
+    """Predict every video of `sources` into `out`, one row each, resuming what `out` already holds.
+    retry: videos whose row in `out` is an error are tried again (their new row supersedes it)."""
     import numpy as np
     from tqdm import tqdm
 
@@ -195,7 +235,10 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
             fp = ""
         fps_of[p] = fp
         prev = done.get((p, fp))
-        if prev is not None:
+        if prev is not None and prev.get("error") and retry:
+            summary.retried += 1
+            todo.append(p)
+        elif prev is not None:
             summary.skipped += 1
             if prev.get("error"):
                 summary.failed += 1
