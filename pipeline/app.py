@@ -130,6 +130,8 @@ def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, 
              f"{pred.frames} frames analysed in {sum(v for k, v in pred.timing.items() if k.endswith('_s')):.1f} s",
              "", "| start | end | action | prob |", "|---|---|---|---|"]
     lines += [f"| {s.start:.1f} | {s.end:.1f} | {s.label} | {s.prob:.2f} |" for s in pred.segments]
+    if pred.warning:  # decoding fell short: the prediction rests on part of the video
+        lines[1:1] = ["", f"**Warning:** {pred.warning}"]
     nxt = pred.next_event()
     if nxt:  # next-event model: what it expects after the end of the video
         when = f" in about {nxt['in_s']:.1f} s" if "in_s" in nxt else ""

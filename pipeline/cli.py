@@ -260,9 +260,11 @@ def cmd_predict(args) -> int:
     pred = Predictor.from_checkpoint(args.checkpoint, args.device, window=args.window, stride=args.stride,
                                      topk=args.topk, overrides=overrides)
     s = run_batch(pred, sources, args.out, timeline=args.timeline, topk=args.topk,
-                  render_dir=args.render, progress=not args.quiet, retry=not args.no_retry)
+                  render_dir=args.render, progress=not args.quiet, retry=not args.no_retry, strict=args.strict)
     for e in s.errors:
         print(f"failed: {e}", file=sys.stderr)
+    for w in s.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     print(f"{s.done} predicted ({s.retried} of them retried after an error row), {s.skipped} already in "
           f"{args.out}, {s.failed} failed; {s.to_dict()['frames_per_second']} frames/s", file=sys.stderr)
     _print_json(s.to_dict())
@@ -415,6 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="preds.jsonl or preds.csv (appended to; resumable)")
     p.add_argument("--no-retry", action="store_true",
                    help="keep the error rows already in --out (by default a rerun tries those videos again)")
+    p.add_argument("--strict", action="store_true",
+                   help="a video whose decoding fell short (under 90%% of its frames, or decoder errors) is an "
+                        "error row instead of a prediction with a warning")
     p.add_argument("--timeline", action="store_true", help="add segments (start, end, label, prob)")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--window", type=float, default=2.0, help="timeline window length, seconds")

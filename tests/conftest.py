@@ -143,6 +143,15 @@ def trained_ckpt(tmp_path_factory, synth_data, synth_cache) -> Path:
     return out / "run" / "best.pt"
 
 
+def truncated_video(path: Path, keep: float = 0.4) -> Path:
+    """A 4 s wave clip (25 fps, H.264 with its index at the front, as uploads and cameras write it)
+    cut to its first `keep` of bytes: the container still claims 100 frames; the rest is gone."""
+    full = long_video(path.with_name(f"full-{path.name}"), ["wave"], seconds=4.0)
+    data = full.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+    return path
+
+
 def long_video(path: Path, actions, seconds: float = 4.0, seed: int = 7) -> Path:
     """Concatenate synthetic clips of `actions`, `seconds` each, into one video (known boundaries)."""
     from pipeline.data.synthetic import render_clip

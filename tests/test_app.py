@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, long_video
+from conftest import ROOT, long_video, truncated_video
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -111,6 +111,14 @@ def test_api_analyse_a_real_video(app_url, clip, expected):
     assert info.num_frames == 150 and annotated.endswith(".mp4")
     assert all(f"| {s.start:.1f} | {s.end:.1f} | {s.label} |" in summary for s in expected.segments)
     assert sorted(Path(f).name for f in files) == ["prediction.json", "segments.csv"]
+
+
+def test_api_a_truncated_upload_shows_the_warning(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    cut = truncated_video(tmp_path / "cut.mp4")
+    summary = Client(app_url, verbose=False).predict(handle_file(str(cut)), api_name="/analyse")[3]
+    assert "**Warning:** only" in summary and "of 32 expected frames decoded" in summary, summary
 
 
 def test_api_model_tab(app_url, tiny_ckpt):

@@ -12,7 +12,7 @@ import pytest
 from pipeline.inference.batch import SourceError, expand_sources, read_rows
 from pipeline.inference.predict import Predictor
 
-from conftest import ROOT, run_vap
+from conftest import ROOT, run_vap, truncated_video
 
 
 @pytest.fixture
@@ -112,6 +112,40 @@ def test_a_fixed_file_is_predicted_again_and_its_new_row_supersedes_the_error(tm
     assert code == 0 and json.loads(stdout)["failed"] == 0, err
     row = read_rows(out)[str(video)]
     assert "error" not in row and row["label"] and len(out.read_text().splitlines()) == 2
+
+
+def test_a_truncated_video_is_predicted_with_a_warning_and_strict_makes_it_an_error(tmp_path, synth_test, tiny_ckpt):
+    """frames_expected (from the container) and frames_decoded on every row; under 90% decoded gives a
+    warning (the row, stderr, Predictor's result); --strict turns it into an error row."""
+    cut = truncated_video(tmp_path / "cut.mp4")
+    good = next(synth_test.glob("wave/*.mp4"))
+    out = tmp_path / "p.jsonl"
+    code, stdout, err = run_vap("predict", "--checkpoint", tiny_ckpt, cut, good, "--out", out, "--quiet")
+    assert code == 0, err  # a warning is not a failure
+    rows = read_rows(out)
+    r, g = rows[str(cut)], rows[str(good.resolve())]
+    assert r["frames_expected"] == 32 and r["frames_decoded"] < 0.9 * 32 and r["frames_decoded"] == r["frames"]
+    assert r["warning"].startswith(f"only {r['frames_decoded']} of 32 expected frames decoded"), r["warning"]
+    assert f"warning: {cut}: only" in err
+    assert g["warning"] == "" and g["frames_expected"] == g["frames_decoded"] > 0
+    assert Predictor.from_checkpoint(tiny_ckpt).predict(cut).warning == r["warning"]
+    code, stdout, err = run_vap("predict", "--checkpoint", tiny_ckpt, cut, "--out", tmp_path / "s.csv", "--strict",
+                                "--quiet")
+    (row,) = csv.DictReader(open(tmp_path / "s.csv"))
+    assert code == 1 and row["error"] == f"{cut}: {r['warning']} (--strict)" and not row["label"]
+    assert {"frames_expected", "frames_decoded", "warning"} <= set(row)
+
+
+def test_a_csv_written_before_the_decoding_columns_resumes(tmp_path, synth_test, tiny_ckpt):
+    from pipeline.inference.batch import CSV_DECODE, csv_columns
+
+    out = tmp_path / "old.csv"
+    old = [c for c in csv_columns(4) if c not in CSV_DECODE]  # the model has 4 classes: top1..top4
+    out.write_text(",".join(old) + "\n")
+    one = next(synth_test.glob("jump/*.mp4"))
+    code, _, err = run_vap("predict", "--checkpoint", tiny_ckpt, one, "--out", out, "--quiet", "--topk", "5")
+    rows = list(csv.DictReader(out.open()))
+    assert code == 0 and len(rows) == 1 and list(rows[0]) == old and rows[0]["label"], err
 
 
 def test_all_good_exits_zero_and_render_writes_playable_h264(tmp_path, synth_test, tiny_ckpt):

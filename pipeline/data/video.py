@@ -17,7 +17,7 @@ import logging
 import os
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -36,6 +36,8 @@ class VideoInfo:
     width: int
     height: int
     backend: str
+    frames_expected: int = 0  # sampled frames that the container's frame count implies (open_frames)
+    decode_errors: list = field(default_factory=list)  # what the decoders reported while reading
 
     @property
     def duration(self) -> float:
@@ -236,6 +238,9 @@ def open_frames(path, sampling: str = "fps", fps: float = 10.0, num_frames: int 
         raise VideoError(path, "video has no frames")
     if indices is None:
         indices = sample_indices(info.num_frames, info.fps, sampling, fps, num_frames)
+    claimed = container_frames(path)  # decord counts what it can index, which hides a truncated file
+    info.frames_expected = len(indices) if claimed <= info.num_frames else len(
+        sample_indices(claimed, info.fps, sampling, fps, num_frames))
     return info, _read_chunks(reader, path, indices, sampling, fps, num_frames, decoder, max_side, chunk_mb)
 
 
@@ -260,6 +265,7 @@ def _read_chunks(reader, path, indices, sampling, fps, num_frames, decoder, max_
             if decoder == "auto" and reader.name == "decord":
                 # decord failed mid-file (bad seek, wrong frame count): redo this file with OpenCV
                 log.warning("%s: decord failed (%s); falling back to OpenCV", path, _first_line(e))
+                info.decode_errors.append(f"decord failed at frame {int(idx[0])} ({_first_line(e)})")
                 yield from iter_frames(path, sampling, fps, num_frames, "opencv", max_side, chunk_mb,
                                        indices=indices[start:])
                 return
@@ -272,6 +278,33 @@ def _read_chunks(reader, path, indices, sampling, fps, num_frames, decoder, max_
             break  # file shorter than its header said
     if yielded == 0:
         raise VideoError(path, "no frame could be decoded (corrupt or empty video)")
+
+
+def container_frames(path) -> int:
+    """The frame count the container's header claims (PyAV; duration x rate where no count is stored);
+    0 when it says nothing or cannot be opened."""
+    try:
+        import av
+
+        with av.open(str(path)) as c:
+            st = c.streams.video[0]
+            if st.frames:
+                return int(st.frames)
+            if st.duration and st.time_base and st.average_rate:
+                return int(round(float(st.duration * st.time_base * st.average_rate)))
+    except Exception:  # any reading problem: the decoders' own errors say more
+        pass
+    return 0
+
+
+def decode_warning(info: VideoInfo, decoded: int) -> str:
+    """'' for a video read as its container describes it; else one line: fewer than 90% of the expected
+    sampled frames decoded (a truncated or damaged file), or what the decoders reported."""
+    problems = []
+    if info.frames_expected and decoded < 0.9 * info.frames_expected:
+        problems.append(f"only {decoded} of {info.frames_expected} expected frames decoded (truncated or damaged file?)")
+    problems += info.decode_errors
+    return "; ".join(problems)
 
 
 def load_frames(path, **kwargs) -> tuple[np.ndarray, np.ndarray]:

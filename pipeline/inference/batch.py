@@ -69,7 +69,8 @@ def expand_sources(sources: list[str], extensions=DEFAULT_EXTENSIONS) -> list[st
 # ----------------------------------------------------------------------------- output files
 
 CSV_BASE = ["path", "fingerprint", "label", "prob"]
-CSV_TAIL = ["duration", "frames", "fps", "segments", "error"]
+CSV_TAIL = ["duration", "frames", "fps", "segments", "error", "frames_expected", "frames_decoded", "warning"]
+CSV_DECODE = ["frames_expected", "frames_decoded", "warning"]  # added later: older files resume without them
 CSV_NEXT = ["next_label", "next_prob", "next_in_s"]  # next-event models only: the prediction at the end
 
 
@@ -126,6 +127,8 @@ class RowWriter:
         if self.csv and not new:
             with open(path, newline="") as f:
                 header = next(csv.reader(f), [])
+            if header == [c for c in self.columns if c not in CSV_DECODE]:  # written before those columns
+                self.columns = header
             if header != self.columns:
                 raise SourceError(f"{path}: existing CSV has other columns (another --topk or another "
                                   f"kind of model?); use a new --out or the same --topk")
@@ -145,7 +148,7 @@ class RowWriter:
 
     def write(self, row: dict) -> None:
         if self.csv:
-            flat = {k: row.get(k, "") for k in CSV_BASE + CSV_TAIL}
+            flat = {k: row.get(k, "") for k in CSV_BASE + CSV_TAIL if k in self.columns}
             for k, item in enumerate(row.get("topk", []), 1):
                 flat[f"top{k}_label"], flat[f"top{k}_prob"] = item["label"], item["prob"]
             if "segments" in row:
@@ -173,6 +176,7 @@ class BatchSummary:
     frames: int = 0
     seconds: float = 0.0
     errors: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)  # "path: what fell short" of rows predicted with a warning
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -216,9 +220,11 @@ def _decode_stream(paths: list[str], vcfg):
 
 
 def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = False, topk: int = 5,
-              render_dir: str | Path | None = None, progress: bool = True, retry: bool = True) -> BatchSummary:
+              render_dir: str | Path | None = None, progress: bool = True, retry: bool = True,
+              strict: bool = False) -> BatchSummary:
     """Predict every video of `sources` into `out`, one row each, resuming what `out` already holds.
-    retry: videos whose row in `out` is an error are tried again (their new row supersedes it)."""
+    retry: videos whose row in `out` is an error are tried again (their new row supersedes it).
+    strict: a video whose decoding fell short (its row would carry a warning) is an error row instead."""
     import numpy as np
     from tqdm import tqdm
 
@@ -269,7 +275,9 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
                     f, t = np.concatenate(feats), np.concatenate(times)
                     pred = predictor.predict_features(f, t, info.duration, p, info.fps,
                                                       dict(frames_decoded=len(t), frames_encoded=len(f),
-                                                           decode_wait_s=t_wait, backbone_s=t_bb))
+                                                           decode_wait_s=t_wait, backbone_s=t_bb), info)
+                    if pred.warning and strict:
+                        raise VideoError(p, f"{pred.warning} (--strict)")
                     row.update(pred.to_dict(timeline))
                     row.pop("timeline", None)  # the per-window matrix stays out of the row
                     if render_dir is not None:
@@ -281,6 +289,8 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
                 row["error"] = err
                 summary.failed += 1
                 summary.errors.append(err)
+            elif row.get("warning"):
+                summary.warnings.append(f"{p}: {row['warning']}")
             writer.write(row)
             summary.done += 1
             feats, times = [], []

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline.data.video import RateLimiter, open_frames, prefetch, video_kwargs
+from pipeline.data.video import RateLimiter, decode_warning, open_frames, prefetch, video_kwargs
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -135,6 +135,8 @@ class VideoPrediction:
     step_probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (T, C) causal per-step probs
     next_probs: np.ndarray | None = None    # (T, C) next-event probabilities per step (next-event models)
     time_to_end: np.ndarray | None = None   # (T,) predicted seconds until the current action ends
+    frames_expected: int = 0                # sampled frames the container's frame count implies
+    warning: str = ""                       # decoding fell short (video.decode_warning); '' when it did not
 
     def next_event(self, i: int = -1) -> dict | None:
         """The predicted next event at step i (default: the last step, i.e. after the whole video)."""
@@ -151,6 +153,7 @@ class VideoPrediction:
         d = dict(path=self.path, label=self.topk[0][0], prob=round(self.topk[0][1], 4),
                  topk=[dict(label=lbl, prob=round(p, 4)) for lbl, p in self.topk],
                  duration=round(self.duration, 3), frames=self.frames, fps=round(self.fps, 3),
+                 frames_expected=self.frames_expected, frames_decoded=self.frames, warning=self.warning,
                  timing={k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.timing.items()})
         if self.next_probs is not None:
             d["next"] = self.next_event()
@@ -215,7 +218,8 @@ class VideoPredictorBase:
         return softmax(out.clip)
 
     def predict_features(self, feats: np.ndarray, ts: np.ndarray, duration: float, path: str = "",
-                         fps: float = 0.0, timing: dict | None = None) -> VideoPrediction:
+                         fps: float = 0.0, timing: dict | None = None, info=None) -> VideoPrediction:
+        """info: the video's VideoInfo, for frames_expected and the decoding warning."""
         t0 = time.perf_counter()
         out = self._outputs(feats)
         clip = self._clip_probs(feats, out)
@@ -232,11 +236,13 @@ class VideoPredictorBase:
         timing = dict(timing or {}, head_s=time.perf_counter() - t0)
         return VideoPrediction(str(path), self.classes, topk_of(clip, self.classes, self.topk), duration, len(ts),
                                fps, starts, probs, segments, timing, ts, softmax(out.steps),
-                               None if out.next is None else softmax(out.next), out.time)
+                               None if out.next is None else softmax(out.next), out.time,
+                               frames_expected=info.frames_expected if info else 0,
+                               warning=decode_warning(info, len(ts)) if info else "")
 
     def predict(self, video: str | Path) -> VideoPrediction:
         feats, ts, info, timing = self.encode(video)
-        return self.predict_features(feats, ts, info.duration, str(video), info.fps, timing)
+        return self.predict_features(feats, ts, info.duration, str(video), info.fps, timing, info)
 
 
 class StreamPredictorBase:
