@@ -58,6 +58,10 @@ class VideoConfig:
     max_side: int = opt(320,
         "downscale at decode time so the longer side is at most this (0 = full size); saves memory on HD "
         "video")
+    decode_timeout: float = opt(60.0,
+        "vap predict - seconds to wait for the next chunk of decoded frames of a video (or for it to open); "
+        "past it the video is an error row 'decode timed out after N s' and the batch goes on (a decoder "
+        "stuck in native code is abandoned)", gt=0)
     chunk_mb: int = opt(32,
         "decode at most this many MB of frames at once; with prefetching about 5 chunks are in memory, "
         "whatever the length of the video", ge=1)

@@ -148,6 +148,38 @@ def test_a_csv_written_before_the_decoding_columns_resumes(tmp_path, synth_test,
     assert code == 0 and len(rows) == 1 and list(rows[0]) == old and rows[0]["label"], err
 
 
+def test_a_decoder_that_hangs_costs_one_error_row_and_the_batch_goes_on(tmp_path, synth_test, tiny_ckpt, monkeypatch):
+    """A hang is no exception (decord on a container that over-reports its frame count): the watchdog
+    gives the video up after video.decode_timeout and the next videos are predicted. The hang is
+    injected into the real decoder for one of three real clips; the stuck thread is released at the end."""
+    import threading
+
+    from pipeline.inference import batch
+    from pipeline.inference.batch import run_batch
+
+    clips = sorted(str(p.resolve()) for p in synth_test.glob("*/*_000.mp4"))[:3]
+    release, real_open = threading.Event(), batch.open_frames
+
+    def open_frames(path, **kw):
+        if path == clips[1]:
+            release.wait(120)  # stuck in "native code" until the test ends
+        return real_open(path, **kw)
+
+    monkeypatch.setattr(batch, "open_frames", open_frames)
+    pred = Predictor.from_checkpoint(tiny_ckpt, overrides=["video.decode_timeout=2"])
+    t0 = time.perf_counter()
+    try:
+        s = run_batch(pred, clips, tmp_path / "p.jsonl", progress=False)
+    finally:
+        release.set()
+    rows = read_rows(tmp_path / "p.jsonl")
+    assert s.done == 3 and s.failed == 1 and time.perf_counter() - t0 < 60
+    assert rows[clips[1]]["error"] == f"{clips[1]}: decode timed out after 2 s"
+    assert "label" in rows[clips[0]] and "label" in rows[clips[2]]
+    want = pred.predict(clips[2])  # the next video is its own, whole
+    assert rows[clips[2]]["label"] == want.topk[0][0] and rows[clips[2]]["frames"] == want.frames
+
+
 def test_all_good_exits_zero_and_render_writes_playable_h264(tmp_path, synth_test, tiny_ckpt):
     out = tmp_path / "p.jsonl"
     one = next((synth_test / "jump").glob("*.mp4"))

@@ -352,9 +352,19 @@ class RateLimiter:
         return True
 
 
-def prefetch(gen, depth: int = 2):
+class DecodeTimeout(Exception):
+    """prefetch waited `seconds` for the next item: the producer (a decoder) is stuck."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        super().__init__(f"decode timed out after {seconds:g} s")
+
+
+def prefetch(gen, depth: int = 2, timeout: float | None = None):
     """Run a generator in a background thread, `depth` items ahead: decoding overlaps encoding.
-    If the consumer stops early (an error while encoding), the thread is told to stop too."""
+    If the consumer stops early (an error while encoding), the thread is told to stop too.
+    timeout: seconds to wait for each item; past it DecodeTimeout is raised and the thread abandoned
+    (a decoder stuck in native code cannot be interrupted; it stops at its next item, if ever)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done, stop = object(), threading.Event()
 
@@ -379,7 +389,10 @@ def prefetch(gen, depth: int = 2):
     threading.Thread(target=worker, daemon=True).start()
     try:
         while True:
-            item = q.get()
+            try:
+                item = q.get(timeout=timeout)
+            except queue.Empty:
+                raise DecodeTimeout(timeout) from None
             if item is done:
                 return
             if isinstance(item, BaseException):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.data.datasets import DEFAULT_EXTENSIONS
-from pipeline.data.video import VideoError, open_frames, prefetch, video_kwargs
+from pipeline.data.video import DecodeTimeout, VideoError, open_frames, prefetch, video_kwargs
 from pipeline.errors import SourceError  # noqa: F401 (importable from here as before)
 from pipeline.inference.render import render_video
 from pipeline.models.cache import content_hash
@@ -256,49 +256,67 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
     bar = tqdm(total=len(todo), desc="predict", unit="video", disable=not progress, dynamic_ncols=True)
     feats, times = [], []
     t_wait = t_bb = 0.0
-    t_mark = time.perf_counter()
+
+    def finish(p: str, info, err: str | None) -> None:
+        """Predict from the frames encoded so far (or record err) and write the video's row."""
+        nonlocal feats, times, t_wait, t_bb
+        row = dict(path=p, fingerprint=fps_of[p])
+        if err is None:
+            try:
+                f, t = np.concatenate(feats), np.concatenate(times)
+                pred = predictor.predict_features(f, t, info.duration, p, info.fps,
+                                                  dict(frames_decoded=len(t), frames_encoded=len(f),
+                                                       decode_wait_s=t_wait, backbone_s=t_bb), info)
+                if pred.warning and strict:
+                    raise VideoError(p, f"{pred.warning} (--strict)")
+                row.update(pred.to_dict(timeline))
+                row.pop("timeline", None)  # the per-window matrix stays out of the row
+                if render_dir is not None:
+                    row["rendered"] = str(render_video(p, pred, Path(render_dir), predictor.cfg.video))
+                summary.frames += len(t)
+            except VideoError as e:
+                err = str(e)
+        if err is not None:
+            row["error"] = err
+            summary.failed += 1
+            summary.errors.append(err)
+        elif row.get("warning"):
+            summary.warnings.append(f"{p}: {row['warning']}")
+        writer.write(row)
+        summary.done += 1
+        feats, times = [], []
+        t_wait = t_bb = 0.0
+        bar.update(1)
+        el = time.perf_counter() - t_start
+        bar.set_postfix(fps=f"{summary.frames / el:.1f}" if el else "-", failed=summary.failed)
+
+    remaining = todo
     try:
-        for p, chunk, info, err in prefetch(_decode_stream(todo, predictor.cfg.video), depth=3):
-            t_got = time.perf_counter()
-            t_wait += t_got - t_mark  # waiting for decoded frames: ~0 when prefetch keeps up
-            if chunk is not None:
-                if not feats:  # a new video: the moving-region tracker starts afresh
-                    predictor.encoder.reset()
-                feats.append(predictor.encoder.encode(chunk[0]))
-                times.append(chunk[1])
-                t_mark = time.perf_counter()
-                t_bb += t_mark - t_got
-                continue
-            row = dict(path=p, fingerprint=fps_of[p])
-            if err is None:
-                try:
-                    f, t = np.concatenate(feats), np.concatenate(times)
-                    pred = predictor.predict_features(f, t, info.duration, p, info.fps,
-                                                      dict(frames_decoded=len(t), frames_encoded=len(f),
-                                                           decode_wait_s=t_wait, backbone_s=t_bb), info)
-                    if pred.warning and strict:
-                        raise VideoError(p, f"{pred.warning} (--strict)")
-                    row.update(pred.to_dict(timeline))
-                    row.pop("timeline", None)  # the per-window matrix stays out of the row
-                    if render_dir is not None:
-                        row["rendered"] = str(render_video(p, pred, Path(render_dir), predictor.cfg.video))
-                    summary.frames += len(t)
-                except VideoError as e:
-                    err = str(e)
-            if err is not None:
-                row["error"] = err
-                summary.failed += 1
-                summary.errors.append(err)
-            elif row.get("warning"):
-                summary.warnings.append(f"{p}: {row['warning']}")
-            writer.write(row)
-            summary.done += 1
-            feats, times = [], []
-            t_wait = t_bb = 0.0
-            bar.update(1)
-            el = time.perf_counter() - t_start
-            bar.set_postfix(fps=f"{summary.frames / el:.1f}" if el else "-", failed=summary.failed)
+        while remaining:  # one pass, or more when a stuck decoder is given up
+            written = 0
             t_mark = time.perf_counter()
+            stream = prefetch(_decode_stream(remaining, predictor.cfg.video), depth=3,
+                              timeout=predictor.cfg.video.decode_timeout)
+            try:
+                for p, chunk, info, err in stream:
+                    t_got = time.perf_counter()
+                    t_wait += t_got - t_mark  # waiting for decoded frames: ~0 when prefetch keeps up
+                    if chunk is not None:
+                        if not feats:  # a new video: the moving-region tracker starts afresh
+                            predictor.encoder.reset()
+                        feats.append(predictor.encoder.encode(chunk[0]))
+                        times.append(chunk[1])
+                        t_mark = time.perf_counter()
+                        t_bb += t_mark - t_got
+                        continue
+                    finish(p, info, err)
+                    written += 1
+                    t_mark = time.perf_counter()
+                remaining = []
+            except DecodeTimeout as e:  # the video in flight: an error row; the rest in a new pass
+                stuck = remaining[written]
+                finish(stuck, None, f"{stuck}: {e}")
+                remaining = remaining[written + 1:]
     finally:
         bar.close()
         writer.close()
