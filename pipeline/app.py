@@ -8,6 +8,8 @@ switch between checkpoints under runs/).
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import csv
 import json
 import os
@@ -40,21 +42,30 @@ def find_checkpoints(runs_dir: str | Path = "runs") -> list[Path]:
 
 
 class Models:
-    """Loaded predictors, one per checkpoint, shared by all sessions (thread-safe loading), with the
-    app's prediction-time settings (backbone.runtime=..., see models.checkpoint.INFERENCE_KEYS)."""
+    """Loaded predictors per checkpoint, shared by all sessions, with the app's prediction-time settings
+    (backbone.runtime=..., see models.checkpoint.INFERENCE_KEYS). A Predictor carries one video's
+    moving-region tracker while it predicts, so two analyses never share one: each takes a free one
+    from the checkpoint's pool (made when none is free: at most as many as run at once)."""
 
     def __init__(self, overrides=()):
         self._lock = threading.Lock()
-        self._predictors: dict[str, object] = {}
+        self._free: dict[str, list] = {}
         self.overrides = list(overrides)
 
+    @contextlib.contextmanager
     def predictor(self, ckpt: str):
         from pipeline.inference.predict import Predictor
 
         with self._lock:
-            if ckpt not in self._predictors:
-                self._predictors[ckpt] = Predictor.from_checkpoint(ckpt, overrides=self.overrides)
-            return self._predictors[ckpt]
+            pool = self._free.setdefault(ckpt, [])
+            pred = pool.pop() if pool else None
+        if pred is None:
+            pred = Predictor.from_checkpoint(ckpt, overrides=self.overrides)
+        try:
+            yield pred
+        finally:
+            with self._lock:
+                self._free[ckpt].append(pred)
 
     def streamer(self, ckpt: str):
         """A new StreamingPredictor (one per webcam session: it holds that session's LSTM state)."""
@@ -112,12 +123,13 @@ def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, 
             raise VideoError(name, "video has no frames")
         if info.duration > limits.max_duration_s:
             raise gr.Error(f"{name}: {info.duration:.0f} s is longer than the {limits.max_duration_s:.0f} s limit.")
-        pred = models.predictor(ckpt).predict(video)
+        with models.predictor(ckpt) as predictor:
+            pred = predictor.predict(video)
     except VapError as e:  # a user's file or model, never a bug: say what is wrong in the page
         if isinstance(e, VideoError):
             raise gr.Error(f"{name}: {e.problem}. Upload a video file (mp4, avi, mov, webm, ...).") from None
         raise gr.Error(f"{name}: {e}") from None
-    out = Path(tempfile.mkdtemp(dir=workdir))
+    out = scratch(workdir)
     annotated = render_video(video, pred, out)
     d = pred.to_dict(timeline=True)
     d["path"] = name
@@ -176,12 +188,29 @@ def model_card(ckpt: str) -> tuple[str, str | None]:
     return "\n".join(lines), (str(cm) if cm.is_file() else None)
 
 
+KEEP_RESULTS = 8  # result folders kept in the app's temp folder; Gradio has copied older ones long since
+
+
+def scratch(workdir: Path) -> Path:
+    """A new folder for one result under the app's temp folder; the oldest beyond KEEP_RESULTS go
+    (Gradio copies what a function returns into its own cache before the next requests come)."""
+    results = workdir / "results"
+    results.mkdir(exist_ok=True)
+    out = Path(tempfile.mkdtemp(dir=results))
+    old = sorted((d for d in results.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime)[:-KEEP_RESULTS]
+    for d in old:
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
 def served_copy(path: str | None, workdir: Path) -> str | None:
     """A copy of a file the page shows, in the app's own temp folder: the app serves nothing from the
     runs folder itself (it holds checkpoints, configs and logs), which launch() blocks."""
     if path is None:
         return None
-    out = Path(tempfile.mkdtemp(dir=workdir)) / Path(path).name
+    shown = workdir / "shown"  # example clips and model cards: small, few, kept while the app runs
+    shown.mkdir(exist_ok=True)
+    out = Path(tempfile.mkdtemp(dir=shown)) / Path(path).name
     shutil.copyfile(path, out)
     return str(out)
 
@@ -192,9 +221,11 @@ def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = N
     limits = limits or Limits()
     models = Models(overrides)
     workdir = Path(tempfile.mkdtemp(prefix="vap-app-"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     choices = sorted({str(checkpoint), *map(str, find_checkpoints(runs_dir))})
 
-    with gr.Blocks(title="vap: action recognition") as demo:
+    # uploads and the copies of results in Gradio's cache: files older than an hour go, checked every 10 min
+    with gr.Blocks(title="vap: action recognition", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# Action recognition\nPer-frame CNN features + LSTM. Upload a video or use the webcam.")
         ckpt = gr.State(str(checkpoint))
         with gr.Tab("Upload"):

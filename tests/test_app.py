@@ -39,6 +39,13 @@ def app_runs(tiny_ckpt, tmp_path_factory):
     return runs
 
 
+def app_tmp(runs: Path) -> Path:
+    """The app process's temp folder (TMPDIR): its vap-app-* folder lies there."""
+    d = runs.parent / "app-tmp"
+    d.mkdir(exist_ok=True)
+    return d
+
+
 @pytest.fixture(scope="module")
 def app_url(tiny_ckpt, app_runs):
     port = free_port()
@@ -48,7 +55,7 @@ def app_url(tiny_ckpt, app_runs):
                              "--runs", str(runs), "--max-duration", "60", "backbone.runtime=onnxruntime"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False",
-                                     VAP_CACHE=str(runs.parent / "app-cache")))
+                                     VAP_CACHE=str(runs.parent / "app-cache"), TMPDIR=str(app_tmp(runs))))
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -121,6 +128,20 @@ def test_api_a_truncated_upload_shows_the_warning(app_url, tmp_path):
     assert "**Warning:** only" in summary and "of 32 expected frames decoded" in summary, summary
 
 
+def test_api_results_do_not_pile_up_in_the_temp_folder(app_url, app_runs):
+    """Twelve analyses leave at most KEEP_RESULTS result folders behind in the app's temp folder."""
+    from gradio_client import Client, handle_file
+
+    from pipeline.app import KEEP_RESULTS
+
+    clip = long_video(app_runs.parent / "short.mp4", ["jump"], seconds=1.0)
+    c = Client(app_url, verbose=False)
+    for _ in range(12):
+        c.predict(handle_file(str(clip)), api_name="/analyse")
+    (work,) = app_tmp(app_runs).glob("vap-app-*")
+    assert len(list((work / "results").iterdir())) == KEEP_RESULTS
+
+
 def test_api_model_tab(app_url, tiny_ckpt):
     from gradio_client import Client
 
@@ -146,6 +167,31 @@ def test_api_bad_upload_is_a_message_and_the_app_keeps_serving(app_url, tmp_path
         c.predict(handle_file(str(empty)), api_name="/analyse")
     label = c.predict(handle_file(str(clip)), api_name="/analyse")[0]  # still serving
     assert label["label"] == expected.topk[0][0]
+
+
+def test_concurrent_analyses_never_share_a_predictor(tiny_ckpt, synth_test):
+    """Each analysis carries its video's moving-region tracker in the predictor it uses: four at once
+    must give exactly what each gives alone (the app runs several analyses at once on bigger machines)."""
+    import numpy as np
+
+    from pipeline.app import Models
+
+    models = Models()
+    videos = sorted(synth_test.glob("*/*_000.mp4"))
+    with models.predictor(str(tiny_ckpt)) as p:
+        alone = {v: p.predict(v).step_probs for v in videos}
+    got, barrier = {}, threading.Barrier(len(videos))
+
+    def one(v):
+        barrier.wait()
+        with models.predictor(str(tiny_ckpt)) as p:
+            got[v] = p.predict(v).step_probs
+
+    threads = [threading.Thread(target=one, args=(v,)) for v in videos]
+    [t.start() for t in threads]
+    [t.join(120) for t in threads]
+    assert all(np.array_equal(got[v], alone[v]) for v in videos)
+    assert len(models._free[str(tiny_ckpt)]) == len(videos)  # the pool: as many as ran at once
 
 
 def test_api_eight_concurrent_uploads_all_complete(app_url, clip):

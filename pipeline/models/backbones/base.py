@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import threading
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from pipeline.errors import BackboneError
 
 _REGISTRY: dict[str, Callable[..., "Backbone"]] = {}
+_BUILD_LOCK = threading.Lock()  # create_backbone's seeded construction, one at a time
 _PATTERNS: list[tuple[Callable[[str], bool], Callable[..., "Backbone"]]] = []
 
 
@@ -56,8 +58,9 @@ def create_backbone(name: str, weights: str = "default", input_size: int = 224,
         raise BackboneError(f"unknown backbone '{name}'; available: {', '.join(list_backbones())} "
                             f"(and any Ultralytics yolo*-cls / detect / pose name)")
     # Random-init weights come from a fixed seed, so the same spec always gives the same model
-    # (and fingerprint): a checkpoint can rebuild it, and the feature cache stays valid.
-    with torch.random.fork_rng(devices=[]):
+    # (and fingerprint): a checkpoint can rebuild it, and the feature cache stays valid. The seed is
+    # PyTorch's global one: two threads building at once (the app's analyses) would interleave draws.
+    with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         bb = fn(name=name, weights=weights, input_size=input_size)
     if grid > 1:
