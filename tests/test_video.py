@@ -11,7 +11,7 @@ from pipeline.data.video import (
     sample_indices,
 )
 
-from conftest import DECODERS, WEIZMANN, counter_frames, write_video
+from conftest import DECODERS, WEIZMANN, counter_frames, long_video, write_video
 
 
 def test_sample_indices_fps_count_all():
@@ -107,3 +107,23 @@ def test_real_weizmann_clip_probe_and_sampling():
     assert (info.width, info.height, info.fps) == (180, 144, 25.0) and info.num_frames == 84
     f, t = load_frames(p, fps=10)
     assert len(f) == len(sample_indices(84, 25.0, "fps", 10.0)) and f.shape[1:] == (144, 180, 3)
+
+
+def test_a_header_that_claims_billions_of_frames_costs_no_memory(tmp_path):
+    """bench/fuzz.py found an mp4 whose sample table claimed 1.46e9 frames: the sampled indices alone
+    took 16 GB. Counts are capped by the file's size (plausible_frames); reading stops at the real end."""
+    import struct
+
+    from pipeline.data.video import chunk_len, open_frames
+
+    src = long_video(tmp_path / "src.mp4", ["wave"], seconds=1.0)
+    b = bytearray(src.read_bytes())
+    i = b.find(b"stts")  # time-to-sample box: entry count, then (sample_count, sample_delta) pairs
+    b[i + 12:i + 16] = struct.pack(">I", 1_459_617_830)
+    bad = tmp_path / "claims.mp4"
+    bad.write_bytes(bytes(b))
+    info, chunks = open_frames(str(bad), decoder="opencv", fps=8)
+    decoded = sum(len(c[0]) for c in chunks)
+    assert info.num_frames <= bad.stat().st_size // 4 and info.frames_expected < 20_000
+    assert decoded == 8  # the second of real video, at 8 fps
+    assert chunk_len(0, 0, 32) >= 1  # a header with no picture size: no ZeroDivisionError
