@@ -105,6 +105,7 @@ def test_refit_retrains_best_pt_on_train_plus_val(tmp_path, synth_data):
     assert any(not torch.equal(sel[k], last["head_state"][k]) for k in sel)
 
 
+@pytest.mark.slow  # 12-15 s: keeps the quick tier under 3 minutes
 def test_refit_with_flip_augmentation_mirrors_the_validation_clips_too(tmp_path, synth_data, monkeypatch):
     """refit trains on train + val: the validation videos need their mirrored features as well."""
     counts = {}
@@ -118,6 +119,7 @@ def test_refit_with_flip_augmentation_mirrors_the_validation_clips_too(tmp_path,
     assert n0 == 2 * tr + va and n1 == 2 * (tr + va)  # one entry per video and direction (one stream)
 
 
+@pytest.mark.slow  # 12-15 s: keeps the quick tier under 3 minutes
 def test_flip_augmentation_caches_mirrored_features(tmp_path, synth_data):
     from pipeline.data.datasets import load_dataset
     from pipeline.models.backbones import create_backbone
@@ -157,6 +159,7 @@ def test_multi_clip_testing_averages_evenly_spaced_crops():
     assert torch.allclose(got[1], torch.softmax(head(x[1:, :3]).clip, -1)[0], atol=1e-6)  # short: whole clip
 
 
+@pytest.mark.slow  # 12-15 s: keeps the quick tier under 3 minutes
 def test_finetune_last_blocks_on_cached_trunk_maps(tmp_path, synth_data, synth_test):
     """train.finetune_blocks=1: only the last stage changes, the trunk maps come from the cache (a
     second run decodes nothing), and prediction and vap eval use the fine-tuned backbone."""
