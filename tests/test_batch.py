@@ -96,7 +96,8 @@ def test_paths_that_are_not_readable_files_are_error_rows_and_the_run_goes_on(tm
     assert code == 1 and s["videos"] == 5 and s["done"] == 5 and s["failed"] == 3, err
     rows = read_rows(out)
     assert sum("label" in r for r in rows.values()) == 2
-    assert rows[str(d / "gone.mp4")]["error"] == f"{d / 'gone.mp4'}: broken symbolic link (to {tmp_path / 'deleted.mp4'})"
+    gone = d / "gone.mp4"
+    assert rows[str(gone)]["error"] == f"{gone}: broken symbolic link (to {tmp_path / 'deleted.mp4'})"
     assert rows[str(d / "folder.mp4")]["error"] == f"{d / 'folder.mp4'}: a folder, not a video file"
     assert rows[str(missing)]["error"] == f"{missing}: no such file"
 

@@ -315,7 +315,8 @@ def decode_warning(info: VideoInfo, decoded: int) -> str:
     sampled frames decoded (a truncated or damaged file), or what the decoders reported."""
     problems = []
     if info.frames_expected and decoded < 0.9 * info.frames_expected:
-        problems.append(f"only {decoded} of {info.frames_expected} expected frames decoded (truncated or damaged file?)")
+        problems.append(f"only {decoded} of {info.frames_expected} expected frames decoded "
+                        "(truncated or damaged file?)")
     problems += info.decode_errors
     return "; ".join(problems)
 
