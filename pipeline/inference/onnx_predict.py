@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import VideoConfig, ViewsConfig  # plain dataclasses, no torch
-from pipeline.data.views import FrameEncoder
+from pipeline.data.views import FrameEncoder, stream_size
 from pipeline.inference.results import Outputs, StreamPredictorBase, VideoPredictorBase
 
 
@@ -57,7 +57,7 @@ class OnnxModel:
         self.batch_size = 32
         self.views = ViewsConfig(**{"streams": ["frame"], "diff_direction": False, "motion_size": 0,
                                     **self.meta.get("views", {})})  # older model.json: as saved_config
-        self.motion_size = self.views.motion_size or self.size
+        self.motion_size = stream_size("diff", self.views, self.size)  # as FrameEncoder will ask for it
         self.frames = FrameEncoder(self, self.views)  # the views through this ONNX backbone, as PyTorch's
 
     def at_size(self, size: int) -> "OnnxModel":
