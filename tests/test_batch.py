@@ -98,8 +98,8 @@ def test_paths_that_are_not_readable_files_are_error_rows_and_the_run_goes_on(tm
     assert sum("label" in r for r in rows.values()) == 2
     gone = d / "gone.mp4"
     assert rows[str(gone)]["error"] == f"{gone}: broken symbolic link (to {tmp_path / 'deleted.mp4'})"
-    assert rows[str(d / "folder.mp4")]["error"] == f"{d / 'folder.mp4'}: a folder, not a video file"
-    assert rows[str(missing)]["error"] == f"{missing}: no such file"
+    assert rows[str(d / "folder.mp4")]["error"] == f"{d / 'folder.mp4'}: is a folder, not a video file"
+    assert rows[str(missing)]["error"] == f"{missing}: file not found"
 
 
 def test_a_fixed_file_is_predicted_again_and_its_new_row_supersedes_the_error(tmp_path, synth_test, tiny_ckpt):

@@ -88,10 +88,17 @@ def chunk_len(width: int, height: int, chunk_mb: int) -> int:
 # ----------------------------------------------------------------------------- backends
 
 def _check_file(path: str) -> None:
+    """A VideoError saying what `path` is when it is no readable, non-empty file."""
+    if os.path.islink(path) and not os.path.exists(path):
+        raise VideoError(path, f"broken symbolic link (to {os.readlink(path)})")
     if not os.path.exists(path):
         raise VideoError(path, "file not found")
     if os.path.isdir(path):
         raise VideoError(path, "is a folder, not a video file")
+    if not os.path.isfile(path):
+        raise VideoError(path, "not a regular file")
+    if not os.access(path, os.R_OK):
+        raise VideoError(path, "cannot read file (permission denied)")
     if os.path.getsize(path) == 0:
         raise VideoError(path, "empty file (0 bytes)")
 

@@ -4,9 +4,9 @@ Rows are appended and fsynced as each video finishes, so a kill -9 loses at most
 flight; a torn last line (killed mid-write) is cut off on the next run. A rerun with the same
 --out skips videos already done, matched by path and content hash, and tries again those whose row
 is an error (retry=False keeps them); a file's newest row supersedes its older ones (read_rows). A
-bad video - and any source that looks like one by its extension but is no readable file: a broken
-symbolic link, a folder named x.mp4, a path that does not exist - becomes a row with an `error`
-field and the run goes on. Decoding of the next video overlaps with the backbone on the current
+bad video - and any source that looks like one by its extension but is no readable file (a broken
+symbolic link, a folder named x.mp4, a path that does not exist; the decoders' file check says
+which) - becomes a row with an `error` field and the run goes on. Decoding of the next video overlaps with the backbone on the current
 one: one prefetch thread decodes chunks ahead across video boundaries.
 """
 from __future__ import annotations
@@ -34,8 +34,8 @@ def _absolute(p: Path) -> str:
 
 def expand_sources(sources: list[str], extensions=DEFAULT_EXTENSIONS) -> list[str]:
     """Files, folders (recursive, by video extension), globs, or text files with one path a line.
-    In a folder, whatever has a video extension is kept, readable or not (unreadable() says why it is
-    not: the row will); a named path that does not exist is kept too, so the files beside it still run."""
+    In a folder, whatever has a video extension is kept, readable or not (the row will say why it is
+    not); a named path that does not exist is kept too, so the files beside it still run."""
     exts = {e.lower() for e in extensions}
     out: list[str] = []
     for src in sources:
@@ -184,31 +184,11 @@ class BatchSummary:
         return d
 
 
-def unreadable(path: str) -> str | None:
-    """Why `path` is no readable file (one line naming it), or None when it is one."""
-    p = Path(path)
-    if p.is_symlink() and not p.exists():
-        return f"{path}: broken symbolic link (to {os.readlink(p)})"
-    if not p.exists():
-        return f"{path}: no such file"
-    if p.is_dir():
-        return f"{path}: a folder, not a video file"
-    if not p.is_file():
-        return f"{path}: not a regular file"
-    if not os.access(p, os.R_OK):
-        return f"{path}: cannot read file (permission denied)"
-    return None
-
-
 def _decode_stream(paths: list[str], vcfg):
     """Yield (path, chunk, info, error) for all videos in order; chunk None = video done (with its
     VideoInfo, or the error that stopped it)."""
     for p in paths:
-        why = unreadable(p)
-        if why:
-            yield p, None, None, why
-            continue
-        try:
+        try:  # a path that is no readable file is a VideoError saying what it is (video._check_file)
             info, chunks = open_frames(p, **video_kwargs(vcfg))
             for frames, ts in chunks:
                 yield p, (frames, ts), None, None
