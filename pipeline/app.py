@@ -189,6 +189,7 @@ def model_card(ckpt: str) -> tuple[str, str | None]:
 
 
 KEEP_RESULTS = 8  # result folders kept in the app's temp folder; Gradio has copied older ones long since
+CACHE_AGE = 3600.0  # seconds an upload or result is kept (app.py --cache-age)
 
 
 def scratch(workdir: Path) -> Path:
@@ -203,6 +204,35 @@ def scratch(workdir: Path) -> Path:
     return out
 
 
+def sweep_results(workdir: Path, age: float) -> int:
+    """Remove result folders older than `age` seconds (Gradio has long copied them into its cache, whose
+    own copies and the uploads delete_cache removes at the same age); the number removed."""
+    results = workdir / "results"
+    if not results.is_dir():
+        return 0
+    now, n = time.time(), 0
+    for d in results.iterdir():
+        try:
+            if d.is_dir() and now - d.stat().st_mtime > age:
+                shutil.rmtree(d, ignore_errors=True)
+                n += 1
+        except FileNotFoundError:  # removed meanwhile by scratch() of another request
+            pass
+    return n
+
+
+def start_sweeper(workdir: Path, age: float) -> threading.Thread:
+    """A daemon thread that runs sweep_results every min(age, 600) s while the app runs, so that an idle
+    app's temp folder goes back to its size at start."""
+    def loop():
+        while True:
+            time.sleep(min(age, 600.0))
+            sweep_results(workdir, age)
+    t = threading.Thread(target=loop, name="vap-sweep-results", daemon=True)
+    t.start()
+    return t
+
+
 def served_copy(path: str | None, workdir: Path) -> str | None:
     """A copy of a file the page shows, in the app's own temp folder: the app serves nothing from the
     runs folder itself (it holds checkpoints, configs and logs), which launch() blocks."""
@@ -215,17 +245,21 @@ def served_copy(path: str | None, workdir: Path) -> str | None:
     return str(out)
 
 
-def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = None, examples=(), overrides=()):
+def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = None, examples=(), overrides=(),
+              cache_age: float = CACHE_AGE):
     import gradio as gr
 
     limits = limits or Limits()
     models = Models(overrides)
     workdir = Path(tempfile.mkdtemp(prefix="vap-app-"))
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    start_sweeper(workdir, cache_age)
     choices = sorted({str(checkpoint), *map(str, find_checkpoints(runs_dir))})
 
-    # uploads and the copies of results in Gradio's cache: files older than an hour go, checked every 10 min
-    with gr.Blocks(title="vap: action recognition", delete_cache=(600, 3600)) as demo:
+    # uploads and the copies of results in Gradio's cache: files older than cache_age go (an hour by
+    # default), checked every min(cache_age, 10 min); the app's own result folders follow (start_sweeper)
+    with gr.Blocks(title="vap: action recognition",
+                   delete_cache=(max(1, int(min(cache_age, 600))), max(1, int(cache_age)))) as demo:
         gr.Markdown("# Action recognition\nPer-frame CNN features + LSTM. Upload a video or use the webcam.")
         ckpt = gr.State(str(checkpoint))
         with gr.Tab("Upload"):
@@ -312,6 +346,8 @@ def main(argv=None) -> None:
     ap.add_argument("--max-duration", type=float, default=600.0, help="seconds")
     ap.add_argument("--concurrency", type=int, default=0, help="analyses at once (default: from the CPU count)")
     ap.add_argument("--queue-size", type=int, default=32, help="requests waiting at most; more are refused")
+    ap.add_argument("--cache-age", type=float, default=CACHE_AGE,
+                    help="seconds uploads and results stay in the temp folder (checked every min(age, 600) s)")
     ap.add_argument("overrides", nargs="*", metavar="key=value",
                     help="prediction-time settings, e.g. backbone.runtime=onnxruntime video.decoder=opencv")
     args = ap.parse_args(argv)
@@ -323,7 +359,10 @@ def main(argv=None) -> None:
         ap.error(str(e))
     ckpt = ensure_checkpoint(args.checkpoint, args.runs)
     examples = example_videos(args.runs)
-    demo = build_app(ckpt, args.runs, Limits(args.max_upload_mb, args.max_duration), examples, args.overrides)
+    if args.cache_age <= 0:
+        ap.error("--cache-age must be > 0")
+    demo = build_app(ckpt, args.runs, Limits(args.max_upload_mb, args.max_duration), examples, args.overrides,
+                     args.cache_age)
     import torch
 
     # the backbone already uses every core; more than a couple of analyses at once only adds memory

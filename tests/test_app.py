@@ -142,6 +142,20 @@ def test_api_results_do_not_pile_up_in_the_temp_folder(app_url, app_runs):
     assert len(list((work / "results").iterdir())) == KEEP_RESULTS
 
 
+def test_results_older_than_the_cache_age_are_swept(tmp_path):
+    """An idle app's temp folder goes back to its size at start: result folders older than --cache-age go."""
+    from pipeline.app import scratch, sweep_results
+
+    old, new = scratch(tmp_path), scratch(tmp_path)
+    (old / "annotated.mp4").write_bytes(b"x" * 1000)
+    (new / "annotated.mp4").write_bytes(b"x" * 1000)
+    past = time.time() - 120
+    os.utime(old, (past, past))
+    assert sweep_results(tmp_path, age=60) == 1
+    assert not old.exists() and (new / "annotated.mp4").is_file()
+    assert sweep_results(tmp_path / "nothing-here", age=60) == 0
+
+
 def test_api_model_tab(app_url, tiny_ckpt):
     from gradio_client import Client
 
