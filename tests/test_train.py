@@ -142,6 +142,24 @@ def test_flip_augmentation_caches_mirrored_features(tmp_path, synth_data):
     assert m["epochs_run"] == 2
 
 
+def test_flip_auto_is_off_for_classes_that_name_a_direction(tiny_ckpt):
+    """train.flip_aug=auto (the default) mirrors clips only where no class name says a direction: a
+    mirror turns walk_left into walk_right. The run records the decision, in config.yaml and best.pt."""
+    import yaml
+
+    from pipeline.training.classify import directional
+
+    assert directional(["wave", "walk_right", "Swiping Left", "turn_clockwise"]) == [
+        "walk_right", "Swiping Left", "turn_clockwise"]
+    assert directional(["handshake", "hug", "kick", "point", "punch", "push"]) == []
+    assert directional(["bend", "jack", "jump", "pjump", "run", "side", "skip", "walk", "wave1", "wave2"]) == []
+    assert load_config(None, []).train.flip_aug == "auto"
+    run = Path(tiny_ckpt).parent  # trained with the default on wave, squat, jump, walk_right
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["flip_aug"] == "false"
+    assert load_checkpoint(tiny_ckpt)["config"]["train"]["flip_aug"] == "false"
+    assert load_config(None, ["train.flip_aug=true"]).train.flip_aug == "true"  # YAML's true is the choice
+
+
 def test_multi_clip_testing_averages_evenly_spaced_crops():
     import torch
 

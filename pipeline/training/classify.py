@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import re
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline.config import Config
+from pipeline.config import Config, save_config
 from pipeline.data import datasets as data_mod
 from pipeline.data.views import mirror
 from pipeline.errors import TrainError
@@ -122,7 +123,7 @@ def train_one_epoch(head, backbone, clips, optimizer, cfg: Config, rng, weight, 
         batch = [clips[i] for i in order[start:start + bs]]
         idxs = [temporal_indices(len(c), cfg.train.max_len, cfg.train.speed_min, cfg.train.speed_max, rng)
                 for c in batch]
-        flips = [bool(cfg.train.flip_aug and rng.random() < 0.5) for _ in batch]
+        flips = [bool(cfg.train.flip_aug == "true" and rng.random() < 0.5) for _ in batch]
         x, lengths = clip_inputs(batch, idxs, backbone, device, flips)
         targets = torch.tensor([c.target for c in batch], device=device)
         out = head(x, lengths)
@@ -197,12 +198,26 @@ def balance(cfg: Config, clips: list[Clip], num_classes: int, device) -> tuple[t
     return None, None
 
 
+# class names that a mirror image would swap: walk_left <-> walk_right, a clockwise turn <-> anticlockwise
+DIRECTION_WORDS = re.compile(r"left|right|clockwise", re.IGNORECASE)
+
+
+def directional(classes: list[str]) -> list[str]:
+    """The class names that say a horizontal direction (train.flip_aug=auto turns flipping off for them)."""
+    return [c for c in classes if DIRECTION_WORDS.search(c)]
+
+
 def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     t0 = time.time()
     rng, device = start_run(cfg, out)
     train_ds, val_ds = prepare_data(cfg, out)
     classes = train_ds.classes
     log.info("classes (%d): %s; train %d clips, val %d clips", len(classes), classes, len(train_ds), len(val_ds))
+    if cfg.train.flip_aug == "auto":  # decided here, once the classes are known; the run's config records it
+        cfg.train.flip_aug = "false" if directional(classes) else "true"
+        log.info("train.flip_aug=auto -> %s%s", cfg.train.flip_aug,
+                 f" (class names with a direction: {directional(classes)})" if directional(classes) else "")
+        save_config(cfg, out / "config.yaml")
 
     finetune, blocks = cfg.train.finetune_backbone, cfg.train.finetune_blocks
     trains_backbone = finetune or blocks > 0
@@ -223,10 +238,10 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
             encoder = TrunkEncoder(backbone.to(device), blocks)
             trainable = BackboneTail(backbone, blocks, len(cfg.views.streams))
         train_clips, f1 = load_feature_clips(train_ds, classes, encoder, cfg, cache, progress,
-                                             flip=cfg.train.flip_aug)
+                                             flip=cfg.train.flip_aug == "true")
         # refit trains on the validation clips too, with the same augmentation
         val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress,
-                                           flip=cfg.train.flip_aug and cfg.train.refit)
+                                           flip=cfg.train.flip_aug == "true" and cfg.train.refit)
     if trainable is not None and state is not None and state.get("backbone_state"):
         backbone.load_state_dict(state["backbone_state"])
     failures = {**f1, **f2}

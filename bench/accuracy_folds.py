@@ -1,0 +1,171 @@
+"""Group-disjoint accuracy of the DEFAULT config, through the real `vap train` / `vap eval` commands.
+
+A user's folder of clips as it comes: for each fold the bench writes train.csv and test.csv (the
+test groups' clips held out: actors for Weizmann, sequences for UT-Interaction), then runs
+
+    vap train --data train.csv --out FOLD/RUN [key=value ...]      # nothing else: no --config, no group_by
+    vap eval --checkpoint FOLD/RUN/best.pt --data test.csv
+
+in this process (pipeline.cli.main, the console script's code), and reads eval.json. Features are
+extracted once into one cache and reused by every fold, head and seed.
+
+    python bench/accuracy_folds.py --dataset ut1 [--seeds 0,1,2] [--heads lstm,meanpool] [--reference]
+    python bench/accuracy_folds.py --dataset weizmann --seeds 0,1,2 --reference
+    python bench/accuracy_folds.py --dataset ut1 --candidates "name: k=v k=v; name2: k=v"   # compare recipes
+
+Datasets (../shared/data): weizmann - 3 folds of 3 actors (6 training actors each); ut1 - UT-Interaction
+set 1, 5 folds of 2 sequences (8 training sequences each). --reference adds the whole-frame recipe
+(`views.streams=[frame]`, the default head). Prints JSON: per candidate and head, top-1 mean over
+seeds, per seed (all test clips of the folds together), per fold.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.capabilities import describe  # noqa: E402
+from pipeline.cli import main as vap  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+# name -> (folder, regex whose first group is the clip's group, folds of groups)
+DATASETS = {
+    "weizmann": (SHARED / "weizmann", r"^([a-z]+)_",
+                 [["daria", "ido", "lyova"], ["denis", "ira", "moshe"], ["eli", "lena", "shahar"]]),
+    "ut1": (SHARED / "ut_interaction_set1", r"^\d+_(\d+)_",
+            [["1", "2"], ["3", "4"], ["5", "6"], ["7", "8"], ["9", "10"]]),
+}
+
+
+def clips(root: Path, group_re: str) -> list[tuple[Path, str, str]]:
+    """(path, label, group) of every clip of a class-folder dataset."""
+    out = []
+    for p in sorted(root.glob("*/*")):
+        m = re.match(group_re, p.name)
+        if p.is_file() and m:
+            out.append((p, p.parent.name, m.group(1)))
+    return out
+
+
+def write_fold(items, test_groups: list[str], out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, keep in (("train", False), ("test", True)):
+        rows = [f"{p},{label}" for p, label, g in items if (g in test_groups) == keep]
+        (out / f"{name}.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    return out / "train.csv", out / "test.csv"
+
+
+def run_fold(train_csv: Path, test_csv: Path, run_dir: Path, overrides: list[str], cache: Path) -> dict:
+    """vap train + vap eval of one fold; resumes from the fold's eval.json when it exists."""
+    done = run_dir / "fold.json"
+    if done.is_file() and json.loads(done.read_text())["overrides"] == overrides:
+        return json.loads(done.read_text())["result"]
+    t0 = time.time()
+    with contextlib.redirect_stdout(sys.stderr):  # the commands' own output; stdout is the bench's JSON
+        _train_and_eval(train_csv, test_csv, run_dir, overrides, cache)
+    rep = json.loads((run_dir / "eval" / "eval.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    res = dict(top1=rep["top1"], clips=rep["num_clips"], val_top1=metrics.get("val_top1"),
+               seconds=round(time.time() - t0, 1))
+    done.write_text(json.dumps(dict(overrides=overrides, result=res)))
+    return res
+
+
+def _train_and_eval(train_csv: Path, test_csv: Path, run_dir: Path, overrides: list[str], cache: Path) -> None:
+    rc = vap(["train", "--data", str(train_csv), "--out", str(run_dir), "--cache", str(cache), "--quiet",
+              *overrides])
+    if rc != 0:
+        raise SystemExit(f"vap train failed in {run_dir} (exit {rc})")
+    rc = vap(["eval", "--checkpoint", str(run_dir / "best.pt"), "--data", str(test_csv),
+              "--out", str(run_dir / "eval"), "--quiet"])
+    if rc != 0:
+        raise SystemExit(f"vap eval failed in {run_dir} (exit {rc})")
+
+
+def evaluate(dataset: str, overrides: list[str], heads: list[str], seeds: list[int], work: Path,
+             cache: Path) -> dict:
+    root, group_re, folds = DATASETS[dataset]
+    items = clips(root, group_re)
+    out = {}
+    for head in heads:
+        per_seed = []
+        for seed in seeds:
+            folds_res = []
+            for k, test_groups in enumerate(folds):
+                train_csv, test_csv = write_fold(items, test_groups, work / f"fold{k}")
+                ov = [*overrides, f"head.type={head}", f"train.seed={seed}"]
+                res = run_fold(train_csv, test_csv, work / f"fold{k}" / f"{head}-s{seed}", ov, cache)
+                folds_res.append(res)
+                print(f"{dataset} {' '.join(overrides) or 'default'} {head} seed {seed} fold {k}: "
+                      f"top1 {res['top1']:.3f}", file=sys.stderr)
+            # clip-weighted: the folds differ in size by a clip or two
+            correct = sum(f["top1"] * f["clips"] for f in folds_res)
+            per_seed.append(dict(seed=seed, top1=round(correct / sum(f["clips"] for f in folds_res), 4),
+                                 folds=[f["top1"] for f in folds_res],
+                                 val_top1=[f["val_top1"] for f in folds_res],
+                                 seconds=round(sum(f["seconds"] for f in folds_res), 1)))
+        top1 = [s["top1"] for s in per_seed]
+        out[head] = dict(top1_mean=round(float(np.mean(top1)), 4), top1_std_over_seeds=round(float(np.std(top1)), 4),
+                         per_seed=top1, seeds=per_seed)
+    return out
+
+
+def parse_candidates(text: str) -> dict[str, list[str]]:
+    """'name: k=v k=v; name2: ...' -> {name: [k=v, ...]}; a name alone is the default config."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, rest = part.partition(":")
+        out[name.strip()] = rest.split()
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="ut1", choices=list(DATASETS))
+    ap.add_argument("--heads", default="lstm,meanpool")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--reference", action="store_true", help="also the whole-frame recipe (views.streams=[frame])")
+    ap.add_argument("--candidates", default="", help="';'-separated 'NAME: key=value ...' recipes to compare "
+                                                     "(NAME alone: the defaults)")
+    ap.add_argument("--work", help="folder for the fold runs, kept and resumed (default: temporary)")
+    ap.add_argument("--cache", help="feature cache folder (default: WORK/cache)")
+    ap.add_argument("overrides", nargs="*", help="key=value on every run (default: none - the default config)")
+    args = ap.parse_args(argv)
+    root = DATASETS[args.dataset][0]
+    if not root.is_dir():
+        print(json.dumps(dict(skipped=f"{root} not found")))
+        return {}
+    cands = parse_candidates(args.candidates) if args.candidates else {"default": []}
+    if args.reference:
+        cands["whole frame"] = ["views.streams=[frame]"]
+    heads, seeds = args.heads.split(","), [int(s) for s in args.seeds.split(",")]
+    t0 = time.time()
+    with contextlib.ExitStack() as stack:
+        work = Path(args.work) if args.work else Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        cache = Path(args.cache) if args.cache else work / "cache"
+        results = {}
+        for name, ov in cands.items():
+            res = evaluate(args.dataset, [*args.overrides, *ov], heads, seeds, work / re.sub(r"\W+", "_", name),
+                           cache)
+            results[name] = dict(overrides=[*args.overrides, *ov], heads=res)
+    out = dict(machine=describe(), benchmark="accuracy_folds", dataset=args.dataset,
+               folds=DATASETS[args.dataset][2], seeds=seeds, results=results, seconds=round(time.time() - t0, 1))
+    print(json.dumps(out, indent=2))
+    for name, r in results.items():
+        print(f"{name}: " + ", ".join(f"{h} {v['top1_mean']:.3f} {v['per_seed']}" for h, v in r["heads"].items()),
+              file=sys.stderr)
+    return out
+
+
+if __name__ == "__main__":
+    main()
