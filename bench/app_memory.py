@@ -17,6 +17,7 @@ Without --checkpoint it trains `vap demo --quick` into the work folder first (ab
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -107,7 +108,9 @@ def main(argv=None) -> dict:
         if not ckpt.is_file():
             from pipeline.cli import main as vap
 
-            if vap(["demo", "--quick", "--out", str(work / "demo")]) != 0:
+            with contextlib.redirect_stdout(sys.stderr):  # the demo's summary; stdout is this bench's JSON
+                rc = vap(["demo", "--quick", "--out", str(work / "demo")])
+            if rc != 0:
                 raise SystemExit("vap demo --quick failed")
         n = args.rounds * args.concurrent
         per_class = -(-n // 6)

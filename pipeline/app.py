@@ -75,14 +75,14 @@ class Models:
 
 
 def timeline_figure(pred, top: int = 4):
-    """Probability of the likeliest classes over time, with the segments shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Probability of the likeliest classes over time, with the segments shaded. A plain Figure, not
+    pyplot's: pyplot keeps every figure it made until closed, which grew the server by ~6 MB per
+    analysis (bench/app_memory.py); this one goes when Gradio has drawn it."""
     import numpy as np
+    from matplotlib.figure import Figure
 
-    fig, ax = plt.subplots(figsize=(8, 3))
+    fig = Figure(figsize=(8, 3))
+    ax = fig.subplots()
     times, probs = pred.window_times + min(2.0, pred.duration) / 2, pred.window_probs  # window centres
     if len(probs) < 3 and len(pred.step_probs) > len(probs):
         times, probs = pred.step_times, pred.step_probs  # shorter than a few windows: the per-step outputs

@@ -309,3 +309,8 @@ def test_timeline_of_a_clip_shorter_than_a_window_shows_the_steps(tmp_path, tiny
     lines = timeline_figure(pred).axes[0].lines
     assert len(pred.step_times) >= 12  # 1.5 s sampled at the model's 8 fps
     assert lines and all(len(ln.get_xdata()) == len(pred.step_times) for ln in lines)
+    import matplotlib.pyplot as plt
+
+    before = len(plt.get_fignums())
+    timeline_figure(pred)
+    assert len(plt.get_fignums()) == before  # pyplot keeps no figure per analysis (it grew the server)
