@@ -225,7 +225,7 @@ def bench_training(quick: bool = False) -> dict:
     cfg = Config()
     epochs = 5 if quick else 30
     rng = np.random.default_rng(0)
-    n, T, D, C = 1000, 64, 1280, 10
+    n, T, D, C = (300 if quick else 1000), 64, 1280, 10  # quick: the test tier runs it
     targets = rng.integers(0, C, n)
     protos = rng.normal(0, 1, (C, D)).astype(np.float32)
     clips = [Clip(f"s{i}", int(t), feats=torch.from_numpy(protos[t] + rng.normal(0, 2, (T, D)).astype(np.float32)))

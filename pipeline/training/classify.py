@@ -239,9 +239,10 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
             trainable = BackboneTail(backbone, blocks, len(cfg.views.streams))
         train_clips, f1 = load_feature_clips(train_ds, classes, encoder, cfg, cache, progress,
                                              flip=cfg.train.flip_aug == "true")
-        # refit trains on the validation clips too, with the same augmentation
+        # refit trains on the validation clips too, with the same augmentation (not when fine-tuning,
+        # which does not refit)
         val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress,
-                                           flip=cfg.train.flip_aug == "true" and cfg.train.refit)
+                                           flip=cfg.train.flip_aug == "true" and cfg.train.refit and trainable is None)
     if trainable is not None and state is not None and state.get("backbone_state"):
         backbone.load_state_dict(state["backbone_state"])
     failures = {**f1, **f2}
