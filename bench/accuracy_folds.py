@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.capabilities import describe  # noqa: E402
 from pipeline.cli import main as vap  # noqa: E402
+from pipeline.data.datasets import load_dataset  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 # name -> (folder, regex whose first group is the clip's group, folds of groups)
@@ -47,13 +48,13 @@ DATASETS = {
 }
 
 
-def clips(root: Path, group_re: str) -> list[tuple[Path, str, str]]:
-    """(path, label, group) of every clip of a class-folder dataset."""
+def clips(root: Path, group_re: str) -> list[tuple[str, str, str]]:
+    """(path, label, group) of every clip, read as vap train reads the class folders."""
     out = []
-    for p in sorted(root.glob("*/*")):
-        m = re.match(group_re, p.name)
-        if p.is_file() and m:
-            out.append((p, p.parent.name, m.group(1)))
+    for smp in load_dataset(root).samples:
+        m = re.match(group_re, Path(smp.path).name)
+        if m:
+            out.append((smp.path, smp.label, m.group(1)))
     return out
 
 
@@ -66,7 +67,7 @@ def write_fold(items, test_groups: list[str], out: Path) -> tuple[Path, Path]:
 
 
 def run_fold(train_csv: Path, test_csv: Path, run_dir: Path, overrides: list[str], cache: Path) -> dict:
-    """vap train + vap eval of one fold; resumes from the fold's eval.json when it exists."""
+    """vap train + vap eval of one fold; a rerun with the same --work and overrides reads fold.json instead."""
     done = run_dir / "fold.json"
     if done.is_file() and json.loads(done.read_text())["overrides"] == overrides:
         return json.loads(done.read_text())["result"]

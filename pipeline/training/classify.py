@@ -214,9 +214,10 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     classes = train_ds.classes
     log.info("classes (%d): %s; train %d clips, val %d clips", len(classes), classes, len(train_ds), len(val_ds))
     if cfg.train.flip_aug == "auto":  # decided here, once the classes are known; the run's config records it
-        cfg.train.flip_aug = "false" if directional(classes) else "true"
+        named = directional(classes)
+        cfg.train.flip_aug = "false" if named else "true"
         log.info("train.flip_aug=auto -> %s%s", cfg.train.flip_aug,
-                 f" (class names with a direction: {directional(classes)})" if directional(classes) else "")
+                 f" (class names with a direction: {named})" if named else "")
         save_config(cfg, out / "config.yaml")
 
     finetune, blocks = cfg.train.finetune_backbone, cfg.train.finetune_blocks
