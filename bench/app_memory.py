@@ -25,11 +25,12 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from first_run import serving  # noqa: E402  (bench/ is this script's folder)
 
 from pipeline.capabilities import describe  # noqa: E402
 
@@ -54,16 +55,11 @@ def start_app(ckpt: Path, work: Path, cache_age: float, port: int) -> tuple[subp
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                             env=dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", TMPDIR=str(tmp),
                                      VAP_CACHE=str(work / "feature-cache")))
-    url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return proc, url, tmp
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.5)
+    while time.time() < deadline and proc.poll() is None:
+        if serving(port):
+            return proc, f"http://127.0.0.1:{port}/", tmp
+        time.sleep(0.5)
     proc.kill()
     raise SystemExit("the app did not start:\n" + (work / "app.log").read_text())
 
@@ -140,11 +136,11 @@ def main(argv=None) -> dict:
             proc.terminate()
             proc.wait(timeout=30)
         last5 = rss[-5:]
+        spread = (max(last5) - min(last5)) / min(last5)
         out = dict(machine=describe(), benchmark="app_memory", rounds=args.rounds, concurrent=args.concurrent,
                    cache_age_s=args.cache_age, rss_mb=[round(x, 1) for x in rss],
                    rss_idle_mb=round(rss_idle, 1),
-                   last5_spread=round((max(last5) - min(last5)) / min(last5), 4),
-                   last5_within_10pct=(max(last5) - min(last5)) / min(last5) <= 0.10,
+                   last5_spread=round(spread, 4), last5_within_10pct=spread <= 0.10,
                    tmp_mb=dict(start=round(tmp_start, 2), after_rounds=round(tmp_after, 2),
                                idle=round(tmp_idle, 2)),
                    tmp_back_to_start=tmp_idle <= tmp_start + 0.01,
