@@ -177,6 +177,8 @@ class BatchSummary:
     seconds: float = 0.0
     errors: list = field(default_factory=list)
     warnings: list = field(default_factory=list)  # "path: what fell short" of rows predicted with a warning
+    engine: str = "local"  # local | ray
+    workers: int = 1       # processes that predicted (Ray actors)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -199,27 +201,17 @@ def _decode_stream(paths: list[str], vcfg):
             yield p, None, None, f"{p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
-def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = False, topk: int = 5,
-              render_dir: str | Path | None = None, progress: bool = True, retry: bool = True,
-              strict: bool = False) -> BatchSummary:
-    """Predict every video of `sources` into `out`, one row each, resuming what `out` already holds.
-    retry: videos whose row in `out` is an error are tried again (their new row supersedes it).
-    strict: a video whose decoding fell short (its row would carry a warning) is an error row instead."""
-    import numpy as np
-    from tqdm import tqdm
-
-    out = Path(out)
-    paths = expand_sources(sources, tuple(predictor.cfg.data.extensions))
-    predictor.topk = min(topk, len(predictor.classes))
+def plan(paths: list[str], out: Path, retry: bool, summary: "BatchSummary") -> tuple[list[str], dict[str, str]]:
+    """The videos still to predict (the resume rule shared by every engine) and each video's content hash.
+    Counts into summary the videos skipped (already in `out`), retried and failed before."""
     done = read_done(out)
-    summary = BatchSummary(videos=len(paths))
-    todo, fps_of = [], {}
+    todo, fingerprints = [], {}
     for p in paths:
         try:
             fp = content_hash(p)
         except OSError:
             fp = ""
-        fps_of[p] = fp
+        fingerprints[p] = fp
         prev = done.get((p, fp))
         if prev is not None and prev.get("error") and retry:
             summary.retried += 1
@@ -231,16 +223,23 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
                 summary.errors.append(prev["error"])
         else:
             todo.append(p)
-    writer = RowWriter(out, predictor.topk, predictor.ckpt.get("kind") == "next_event")
-    t_start = time.perf_counter()
-    bar = tqdm(total=len(todo), desc="predict", unit="video", disable=not progress, dynamic_ncols=True)
+    return todo, fingerprints
+
+
+def predict_rows(predictor, paths: list[str], fingerprints: dict[str, str], timeline: bool = False,
+                 render_dir: str | Path | None = None, strict: bool = False):
+    """Yield (row, frames decoded) for each video of `paths`, in order: the prediction, or a row with an
+    `error` field. The one code path of every engine (run_batch here, ray_batch's workers), so that their
+    rows are the same. Decoding of the next video overlaps with the backbone on the current one."""
+    import numpy as np
+
     feats, times = [], []
     t_wait = t_bb = 0.0
 
-    def finish(p: str, info, err: str | None) -> None:
-        """Predict from the frames encoded so far (or record err) and write the video's row."""
+    def finish(p: str, info, err: str | None) -> tuple[dict, int]:
+        """Predict from the frames encoded so far (or record err): the video's row."""
         nonlocal feats, times, t_wait, t_bb
-        row = dict(path=p, fingerprint=fps_of[p])
+        row, n = dict(path=p, fingerprint=fingerprints.get(p, "")), 0
         if err is None:
             try:
                 f, t = np.concatenate(feats), np.concatenate(times)
@@ -253,52 +252,90 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
                 row.pop("timeline", None)  # the per-window matrix stays out of the row
                 if render_dir is not None:
                     row["rendered"] = str(render_video(p, pred, Path(render_dir), predictor.cfg.video))
-                summary.frames += len(t)
+                n = len(t)
             except VideoError as e:
                 err = str(e)
         if err is not None:
             row["error"] = err
-            summary.failed += 1
-            summary.errors.append(err)
-        elif row.get("warning"):
-            summary.warnings.append(f"{p}: {row['warning']}")
-        writer.write(row)
-        summary.done += 1
         feats, times = [], []
         t_wait = t_bb = 0.0
-        bar.update(1)
-        el = time.perf_counter() - t_start
-        bar.set_postfix(fps=f"{summary.frames / el:.1f}" if el else "-", failed=summary.failed)
+        return row, n
 
-    remaining = todo
-    try:
-        while remaining:  # one pass, or more when a stuck decoder is given up
-            written = 0
-            t_mark = time.perf_counter()
-            stream = prefetch(_decode_stream(remaining, predictor.cfg.video), depth=3,
-                              timeout=predictor.cfg.video.decode_timeout)
-            try:
-                for p, chunk, info, err in stream:
-                    t_got = time.perf_counter()
-                    t_wait += t_got - t_mark  # waiting for decoded frames: ~0 when prefetch keeps up
-                    if chunk is not None:
-                        if not feats:  # a new video: the moving-region tracker starts afresh
-                            predictor.encoder.reset()
-                        feats.append(predictor.encoder.encode(chunk[0]))
-                        times.append(chunk[1])
-                        t_mark = time.perf_counter()
-                        t_bb += t_mark - t_got
-                        continue
-                    finish(p, info, err)
-                    written += 1
+    remaining = list(paths)
+    while remaining:  # one pass, or more when a stuck decoder is given up
+        written = 0
+        t_mark = time.perf_counter()
+        stream = prefetch(_decode_stream(remaining, predictor.cfg.video), depth=3,
+                          timeout=predictor.cfg.video.decode_timeout)
+        try:
+            for p, chunk, info, err in stream:
+                t_got = time.perf_counter()
+                t_wait += t_got - t_mark  # waiting for decoded frames: ~0 when prefetch keeps up
+                if chunk is not None:
+                    if not feats:  # a new video: the moving-region tracker starts afresh
+                        predictor.encoder.reset()
+                    feats.append(predictor.encoder.encode(chunk[0]))
+                    times.append(chunk[1])
                     t_mark = time.perf_counter()
-                remaining = []
-            except DecodeTimeout as e:  # the video in flight: an error row; the rest in a new pass
-                stuck = remaining[written]
-                finish(stuck, None, f"{stuck}: {e}")
-                remaining = remaining[written + 1:]
+                    t_bb += t_mark - t_got
+                    continue
+                written += 1
+                yield finish(p, info, err)
+                t_mark = time.perf_counter()
+            remaining = []
+        except DecodeTimeout as e:  # the video in flight: an error row; the rest in a new pass
+            stuck = remaining[written]
+            yield finish(stuck, None, f"{stuck}: {e}")
+            remaining = remaining[written + 1:]
+
+
+class RunProgress:
+    """What every engine does with a finished row: write it (durable before the next), count it into
+    the summary, and move the progress bar."""
+
+    def __init__(self, writer: RowWriter, summary: BatchSummary, total: int, progress: bool, desc: str = "predict"):
+        from tqdm import tqdm
+
+        self.writer, self.summary = writer, summary
+        self.t_start = time.perf_counter()
+        self.bar = tqdm(total=total, desc=desc, unit="video", disable=not progress, dynamic_ncols=True)
+
+    def add(self, row: dict, frames: int) -> None:
+        s = self.summary
+        if row.get("error"):
+            s.failed += 1
+            s.errors.append(row["error"])
+        elif row.get("warning"):
+            s.warnings.append(f"{row['path']}: {row['warning']}")
+        self.writer.write(row)
+        s.done += 1
+        s.frames += frames
+        self.bar.update(1)
+        el = time.perf_counter() - self.t_start
+        self.bar.set_postfix(fps=f"{s.frames / el:.1f}" if el else "-", failed=s.failed)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()
+        self.summary.seconds = round(time.perf_counter() - self.t_start, 3)
+
+
+def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = False, topk: int = 5,
+              render_dir: str | Path | None = None, progress: bool = True, retry: bool = True,
+              strict: bool = False) -> BatchSummary:
+    """Predict every video of `sources` into `out`, one row each, resuming what `out` already holds.
+    retry: videos whose row in `out` is an error are tried again (their new row supersedes it).
+    strict: a video whose decoding fell short (its row would carry a warning) is an error row instead."""
+    out = Path(out)
+    paths = expand_sources(sources, tuple(predictor.cfg.data.extensions))
+    predictor.topk = min(topk, len(predictor.classes))
+    summary = BatchSummary(videos=len(paths))
+    todo, fingerprints = plan(paths, out, retry, summary)
+    run = RunProgress(RowWriter(out, predictor.topk, predictor.ckpt.get("kind") == "next_event"), summary,
+                      len(todo), progress)
+    try:
+        for row, frames in predict_rows(predictor, todo, fingerprints, timeline, render_dir, strict):
+            run.add(row, frames)
     finally:
-        bar.close()
-        writer.close()
-    summary.seconds = round(time.perf_counter() - t_start, 3)
+        run.close()
     return summary

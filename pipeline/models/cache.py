@@ -125,16 +125,11 @@ def encode_video(path: str, backbone, vcfg, views=None, flip: bool = False,
     return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(times)
 
 
-def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: bool = True,
-            failures_file: str | Path | None = None, flip: bool = False, views=None) -> ExtractResult:
-    """Fill the cache for `paths`, one entry per (video, stream of views.streams). result.keys maps each
-    video to its list of keys, in stream order (FeatureCache.load_streams concatenates them). One decode
-    per video encodes every stream it still lacks. A bad video is recorded in result.failures, never fatal.
-    flip=True: the features of the mirrored views (flip augmentation)."""
-    from tqdm import tqdm
-
-    res = ExtractResult()
-    todo = []
+def plan_extract(paths: list[str], backbone, vcfg, cache: FeatureCache, views=None,
+                 flip: bool = False) -> tuple[ExtractResult, list[str]]:
+    """(result with the keys of every readable video, its reused count and unreadable files; the videos
+    that still lack an entry). Every engine decides what to encode with this."""
+    res, todo = ExtractResult(), []
     sv = stream_views(views, flip)
     for p in paths:
         try:
@@ -147,6 +142,19 @@ def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: boo
             res.reused += 1
         else:
             todo.append(p)
+    return res, todo
+
+
+def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: bool = True,
+            failures_file: str | Path | None = None, flip: bool = False, views=None) -> ExtractResult:
+    """Fill the cache for `paths`, one entry per (video, stream of views.streams). result.keys maps each
+    video to its list of keys, in stream order (FeatureCache.load_streams concatenates them). One decode
+    per video encodes every stream it still lacks. A bad video is recorded in result.failures, never fatal.
+    flip=True: the features of the mirrored views (flip augmentation)."""
+    from tqdm import tqdm
+
+    res, todo = plan_extract(paths, backbone, vcfg, cache, views, flip)
+    sv = stream_views(views, flip)
     desc = f"extract {backbone.name}" + (" (mirrored)" if flip else "")
     bar = tqdm(todo, desc=desc, unit="video", disable=not progress or not todo, dynamic_ncols=True)
     for p in bar:
