@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from pipeline.config import load_config
-from pipeline.errors import DataError, ExportError, GrammarError, VapError
+from pipeline.errors import ClusterError, DataError, ExportError, GrammarError, VapError
 
 # The demo: small enough for a laptop CPU in under a minute, big enough to learn motion. refit: the
 # validation quarter picks the epoch count, then the head trains again on all the training clips
@@ -76,9 +76,42 @@ def _default_run_dir(prefix: str) -> Path:
 
 # ----------------------------------------------------------------------------- subcommands
 
+def _launch_torchrun(args, nproc: int) -> int:
+    """`vap train --nproc N ...`: the same command in N processes under torchrun (one machine;
+    README "Scale out" for several), which train together with DistributedDataParallel."""
+    import os
+    import subprocess
+
+    if nproc < 1:
+        raise ClusterError(f"--nproc {nproc}: give the number of training processes (2 or more)")
+    argv, skip = [], False
+    for a in args.argv:  # the command as typed, less --nproc
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            argv.append(a)
+    if not args.out:  # every process must write (rank 0) into the same run directory: name it once
+        argv += ["--out", str(_default_run_dir("train"))]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "pipeline", *argv]
+    print(f"launching {nproc} training processes: torchrun --standalone --nproc_per_node={nproc} -m pipeline "
+          + " ".join(argv), file=sys.stderr)
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // nproc)))
+    return subprocess.run(cmd, env=env).returncode
+
+
 def cmd_train(args) -> int:
+    import os
+
     from pipeline.training.run import config_for_resume, main
 
+    if args.nproc and args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _launch_torchrun(args, args.nproc)
+    rank = int(os.environ.get("RANK", "0"))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.out:
+        raise DataError("under torchrun, pass --out: every process must name the same run directory")
     out = Path(args.out) if args.out else _default_run_dir("train")
     if args.resume:
         cfg = config_for_resume(out, args.overrides)
@@ -92,7 +125,9 @@ def cmd_train(args) -> int:
         cfg.cache.dir = args.cache
     if not cfg.data.train:
         raise DataError("no training data: pass --data PATH")
-    metrics = main(cfg, out, resume=args.resume, progress=not args.quiet)
+    metrics = main(cfg, out, resume=args.resume, progress=not args.quiet and rank == 0)
+    if rank != 0:  # torchrun's other processes: rank 0 reports
+        return 0
     if metrics.get("task") == "next_event":
         print(f"best val next-action top1 {metrics['val_next_top1']:.3f}, current-action per-step top1 "
               f"{metrics['val_current_top1']:.3f} (epoch {metrics['best_epoch']}); checkpoint {out / 'best.pt'}",
@@ -131,31 +166,56 @@ def cmd_extract(args) -> int:
     from pipeline.data.segments import is_annotation_file, load_annotations
     from pipeline.models.cache import FeatureCache, extract
     from pipeline.models.runtime import backbone_from_config
+    from pipeline.training.classify import directional
 
     cfg = _config(args, [f"data.train={args.data}"])
+    mirrored: list[str] = []  # what training will also read mirrored (train.flip_aug), filled here too
     if is_annotation_file(args.data):  # segment annotations (next-event task): every video they name
         paths = [v.path for v in load_annotations(args.data).videos]
     else:
         ds = load_dataset(args.data, "train", tuple(cfg.data.extensions), cfg.data.ucf_split)
         paths = [s.path for s in ds.samples]
+        if cfg.train.flip_aug == "true" or (cfg.train.flip_aug == "auto" and not directional(ds.classes)):
+            mirrored = list(paths)
         try:  # a split-aware source also has evaluation clips: extract those too
             paths += [s.path for s in load_dataset(args.data, "eval", tuple(cfg.data.extensions),
                                                    cfg.data.ucf_split).samples if s.path not in set(paths)]
         except DataError:
             pass
-    bb = backbone_from_config(cfg.backbone)
-    cache = FeatureCache.from_config(cfg)
     t0 = time.time()
-    res = extract(paths, bb, cfg.video, cache, progress=not args.quiet, failures_file=args.failures,
-                  views=cfg.views)
+    if args.engine == "ray":
+        from pipeline.models.ray_extract import extract_ray
+
+        results, workers, fingerprint = extract_ray(paths, cfg, (False, True) if mirrored else (False,), args.address,
+                                       args.workers, args.cpus_per_worker, args.gpus_per_worker,
+                                       progress=not args.quiet)
+        res, res_flip = results[False], results.get(True)
+        backbone_name, cache_root = cfg.backbone.name, FeatureCache.from_config(cfg).root
+    else:
+        _local_only(args)
+        workers = 1
+        bb = backbone_from_config(cfg.backbone)
+        cache = FeatureCache.from_config(cfg)
+        res = extract(paths, bb, cfg.video, cache, progress=not args.quiet, failures_file=None, views=cfg.views)
+        res_flip = extract([p for p in mirrored if p in res.keys], bb, cfg.video, cache, progress=not args.quiet,
+                           flip=True, views=cfg.views) if mirrored else None
+        backbone_name, fingerprint, cache_root = bb.name, bb.fingerprint, cache.root
+    if args.failures and res.failures:
+        from pipeline.io import atomic_write_text
+
+        atomic_write_text(args.failures, "".join(f"{e}\n" for e in res.failures.values()))
     summary = dict(videos=len(paths), extracted=res.extracted, reused=res.reused, failed=len(res.failures),
-                   frames_encoded=res.frames, seconds=round(time.time() - t0, 2), cache=str(cache.root),
-                   backbone=bb.name, fingerprint=bb.fingerprint, streams=list(cfg.views.streams),
-                   failures=list(res.failures.values()))
+                   frames_encoded=res.frames + (res_flip.frames if res_flip else 0),
+                   seconds=round(time.time() - t0, 2), cache=str(cache_root),
+                   backbone=backbone_name, fingerprint=fingerprint, streams=list(cfg.views.streams),
+                   mirrored=dict(videos=len(mirrored), extracted=res_flip.extracted if res_flip else 0,
+                                 reused=res_flip.reused if res_flip else 0),
+                   engine=args.engine, workers=workers, failures=list(res.failures.values()))
     for e in res.failures.values():
         print(f"skipped: {e}", file=sys.stderr)
-    print(f"{res.extracted} extracted, {res.reused} already cached, {len(res.failures)} failed",
-          file=sys.stderr)
+    print(f"{res.extracted} extracted, {res.reused} already cached, {len(res.failures)} failed"
+          + (f"; mirrored frames (train.flip_aug): {res_flip.extracted} extracted, {res_flip.reused} already cached"
+             if res_flip else ""), file=sys.stderr)
     _print_json(summary)
     return 1 if res.failures else 0
 
@@ -257,10 +317,20 @@ def cmd_predict(args) -> int:
 
     sources = [a for a in args.sources if not OVERRIDE.match(a)]  # key=value among the sources: settings
     overrides = [a for a in args.sources if OVERRIDE.match(a)]
-    pred = Predictor.from_checkpoint(args.checkpoint, args.device, window=args.window, stride=args.stride,
-                                     topk=args.topk, overrides=overrides)
-    s = run_batch(pred, sources, args.out, timeline=args.timeline, topk=args.topk,
-                  render_dir=args.render, progress=not args.quiet, retry=not args.no_retry, strict=args.strict)
+    if args.engine == "ray":
+        from pipeline.inference.ray_batch import run_batch_ray
+
+        s = run_batch_ray(args.checkpoint, sources, args.out, address=args.address, workers=args.workers,
+                          cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+                          device=args.device, window=args.window, stride=args.stride, topk=args.topk,
+                          overrides=overrides, timeline=args.timeline, render_dir=args.render,
+                          progress=not args.quiet, retry=not args.no_retry, strict=args.strict)
+    else:
+        _local_only(args)
+        pred = Predictor.from_checkpoint(args.checkpoint, args.device, window=args.window, stride=args.stride,
+                                         topk=args.topk, overrides=overrides)
+        s = run_batch(pred, sources, args.out, timeline=args.timeline, topk=args.topk,
+                      render_dir=args.render, progress=not args.quiet, retry=not args.no_retry, strict=args.strict)
     for e in s.errors:
         print(f"failed: {e}", file=sys.stderr)
     for w in s.warnings:
@@ -269,6 +339,29 @@ def cmd_predict(args) -> int:
           f"{args.out}, {s.failed} failed; {s.to_dict()['frames_per_second']} frames/s", file=sys.stderr)
     _print_json(s.to_dict())
     return 1 if s.failed else 0
+
+
+def _local_only(args) -> None:
+    """The Ray flags without --engine ray: say so rather than ignore them."""
+    given = [f for f, v in (("--address", args.address), ("--workers", args.workers),
+                            ("--gpus-per-worker", args.gpus_per_worker)) if v]
+    if given:
+        raise ClusterError(f"{', '.join(given)} set the Ray engine's workers: add --engine ray")
+
+
+def _engine_args(p: argparse.ArgumentParser, what: str) -> None:
+    """--engine and the Ray engine's settings (README: Scale out)."""
+    g = p.add_argument_group("scale out (Ray)")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help=f"local: this process; ray: a pool of Ray workers {what} (pip install \"vap[ray]\")")
+    g.add_argument("--address", help="Ray cluster to join: auto, ray://HOST:10001, HOST:6379 (default: "
+                                     "$RAY_ADDRESS, else a local Ray instance on this machine's CPUs)")
+    g.add_argument("--workers", type=int, default=0, help="workers in the pool (default: the cluster's CPUs "
+                                                          "divided by --cpus-per-worker)")
+    g.add_argument("--cpus-per-worker", type=float, default=1.0,
+                   help="CPUs each worker reserves; its threads (default 1: one worker per core)")
+    g.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="GPUs each worker reserves (e.g. 1, or 0.5 for two workers per GPU)")
 
 
 def cmd_stream(args) -> int:
@@ -347,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", help="validation data (same formats); default: a split of --data")
     p.add_argument("--out", help="run directory (default runs/train-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--nproc", type=int, default=0,
+                   help="train in N processes with DistributedDataParallel (runs torchrun on this machine: "
+                        "gloo on CPU, nccl with one GPU each); README: Scale out")
     p.add_argument("--task", choices=["classification", "next_event"],
                    help="classification (trimmed clips) or next_event (segment annotation CSV "
                         "video,start,end,label); default: next_event for an annotation CSV, else classification")
@@ -367,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="videos to encode (any training format, or segment annotations)")
     p.add_argument("--failures", help="also write the unreadable videos to this file")
     _quiet(p)
+    _engine_args(p, "(each builds the backbone once; all write into one cache folder)")
     _add_config_args(p)
 
     p = _command(sub, "synth", cmd_synth, help="write a synthetic action dataset (class folders of mp4)")
@@ -426,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=float, default=0.5, help="timeline window step, seconds")
     p.add_argument("--render", help="also write an annotated mp4 per video into this folder")
     _quiet(p)
+    _engine_args(p, "(each loads the checkpoint once; the driver writes --out)")
 
     p = _command(sub, "stream", cmd_stream, help="live predictions from a webcam, file or stream URL",
                        description="Prints one JSON line per encoded frame (label, top-k, latency); the "
@@ -443,7 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command as typed (vap train --nproc runs it again under torchrun)
     # stderr shows warnings (everything with -v); run directories get the INFO log in train.log
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.DEBUG if args.verbose else logging.WARNING)

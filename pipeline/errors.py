@@ -51,3 +51,8 @@ class ExportError(VapError):
 
 class SourceError(VapError):
     """A prediction source that cannot be used (a pattern matching nothing, an unreadable list)."""
+
+
+class ClusterError(VapError):
+    """A scale-out engine that cannot run: Ray not installed, a cluster that cannot be reached, a bad
+    --nproc; the message says what to do."""

@@ -20,10 +20,10 @@ log=.venv/install.log
 echo "installing vap into .venv (torch ${TORCH[0]#torch==}; pip's output in $log) ..." >&2
 if ! { python -m pip install --upgrade pip \
        && python -m pip install "${TORCH[@]}" \
-       && python -m pip install -e ".[dev]"; } > "$log" 2>&1; then
+       && python -m pip install -e ".[dev,ray]"; } > "$log" 2>&1; then
   tail -n 40 "$log" >&2
   echo "error: the install failed; the whole pip output is in $log" >&2
   exit 1
 fi
-python -c "import pipeline, torch, cv2, onnxruntime; print('vap', pipeline.__version__, 'torch', torch.__version__, 'opencv', cv2.__version__, 'onnxruntime', onnxruntime.__version__)" >&2
+python -c "import pipeline, torch, cv2, onnxruntime, ray; print('vap', pipeline.__version__, 'torch', torch.__version__, 'opencv', cv2.__version__, 'onnxruntime', onnxruntime.__version__, 'ray', ray.__version__)" >&2
 echo "$stamp" > .venv/.vap-installed

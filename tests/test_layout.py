@@ -13,7 +13,7 @@ from conftest import ROOT
 
 PKG = ROOT / "pipeline"
 # the layer of each top-level part; a module may import its own layer and the ones below it
-LAYERS = {"errors": 0, "capabilities": 0, "io": 0, "config": 0, "_compat": 0, "data": 1, "models": 2,
+LAYERS = {"errors": 0, "capabilities": 0, "io": 0, "config": 0, "_compat": 0, "cluster": 0, "data": 1, "models": 2,
           "training": 3, "inference": 3, "cli": 4, "app": 4, "__main__": 5, "__init__": 5}
 
 

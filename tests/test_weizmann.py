@@ -4,6 +4,8 @@ Skips (and says so) when ../shared/data/weizmann is absent. Both tests share one
 the 90 clips (and their mirrored copies: train.flip_aug=auto mirrors these classes) are encoded once.
 """
 import json
+import os
+import subprocess
 import sys
 
 import pytest
@@ -25,22 +27,37 @@ def wz_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("weizmann-cache")
 
 
-def test_weizmann_actor_disjoint_train_and_eval_cli(tmp_path, wz_cache):
-    """The default config as a user runs it on a folder of clips: vap train on 6 actors with no --config
-    and no data.group_by (a random fifth of the clips chooses the epoch, then refit on all), vap eval on
-    3 other actors. The regression guard of the defaults on real people."""
+@pytest.fixture(scope="module")
+def wz_split(tmp_path_factory):
+    """The 6-3 actor split as two CSV lists: (train.csv, test.csv)."""
     rows = sorted(WEIZMANN.glob("*/*.avi"))
     assert len(rows) == 90
-    train = tmp_path / "train.csv"
-    test = tmp_path / "test.csv"
+    d = tmp_path_factory.mktemp("weizmann-split")
+    train, test = d / "train.csv", d / "test.csv"
     train.write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in rows
                                               if p.name.split("_")[0] not in TEST_ACTORS))
     test.write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in rows
                                              if p.name.split("_")[0] in TEST_ACTORS))
-    run = tmp_path / "run"
-    env = {"VAP_CACHE": str(wz_cache)}
-    code, out, err = run_vap("train", "--data", train, "--out", run, "--quiet", *FAST, env=env)
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def wz_single(tmp_path_factory, wz_cache, wz_split):
+    """vap train on the 6 training actors, one process, the default config: (run directory, metrics)."""
+    run = tmp_path_factory.mktemp("weizmann-single") / "run"
+    code, out, err = run_vap("train", "--data", wz_split[0], "--out", run, "--quiet", *FAST,
+                             env={"VAP_CACHE": str(wz_cache)})
     assert code == 0, err
+    return run, json.loads(out)
+
+
+def test_weizmann_actor_disjoint_train_and_eval_cli(wz_cache, wz_split, wz_single):
+    """The default config as a user runs it on a folder of clips: vap train on 6 actors with no --config
+    and no data.group_by (a random fifth of the clips chooses the epoch, then refit on all), vap eval on
+    3 other actors. The regression guard of the defaults on real people."""
+    test = wz_split[1]
+    run = wz_single[0]
+    env = {"VAP_CACHE": str(wz_cache)}
     split = (run / "split.csv").read_text()
     assert not any(f"/{a}_" in split for a in TEST_ACTORS)
     # train.flip_aug=auto decided to mirror: no class here names a direction
@@ -69,3 +86,27 @@ def test_weizmann_leave_one_actor_out_matches_the_readme(monkeypatch, wz_cache):
     # for seed 0, run here); whole-frame features gave 0.80-0.83. ~80 training clips per fold: tiny
     # numeric differences (another thread count) move whole clips, hence the margin. Chance: 0.1
     assert res["top1_mean"] >= 0.93, res
+
+
+def test_weizmann_ddp_two_processes_match_one(tmp_path, wz_cache, wz_split, wz_single):
+    """vap train --nproc 2 (real torchrun, gloo, 2 CPU processes) on the same clips, seed and config as the
+    single-process run: validation and test top-1 within noise of it (measured: equal validation top-1 and
+    test within one clip over seeds 0-2; README "Scale out")."""
+    run = tmp_path / "ddp"
+    env = dict(os.environ, VAP_CACHE=str(wz_cache))
+    p = subprocess.run([sys.executable, "-m", "pipeline", "train", "--nproc", "2", "--data", str(wz_split[0]),
+                        "--out", str(run), "--quiet", *FAST], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert p.returncode == 0, p.stderr
+    ddp, single = json.loads(p.stdout), wz_single[1]
+    assert ddp["processes"] == 2 and ddp["val_clips"] == single["val_clips"]
+    code, out, err = run_vap("eval", "--checkpoint", run / "best.pt", "--data", wz_split[1], "--quiet",
+                             env={"VAP_CACHE": str(wz_cache)})
+    assert code == 0, err
+    code, out1, err = run_vap("eval", "--checkpoint", wz_single[0] / "best.pt", "--data", wz_split[1], "--quiet",
+                              env={"VAP_CACHE": str(wz_cache)})
+    t2, t1 = json.loads(out)["top1"], json.loads(out1)["top1"]
+    print("weizmann 6/3 single vs 2-process DDP: val", single["val_top1"], ddp["val_top1"], "test", t1, t2)
+    # 12 validation clips (one is 0.083) and 30 test clips (one is 0.033): within two clips each
+    assert abs(ddp["val_top1"] - single["val_top1"]) <= 0.17
+    assert abs(t2 - t1) <= 0.07 and t2 >= 0.9

@@ -26,11 +26,12 @@ from pipeline.data import datasets as data_mod
 from pipeline.data.views import mirror
 from pipeline.errors import TrainError
 from pipeline.io import atomic_torch_save
-from pipeline.models.cache import FeatureCache
+from pipeline.models.cache import FeatureCache, extract
 from pipeline.models.checkpoint import load_checkpoint, make_checkpoint
 from pipeline.models.heads import build_head, crop_average, length_mask, pad_batch
 from pipeline.models.runtime import backbone_from_config
 from pipeline.training.clips import Clip, load_feature_clips
+from pipeline.training.distributed import Dist
 from pipeline.training.finetune import BackboneTail, TrunkEncoder, load_frame_clips
 from pipeline.training.loop import (
     Validation,
@@ -91,6 +92,19 @@ def clip_inputs(clips: list[Clip], idxs: list[np.ndarray], backbone, device,
     return (*[t.to(device) for t in pad_batch(list(feats.split([len(i) for i in idxs])))],)
 
 
+class TrainStep(nn.Module):
+    """The head and the part of the backbone that trains (None: head only on cached features) as one
+    module, from a batch of clips to the head's outputs: the module DistributedDataParallel wraps."""
+
+    def __init__(self, head: nn.Module, backbone: nn.Module | None = None):
+        super().__init__()
+        self.head, self.backbone = head, backbone
+
+    def forward(self, clips: list[Clip], idxs: list[np.ndarray], flips: list[bool], device):
+        x, lengths = clip_inputs(clips, idxs, self.backbone, device, flips)  # (B, T, D), (B,)
+        return self.head(x, lengths), lengths
+
+
 def loss_fn(out, targets, lengths, weight, cfg: Config) -> torch.Tensor:
     """Clip cross-entropy plus the mean per-step cross-entropy over valid steps (every step of a
     trimmed clip carries the clip's label), which trains the streaming outputs too."""
@@ -105,18 +119,24 @@ def loss_fn(out, targets, lengths, weight, cfg: Config) -> torch.Tensor:
     return loss
 
 
-def train_one_epoch(head, backbone, clips, optimizer, cfg: Config, rng, weight, device, sampler_w=None):
-    head.train()
+def train_one_epoch(head, backbone, clips, optimizer, cfg: Config, rng, weight, device, sampler_w=None,
+                    dist: Dist | None = None, epoch: int = 0, model: nn.Module | None = None):
+    """One pass over the clips (this process's share of them under torchrun: dist). model: TrainStep(head,
+    backbone), in DistributedDataParallel under torchrun (built here when None)."""
+    model = model if model is not None else TrainStep(head, backbone)
+    model.train()
     if backbone is not None:
-        backbone.train()
         for m in backbone.modules():  # small batches: keep the pretrained BatchNorm statistics
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.eval()
-    if sampler_w is not None:
+    bs = cfg.train.batch_size
+    if dist is not None and dist.enabled:
+        order = dist.epoch_order(len(clips), epoch, cfg.train.seed, sampler_w)
+        bs = dist.batch_size(bs)
+    elif sampler_w is not None:
         order = rng.choice(len(clips), size=len(clips), replace=True, p=sampler_w)
     else:
         order = rng.permutation(len(clips))
-    bs = cfg.train.batch_size
     total, correct, n = 0.0, 0, 0
     params = [p for g in optimizer.param_groups for p in g["params"]]
     for start in range(0, len(order), bs):
@@ -124,9 +144,8 @@ def train_one_epoch(head, backbone, clips, optimizer, cfg: Config, rng, weight, 
         idxs = [temporal_indices(len(c), cfg.train.max_len, cfg.train.speed_min, cfg.train.speed_max, rng)
                 for c in batch]
         flips = [bool(cfg.train.flip_aug == "true" and rng.random() < 0.5) for _ in batch]
-        x, lengths = clip_inputs(batch, idxs, backbone, device, flips)
+        out, lengths = model(batch, idxs, flips, device)
         targets = torch.tensor([c.target for c in batch], device=device)
-        out = head(x, lengths)
         loss = loss_fn(out, targets, lengths, weight, cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -207,7 +226,23 @@ def directional(classes: list[str]) -> list[str]:
     return [c for c in classes if DIRECTION_WORDS.search(c)]
 
 
-def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
+def prefill_cache(datasets: list[tuple[data_mod.Dataset, bool]], encoder, cfg: Config, cache: FeatureCache,
+                  dist: Dist) -> None:
+    """Under torchrun: each process encodes its share of the videos ((dataset, with mirrored frames)),
+    then all wait until every share is in the cache; each process then reads all of it."""
+    if not dist.enabled:
+        return
+    for ds, flip in datasets:
+        mine = dist.shard([s.path for s in ds.samples])
+        res = extract(mine, encoder, cfg.video, cache, progress=False, views=cfg.views)
+        if flip:
+            extract(list(res.keys), encoder, cfg.video, cache, progress=False, flip=True, views=cfg.views)
+    dist.barrier()
+
+
+def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist | None = None) -> dict:
+    """dist: this process's place under torchrun (distributed.py); None in one process."""
+    dist = dist or Dist()
     t0 = time.time()
     rng, device = start_run(cfg, out)
     train_ds, val_ds = prepare_data(cfg, out)
@@ -238,12 +273,13 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
         if blocks:  # the frozen trunk's maps are cached; only the last `blocks` stages train
             encoder = TrunkEncoder(backbone.to(device), blocks)
             trainable = BackboneTail(backbone, blocks, len(cfg.views.streams))
-        train_clips, f1 = load_feature_clips(train_ds, classes, encoder, cfg, cache, progress,
-                                             flip=cfg.train.flip_aug == "true")
         # refit trains on the validation clips too, with the same augmentation (not when fine-tuning,
         # which does not refit)
-        val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress,
-                                           flip=cfg.train.flip_aug == "true" and cfg.train.refit and trainable is None)
+        flip_train = cfg.train.flip_aug == "true"
+        flip_val = flip_train and cfg.train.refit and trainable is None
+        prefill_cache([(train_ds, flip_train), (val_ds, flip_val)], encoder, cfg, cache, dist)
+        train_clips, f1 = load_feature_clips(train_ds, classes, encoder, cfg, cache, progress, flip=flip_train)
+        val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress, flip=flip_val)
     if trainable is not None and state is not None and state.get("backbone_state"):
         backbone.load_state_dict(state["backbone_state"])
     failures = {**f1, **f2}
@@ -261,18 +297,23 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     optimizer, scheduler = optimizer_for(cfg, groups)
     weight, sampler_w = balance(cfg, train_clips, len(classes), device)
 
-    def train_epoch(rng):
-        loss, acc = train_one_epoch(head, trainable, train_clips, optimizer, cfg, rng, weight, device, sampler_w)
+    model = dist.wrap(TrainStep(head, trainable))  # DDP under torchrun: gradients averaged at backward
+
+    def train_epoch(rng, epoch):
+        loss, acc = train_one_epoch(head, trainable, train_clips, optimizer, cfg, rng, weight, device, sampler_w,
+                                    dist, epoch, model)
+        loss, acc = dist.mean(loss, acc)  # of every process's share
         return dict(train_loss=loss, train_top1=acc)
 
     def validate() -> Validation:
         logits, vt, val_loss = evaluate(head, trainable, val_clips, cfg, device)
         rep = classification_report(logits, vt, classes)
-        return Validation(rep, val_loss, dict(val_top1=rep["top1"], val_top5=rep["top5"],
-                                              val_mean_class_accuracy=rep["mean_class_accuracy"]),
-                          score=(rep["top1"], -val_loss),  # best = highest val top1; ties go to the lower loss
-                          metrics=dict(val_top1=rep["top1"], val_mean_class_accuracy=rep["mean_class_accuracy"]),
-                          postfix=dict(val_top1=rep["top1"]))
+        return dist.broadcast(Validation(  # rank 0's: every process takes the same decisions
+            rep, val_loss, dict(val_top1=rep["top1"], val_top5=rep["top5"],
+                                val_mean_class_accuracy=rep["mean_class_accuracy"]),
+            score=(rep["top1"], -val_loss),  # best = highest val top1; ties go to the lower loss
+            metrics=dict(val_top1=rep["top1"], val_mean_class_accuracy=rep["mean_class_accuracy"]),
+            postfix=dict(val_top1=rep["top1"])))
 
     def checkpoint(metrics):
         return make_checkpoint("classification", cfg, classes, feature_dim, head, spec_fingerprint,
@@ -281,7 +322,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
     history, best = fit(cfg, out, state, head, optimizer, scheduler, rng, train_epoch, validate, checkpoint,
                         "train", progress)
     if cfg.train.refit and trainable is None:
-        refit(cfg, out, train_clips + val_clips, len(classes), feature_dim, best, device, progress)
+        refit(cfg, out, train_clips + val_clips, len(classes), feature_dim, best, device, progress, dist)
 
     plot_curves(history, out / "curves.png")
     rep = best["report"]
@@ -293,14 +334,14 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
         val_loss=best["val_loss"], val_per_class_accuracy=rep["per_class_accuracy"],
         val_confusion_matrix=rep["confusion_matrix"], classes=classes,
         train_clips=len(train_clips), val_clips=len(val_clips), failed_videos=len(failures),
-        refit=bool(cfg.train.refit and trainable is None),
+        refit=bool(cfg.train.refit and trainable is None), processes=dist.world,
         seconds=round(time.time() - t0, 2), run_dir=str(out),
         checkpoint=str(out / "best.pt"),
     ))
 
 
 def refit(cfg: Config, out: Path, clips: list[Clip], num_classes: int, feature_dim: int, best: dict, device,
-          progress: bool = False):
+          progress: bool = False, dist: Dist | None = None):
     """Model selection is done: train a fresh head on train + val for the selected number of epochs
     (same seed, schedule compressed to those epochs, same class balancing) and make it best.pt. Small
     datasets gain the validation clips; the reported validation metrics stay those of the selection run."""
@@ -313,8 +354,11 @@ def refit(cfg: Config, out: Path, clips: list[Clip], num_classes: int, feature_d
     weight, sampler_w = balance(cfg, clips, num_classes, device)
     from tqdm import tqdm
 
-    for _ in tqdm(range(rcfg.train.epochs), desc="refit", unit="epoch", disable=not progress, dynamic_ncols=True):
-        train_one_epoch(head, None, clips, opt, rcfg, rng, weight, device, sampler_w)
+    dist = dist or Dist()
+    model = dist.wrap(TrainStep(head))
+    for epoch in tqdm(range(rcfg.train.epochs), desc="refit", unit="epoch", disable=not progress,
+                      dynamic_ncols=True):
+        train_one_epoch(head, None, clips, opt, rcfg, rng, weight, device, sampler_w, dist, epoch, model)
         sched.step()
     ckpt = load_checkpoint(out / "best.pt")
     ckpt.update(head_state=head.state_dict(), refit=dict(epochs=rcfg.train.epochs, clips=len(clips)))

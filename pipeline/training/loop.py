@@ -116,9 +116,9 @@ class Validation:
 
 
 def fit(cfg: Config, out: Path, state: dict | None, head, optimizer, scheduler, rng: np.random.Generator,
-        train_epoch: Callable[[np.random.Generator], dict], validate: Callable[[], Validation],
+        train_epoch: Callable[[np.random.Generator, int], dict], validate: Callable[[], Validation],
         checkpoint: Callable[[dict], dict], desc: str = "train", progress: bool = True) -> tuple[list[dict], dict]:
-    """The epoch loop: train_epoch(rng) -> train_* columns; validate(); checkpoint(metrics) -> the
+    """The epoch loop: train_epoch(rng, epoch) -> train_* columns; validate(); checkpoint(metrics) -> the
     task's checkpoint dict (make_checkpoint). Resumes from `state` (a last.pt); stops early after
     cfg.train.patience epochs without a better score. Returns (history, best)."""
     from tqdm import tqdm
@@ -130,7 +130,7 @@ def fit(cfg: Config, out: Path, state: dict | None, head, optimizer, scheduler, 
                dynamic_ncols=True, initial=start_epoch, total=cfg.train.epochs)
     for epoch in bar:
         te = time.time()
-        train_cols = train_epoch(rng)
+        train_cols = train_epoch(rng, epoch)
         scheduler.step()
         v = validate()
         row = dict(epoch=epoch + 1, **{k: round(x, 5) for k, x in train_cols.items()}, val_loss=round(v.loss, 5),

@@ -29,6 +29,7 @@ from pipeline.models.cache import FeatureCache, extract
 from pipeline.models.checkpoint import make_checkpoint
 from pipeline.models.heads import build_head, pad_batch
 from pipeline.models.runtime import backbone_from_config
+from pipeline.training.distributed import Dist
 from pipeline.training.loop import Validation, fit, optimizer_for, start_run, write_failures, write_metrics
 from pipeline.training.metrics import next_event_report, plot_confusion, plot_curves
 
@@ -140,19 +141,27 @@ def next_loss(out, cur, nxt, tte, cfg: Config) -> torch.Tensor:
     return loss
 
 
-def train_one_epoch(head, seqs, optimizer, cfg: Config, rng, device) -> tuple[float, float, float]:
-    """Mean loss, current-action and next-action accuracy over the epoch's windows."""
-    head.train()
+def train_one_epoch(head, seqs, optimizer, cfg: Config, rng, device, dist: Dist | None = None,
+                    model=None) -> tuple[float, float, float]:
+    """Mean loss, current-action and next-action accuracy over the epoch's windows. Under torchrun
+    (dist) every process draws the same windows (same seed) and trains on its share of them, with
+    model = the head in DistributedDataParallel."""
+    model = model if model is not None else head
+    model.train()
     total_steps = sum(len(s) for s in seqs)
     n = cfg.train.windows_per_epoch or max(cfg.train.batch_size, math.ceil(2 * total_steps / cfg.train.seq_len))
     windows = sample_windows(seqs, n, cfg.train.seq_len, rng)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     tot = ok_c = n_c = ok_n = n_n = 0.0
     bs = cfg.train.batch_size
+    if dist is not None and dist.enabled:  # equal shares (wrapped around), so the steps line up
+        per = math.ceil(len(windows) / dist.world)
+        windows = dist.shard([windows[i % len(windows)] for i in range(per * dist.world)])
+        bs = dist.batch_size(bs)
     for b in range(0, len(windows), bs):
         pieces = [(seqs[i], slice(st, st + cfg.train.seq_len)) for i, st in windows[b:b + bs]]
         x, lengths, cur, nxt, tte = batch_of(pieces, device)
-        out = head(x, lengths)
+        out = model(x, lengths)
         loss = next_loss(out, cur, nxt, tte, cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -208,7 +217,9 @@ def load_annotation_splits(cfg: Config) -> tuple[seg.Annotations, list, list]:
     return ann, train, val
 
 
-def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
+def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist | None = None) -> dict:
+    """dist: this process's place under torchrun (distributed.py); None in one process."""
+    dist = dist or Dist()
     t0 = time.time()
     rng, device = start_run(cfg, out)
     ann, train_v, val_v = load_annotation_splits(cfg)
@@ -216,6 +227,9 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
                      [[v.path, "train"] for v in train_v] + [[v.path, "val"] for v in val_v])
     backbone = backbone_from_config(cfg.backbone)
     cache = FeatureCache.from_config(cfg)
+    if dist.enabled:  # each process encodes its share into the cache first; then all read everything
+        extract(dist.shard([v.path for v in train_v + val_v]), backbone, cfg.video, cache, False, views=cfg.views)
+        dist.barrier()
     feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
     write_failures(out, failures)
     classes = state["classes"] if state else make_classes(train_v + val_v, feats, cfg.data.background)
@@ -232,19 +246,21 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
                       groups=len(cfg.views.streams)).to(device)
     optimizer, scheduler = optimizer_for(cfg, [{"params": head.parameters(), "lr": cfg.train.lr}])
 
-    def train_epoch(rng):
-        loss, cur, nxt = train_one_epoch(head, train_s, optimizer, cfg, rng, device)
+    model = dist.wrap(head)  # DDP under torchrun: gradients averaged at backward
+
+    def train_epoch(rng, epoch):
+        loss, cur, nxt = dist.mean(*train_one_epoch(head, train_s, optimizer, cfg, rng, device, dist, model))
         return dict(train_loss=loss, train_current_top1=cur, train_next_top1=nxt)
 
     def validate() -> Validation:
         rep, val_loss = evaluate(head, val_s, cfg, classes, device)
         at1 = rep["anticipation"].get("1s", {}).get("top1", float("nan"))
         cols = dict(val_current_top1=rep["current_top1"], val_next_top1=rep["next_top1"], val_next_top1_at_1s=at1)
-        return Validation(rep, val_loss, cols,
+        return dist.broadcast(Validation(rep, val_loss, cols,
                           score=(rep["next_top1"], rep["current_top1"], -val_loss),  # next-action top-1, then current
                           metrics=dict(val_next_top1=rep["next_top1"], val_current_top1=rep["current_top1"],
                                        val_next_top1_at_1s=at1),
-                          postfix=dict(next=rep["next_top1"], cur=rep["current_top1"]))
+                          postfix=dict(next=rep["next_top1"], cur=rep["current_top1"])))
 
     def checkpoint(metrics):
         return make_checkpoint("next_event", cfg, classes, feature_dim, head, backbone.fingerprint, None, metrics)
@@ -260,5 +276,5 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool) -> dict:
         task="next_event", best_epoch=best["epoch"], epochs_run=len(history),
         **{f"val_{k}": v for k, v in rep.items() if k not in ("classes", "current_confusion_matrix")},
         val_loss=best["val_loss"], classes=classes, train_videos=len(train_s), val_videos=len(val_s),
-        failed_videos=len(failures), seconds=round(time.time() - t0, 2), run_dir=str(out),
+        failed_videos=len(failures), processes=dist.world, seconds=round(time.time() - t0, 2), run_dir=str(out),
         checkpoint=str(out / "best.pt")))

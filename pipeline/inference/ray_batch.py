@@ -1,0 +1,108 @@
+"""`vap predict --engine ray`: the batch of batch.py on a Ray Data actor pool.
+
+The driver does what the local engine does before any work - expand the sources, hash each file, skip
+what --out already holds (batch.plan) - then Ray Data reads the list of videos still to do and a pool of
+`PredictWorker` actors (each loads the checkpoint once) runs batch.predict_rows on them, the very code of
+the local engine, so the rows are the same. The driver alone writes --out, one durable row at a time, as
+rows stream back in completion order: a killed driver loses at most the rows in flight and a rerun
+resumes. A killed worker is restarted by Ray and its video tried again (max_restarts / max_task_retries);
+a row that arrives twice after such a retry is written once.
+
+On a cluster every node needs vap installed (the same version) and the videos and the checkpoint at the
+same paths (a shared filesystem); only the driver writes --out.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cluster import pool_size, ray_session
+from pipeline.errors import ClusterError
+from pipeline.inference.batch import BatchSummary, RowWriter, RunProgress, expand_sources, plan, predict_rows
+from pipeline.models.checkpoint import config_of, load_checkpoint
+
+
+class PredictWorker:
+    """One actor of the pool: a Predictor built once, then predict_rows over each batch of videos.
+    Returns the rows as JSON strings (nested fields stay exactly as the local engine writes them)."""
+
+    def __init__(self, checkpoint: str, device: str, window: float, stride: float, topk: int, overrides: list,
+                 timeline: bool, render_dir: str | None, strict: bool, threads: int):
+        import torch
+
+        from pipeline.inference.predict import Predictor
+
+        torch.set_num_threads(max(1, threads))  # before the backbone: ONNX Runtime takes the same count
+        self.pred = Predictor.from_checkpoint(checkpoint, device, window=window, stride=stride, topk=topk,
+                                              overrides=overrides)
+        self.pred.topk = min(topk, len(self.pred.classes))
+        self.timeline, self.render_dir, self.strict = timeline, render_dir, strict
+
+    def __call__(self, batch: dict) -> dict:
+        paths = [str(p) for p in batch["path"]]
+        fingerprints = dict(zip(paths, (str(f) for f in batch["fingerprint"])))
+        rows, frames = [], []
+        for row, n in predict_rows(self.pred, paths, fingerprints, self.timeline, self.render_dir, self.strict):
+            rows.append(json.dumps(row))
+            frames.append(n)
+        return {"row": np.array(rows, dtype=object), "frames": np.array(frames, dtype=np.int64)}
+
+
+def run_batch_ray(checkpoint: str | Path, sources: list[str], out: str | Path, address: str | None = None,
+                  workers: int = 0, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
+                  device: str = "auto", window: float = 2.0, stride: float = 0.5, topk: int = 5,
+                  overrides=(), timeline: bool = False, render_dir: str | Path | None = None,
+                  progress: bool = True, retry: bool = True, strict: bool = False) -> BatchSummary:
+    """run_batch's job on Ray: same arguments (the checkpoint's path instead of a Predictor), same rows.
+    address: a Ray cluster to join (None: $RAY_ADDRESS, else a local instance on this machine's CPUs);
+    workers: actors in the pool (0: as many as the cluster's CPUs hold at cpus_per_worker each)."""
+    checkpoint = str(Path(checkpoint).resolve())
+    ckpt = load_checkpoint(checkpoint)  # a bad checkpoint is one clear error here, not one per worker
+    cfg = config_of(ckpt)
+    out = Path(out)
+    paths = expand_sources(sources, tuple(cfg.data.extensions))
+    topk = min(topk, len(ckpt["classes"]))
+    summary = BatchSummary(videos=len(paths))
+    todo, fingerprints = plan(paths, out, retry, summary)
+    writer = RowWriter(out, topk, ckpt.get("kind") == "next_event")  # a CSV of other columns fails before Ray
+    if not todo:
+        writer.close()
+        return summary
+    gpus = gpus_per_worker if gpus_per_worker > 0 else None
+    with ray_session(address, num_gpus=None if gpus is None else int(np.ceil(gpus)) or None) as ray:
+        n = pool_size(ray, workers, cpus_per_worker, gpus_per_worker)
+        items = [dict(path=p, fingerprint=fingerprints[p]) for p in todo]
+        ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            PredictWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n),
+            num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
+            fn_constructor_kwargs=dict(
+                checkpoint=checkpoint, device=device, window=window, stride=stride, topk=topk,
+                overrides=list(overrides), timeline=timeline,
+                render_dir=None if render_dir is None else str(Path(render_dir).resolve()), strict=strict,
+                threads=max(1, int(cpus_per_worker))))
+        # Ray Data's actor pools restart a dead worker and retry its task (max_restarts=-1,
+        # max_task_retries=-1 are its defaults; tests/test_scale.py kills one to check)
+        run = RunProgress(writer, summary, len(todo), progress, desc=f"predict (ray, {n} workers)")
+        written: set[str] = set()
+        try:
+            for r in ds.iter_rows():
+                row = json.loads(r["row"])
+                if row["path"] in written:  # the same video again after a retried task
+                    continue
+                written.add(row["path"])
+                run.add(row, int(r["frames"]))
+        except ray.exceptions.RayError as e:  # a worker that cannot start, a cluster that went away
+            raise ClusterError(f"the Ray job stopped after {len(written)} of {len(todo)} videos (rows so far are "
+                               f"in {out}; rerun to resume): {_first_line(e)}") from None
+        finally:
+            run.close()
+    summary.engine, summary.workers = "ray", n
+    return summary
+
+
+def _first_line(e: Exception) -> str:
+    lines = [x for x in str(e).splitlines() if x.strip()]
+    return lines[-1] if lines else type(e).__name__
+

@@ -1,0 +1,108 @@
+"""`vap extract --engine ray`: the feature cache filled by a Ray Data actor pool.
+
+The driver lists the videos whose entries are missing (cache.plan_extract, as the local engine does);
+each `ExtractWorker` builds the backbone once and runs cache.extract on its videos, writing into the
+same cache folder. Entries are written to a temporary name and renamed (io.atomic_write_bytes), so two
+workers - or two runs - that race on one entry leave one complete file, never a torn one; a rerun
+encodes only what is still missing. On a cluster the cache folder must be one shared filesystem
+(NFS, a mounted bucket) at the same path on every node, and vap installed on each.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cluster import pool_size, ray_session
+from pipeline.errors import ClusterError
+from pipeline.models.cache import ExtractResult, FeatureCache, extract, plan_extract
+
+
+class ExtractWorker:
+    """One actor of the pool: the backbone built once, then cache.extract on each batch of videos."""
+
+    def __init__(self, cfg, threads: int):
+        import torch
+
+        from pipeline.models.runtime import backbone_from_config
+
+        torch.set_num_threads(max(1, threads))  # before the backbone: ONNX Runtime takes the same count
+        self.cfg = cfg
+        self.backbone = backbone_from_config(cfg.backbone)
+        self.cache = FeatureCache.from_config(cfg)
+
+    def __call__(self, batch: dict) -> dict:
+        cols: dict[str, list] = dict(path=[], flip=[], error=[], frames=[], extracted=[], reused=[])
+        for p, flip in zip(batch["path"], batch["flip"]):
+            res = extract([str(p)], self.backbone, self.cfg.video, self.cache, progress=False, flip=bool(flip),
+                          views=self.cfg.views)
+            cols["path"].append(str(p))
+            cols["flip"].append(bool(flip))
+            cols["error"].append(next(iter(res.failures.values()), ""))
+            cols["frames"].append(res.frames)
+            cols["extracted"].append(res.extracted)
+            cols["reused"].append(res.reused)  # written meanwhile by another worker or another run
+        return {k: np.array(v, dtype=object if k in ("path", "error") else None) for k, v in cols.items()}
+
+
+def extract_ray(paths: list[str], cfg, flips=(False,), address: str | None = None, workers: int = 0,
+                cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
+                progress: bool = True) -> tuple[dict[bool, ExtractResult], int, str]:
+    """Fill cfg's feature cache for `paths` (and their mirrored frames when True is in flips) on a Ray
+    pool: ({flip: the result as cache.extract gives it}, workers, the backbone's fingerprint). Nothing is scheduled when every entry
+    exists."""
+    from tqdm import tqdm
+
+    from pipeline.models.runtime import backbone_from_config
+
+    cfg = copy.deepcopy(cfg)
+    cfg.cache.dir = str(Path(cfg.cache.dir).expanduser().resolve())  # the workers' cwd is not ours
+    paths = [str(Path(p).resolve()) for p in paths]
+    cache = FeatureCache.from_config(cfg)
+    backbone = backbone_from_config(cfg.backbone)  # the cache keys: the backbone's fingerprint
+    if gpus_per_worker <= 0:  # CPU workers take the runtime chosen here rather than each timing the paths
+        cfg.backbone.runtime = getattr(backbone, "runtime", "torch")
+        cfg.backbone.precision = getattr(backbone, "precision", "fp32")
+        cfg.backbone.channels_last = bool(getattr(backbone, "channels_last", False))
+    results: dict[bool, ExtractResult] = {}
+    items = []
+    for flip in flips:
+        results[flip], todo = plan_extract(paths, backbone, cfg.video, cache, cfg.views, flip)
+        items += [dict(path=p, flip=flip) for p in todo]
+    n = 0
+    if items:
+        with ray_session(address) as ray:
+            n = pool_size(ray, workers, cpus_per_worker, gpus_per_worker)
+            ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                ExtractWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n),
+                num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
+                fn_constructor_kwargs=dict(cfg=cfg, threads=max(1, int(cpus_per_worker))))
+            bar = tqdm(total=len(items), desc=f"extract (ray, {n} workers)", unit="video", disable=not progress,
+                       dynamic_ncols=True)
+            seen: set[tuple[str, bool]] = set()
+            t0 = time.perf_counter()
+            try:
+                for r in ds.iter_rows():
+                    key = (str(r["path"]), bool(r["flip"]))
+                    if key in seen:  # the same video again after a retried task
+                        continue
+                    seen.add(key)
+                    res = results[key[1]]
+                    if r["error"]:
+                        res.failures[key[0]] = str(r["error"])
+                        res.keys.pop(key[0], None)
+                    else:
+                        res.extracted += int(r["extracted"])
+                        res.reused += int(r["reused"])
+                        res.frames += int(r["frames"])
+                    bar.update(1)
+                    bar.set_postfix(frames=res.frames, videos_per_s=f"{len(seen) / (time.perf_counter() - t0):.2f}")
+            except ray.exceptions.RayError as e:
+                lines = [x for x in str(e).splitlines() if x.strip()]
+                raise ClusterError(f"the Ray job stopped after {len(seen)} of {len(items)} entries (those are in "
+                                   f"{cache.root}; rerun to resume): {lines[-1] if lines else type(e).__name__}") from None
+            finally:
+                bar.close()
+    return results, n, backbone.fingerprint
