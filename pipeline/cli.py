@@ -82,8 +82,6 @@ def _launch_torchrun(args, nproc: int) -> int:
     import os
     import subprocess
 
-    if nproc < 1:
-        raise ClusterError(f"--nproc {nproc}: give the number of training processes (2 or more)")
     argv, skip = [], False
     for a in args.argv:  # the command as typed, less --nproc
         if skip:
@@ -107,7 +105,9 @@ def cmd_train(args) -> int:
 
     from pipeline.training.run import config_for_resume, main
 
-    if args.nproc and args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if args.nproc < 0:
+        raise ClusterError(f"--nproc {args.nproc}: give the number of training processes (2 or more)")
+    if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return _launch_torchrun(args, args.nproc)
     rank = int(os.environ.get("RANK", "0"))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.out:
@@ -305,7 +305,7 @@ def cmd_demo(args) -> int:
         plots=[str(out / "run" / "curves.png"), str(out / "run" / "confusion_val.png"),
                rep["outputs"]["confusion_png"]],
     )
-    print(f"demo done in {t3 - t0:.0f} s: test top1 {rep['top1']:.3f} on {rep['num_clips']} unseen clips; "
+    print(f"demo done in {summary['seconds']['total']:.0f} s: test top1 {rep['top1']:.3f} on {rep['num_clips']} unseen clips; "
           f"checkpoint {summary['checkpoint']}", file=sys.stderr)
     _print_json(summary)
     return 0

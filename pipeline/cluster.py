@@ -34,7 +34,8 @@ def import_ray():
 def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
                 object_store_mb: int = LOCAL_OBJECT_STORE_MB, progress: bool = False):
     """Ray for the duration of a block: joined (address, or $RAY_ADDRESS) or a local instance of
-    num_cpus CPUs (default: all of this machine's) started here and shut down at the end."""
+    num_cpus CPUs (default: all of this machine's) and num_gpus GPUs (default: Ray finds them) started
+    here and shut down at the end."""
     ray = import_ray()
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's JSON: Ray's notes go to stderr
         with _session(ray, address, num_cpus, num_gpus, object_store_mb, progress):

@@ -1,6 +1,7 @@
 """Scale-out on real engines: `vap predict/extract --engine ray` through a real local Ray instance (2 CPUs,
-a small object store, shut down after each command) and `vap train --nproc 2` through real torchrun
-processes (gloo). No mocks of Ray or of the process group: the rows, the cache and the run directory are
+a small object store, shut down after the command) and through a running one-node cluster that the
+commands join (`ray start --head`, stopped after the module), and `vap train --nproc 2` through real
+torchrun processes (gloo). No mocks of Ray or of the process group: the rows, the cache and the run directory are
 checked as a user would read them."""
 from __future__ import annotations
 
@@ -27,6 +28,27 @@ def _need_ray():
         import ray  # noqa: F401
     else:
         pytest.importorskip("ray", reason='Ray not installed (pip install "vap[ray]")')
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A running one-node Ray cluster started as README "Scale out" tells a user to (`ray start --head`),
+    bounded to 2 CPUs and a small object store; the commands join it with --address. Stopped at the end."""
+    _need_ray()
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray = str(Path(sys.executable).with_name("ray"))
+    p = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+                        "--object-store-memory=200000000", "--include-dashboard=false", "--disable-usage-stats"],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stdout + p.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=180)
 
 
 @pytest.fixture
@@ -94,16 +116,17 @@ def _cache_entries(cache: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_ray_extract_fills_the_cache_safely_under_a_race_and_train_reads_it(tmp_path, synth_data):
-    """Two extractions race on one cache (a Ray pool of 2 and a local run at the same time): every entry is
-    complete and equal to a clean extraction's, no temporary file is left; vap train then encodes nothing."""
-    _need_ray()
+def test_ray_extract_fills_the_cache_safely_under_a_race_and_train_reads_it(tmp_path, synth_data, ray_cluster):
+    """Two extractions race on one cache (a pool of 2 on a running Ray cluster and a local run at the same
+    time): every entry is complete and equal to a clean extraction's, no temporary file is left; vap train
+    then encodes nothing."""
     cache, clean = tmp_path / "cache", tmp_path / "clean"
     # flip_aug=true: the mirrored entries that training will read are filled too
     args = ["--data", str(synth_data), "--quiet", *TINY, "train.flip_aug=true"]
     local = subprocess.Popen([sys.executable, "-m", "pipeline", "extract", "--cache", str(cache), *args],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    code, out, err = run_vap("extract", "--engine", "ray", "--workers", "2", "--cache", cache, *args)
+    code, out, err = run_vap("extract", "--engine", "ray", "--address", ray_cluster, "--workers", "2",
+                             "--cache", cache, *args)
     lout, lerr = local.communicate(timeout=600)
     assert code == 0 and local.returncode == 0, err + lerr
     s, ls = json.loads(out), json.loads(lout)
@@ -144,6 +167,7 @@ def _worker_pids(name: str) -> list[int]:
 
 
 def _predict_ray(ckpt, folder, out, *extra):
+    """`vap predict --engine ray` in a process of its own (extra: e.g. --address)."""
     cmd = [sys.executable, "-m", "pipeline", "predict", "--engine", "ray", "--workers", "2", "--checkpoint",
            str(ckpt), str(folder), "--out", str(out), "--quiet", *extra]
     return cmd, subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -155,10 +179,10 @@ def _rows_in(out: Path) -> int:
 
 
 @pytest.mark.slow
-def test_ray_worker_killed_mid_run_is_restarted_and_every_row_written(tmp_path, synth_test, trained_ckpt):
-    _need_ray()
+def test_ray_worker_killed_mid_run_is_restarted_and_every_row_written(tmp_path, synth_test, trained_ckpt,
+                                                                     ray_cluster):
     out = tmp_path / "p.jsonl"
-    cmd, proc = _predict_ray(trained_ckpt, synth_test, out)
+    cmd, proc = _predict_ray(trained_ckpt, synth_test, out, "--address", ray_cluster)
     try:
         deadline, pids = time.time() + 300, []
         while time.time() < deadline and not pids and proc.poll() is None:
@@ -180,10 +204,10 @@ def test_ray_worker_killed_mid_run_is_restarted_and_every_row_written(tmp_path, 
 
 
 @pytest.mark.slow
-def test_ray_driver_killed_then_rerun_finishes_without_duplicates(tmp_path, synth_test, trained_ckpt):
-    _need_ray()
+def test_ray_driver_killed_then_rerun_finishes_without_duplicates(tmp_path, synth_test, trained_ckpt, ray_cluster):
+    """The driver of a job on a running cluster dies (kill -9); the same command again finishes the job."""
     out = tmp_path / "p.jsonl"
-    cmd, proc = _predict_ray(trained_ckpt, synth_test, out)
+    cmd, proc = _predict_ray(trained_ckpt, synth_test, out, "--address", ray_cluster)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and _rows_in(out) < 2 and proc.poll() is None:
@@ -191,8 +215,7 @@ def test_ray_driver_killed_then_rerun_finishes_without_duplicates(tmp_path, synt
         os.kill(proc.pid, signal.SIGKILL)  # the driver only, as a crash would
         proc.wait()
     finally:
-        time.sleep(1)
-        try:  # then what its local Ray instance left behind
+        try:  # anything of its own it left behind (the cluster's processes are not in its group)
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
@@ -208,13 +231,13 @@ def test_ray_driver_killed_then_rerun_finishes_without_duplicates(tmp_path, synt
     assert len(rows) == 16 == len({r["path"] for r in rows})
 
 
-def test_ddp_two_processes_write_one_run_directory_and_resume(tmp_path, synth_data):
+def test_ddp_two_processes_write_one_run_directory_and_resume(tmp_path, synth_test):
     """vap train --nproc 2: real torchrun processes (gloo); rank 0 alone writes the run directory, the
     other's scratch folder is gone; --resume continues from last.pt in both processes."""
     run = tmp_path / "run"
     env = dict(os.environ, TMPDIR=str(tmp_path), VAP_CACHE=str(tmp_path / "cache"))
     args = [sys.executable, "-m", "pipeline", "train", "--nproc", "2", "--out", str(run), "--quiet"]
-    p = subprocess.run([*args, "--data", str(synth_data), *TINY, "train.epochs=3", "train.patience=0"],
+    p = subprocess.run([*args, "--data", str(synth_test), *TINY, "train.epochs=3", "train.patience=0"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     m = json.loads(p.stdout)  # rank 0's report, printed once
@@ -231,7 +254,7 @@ def test_ddp_two_processes_write_one_run_directory_and_resume(tmp_path, synth_da
     assert [int(r.split(",")[0]) for r in (run / "log.csv").read_text().splitlines()[1:]] == [1, 2, 3, 4, 5]
     assert "resumed from epoch 3" in (run / "train.log").read_text()
     # torchrun needs the run directory named: each process must write (or not) the same one
-    code, out, err = run_vap("train", "--data", synth_data, "--quiet", env={"WORLD_SIZE": "2"})
+    code, out, err = run_vap("train", "--data", synth_test, "--quiet", env={"WORLD_SIZE": "2"})
     assert code == 2 and "--out" in err
 
 

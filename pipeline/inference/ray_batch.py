@@ -70,11 +70,11 @@ def run_batch_ray(checkpoint: str | Path, sources: list[str], out: str | Path, a
     if not todo:
         writer.close()
         return summary
-    gpus = gpus_per_worker if gpus_per_worker > 0 else None
-    with ray_session(address, num_gpus=None if gpus is None else int(np.ceil(gpus)) or None) as ray:
+    with ray_session(address) as ray:  # a local instance finds this machine's GPUs itself
         n = pool_size(ray, workers, cpus_per_worker, gpus_per_worker)
         items = [dict(path=p, fingerprint=fingerprints[p]) for p in todo]
-        ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+        # a block per video (up to 10000): any worker takes the next video, and a retry redoes one video
+        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 10_000)).map_batches(
             PredictWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n),
             num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
             fn_constructor_kwargs=dict(

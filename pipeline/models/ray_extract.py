@@ -75,7 +75,7 @@ def extract_ray(paths: list[str], cfg, flips=(False,), address: str | None = Non
     if items:
         with ray_session(address) as ray:
             n = pool_size(ray, workers, cpus_per_worker, gpus_per_worker)
-            ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            ds = ray.data.from_items(items, override_num_blocks=min(len(items), 10_000)).map_batches(
                 ExtractWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n),
                 num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
                 fn_constructor_kwargs=dict(cfg=cfg, threads=max(1, int(cpus_per_worker))))
