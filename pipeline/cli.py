@@ -107,8 +107,7 @@ def cmd_train(args) -> int:
 
     if args.nproc < 0:
         raise ClusterError(f"--nproc {args.nproc}: give the number of training processes (2 or more)")
-    if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return _launch_torchrun(args, args.nproc)
+    launch = args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1
     rank = int(os.environ.get("RANK", "0"))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.out:
         raise DataError("under torchrun, pass --out: every process must name the same run directory")
@@ -125,6 +124,10 @@ def cmd_train(args) -> int:
         cfg.cache.dir = args.cache
     if not cfg.data.train:
         raise DataError("no training data: pass --data PATH")
+    if launch:  # the config and the data's path are checked above, once, before the processes start
+        if not Path(cfg.data.train).exists():
+            raise DataError(f"{cfg.data.train}: no such file or folder")
+        return _launch_torchrun(args, args.nproc)
     metrics = main(cfg, out, resume=args.resume, progress=not args.quiet and rank == 0)
     if rank != 0:  # torchrun's other processes: rank 0 reports
         return 0

@@ -256,6 +256,11 @@ def test_ddp_two_processes_write_one_run_directory_and_resume(tmp_path, synth_te
     # torchrun needs the run directory named: each process must write (or not) the same one
     code, out, err = run_vap("train", "--data", synth_test, "--quiet", env={"WORLD_SIZE": "2"})
     assert code == 2 and "--out" in err
+    # a bad config or data path is one line before any process starts, not N tracebacks from torchrun
+    code, out, err = run_vap("train", "--nproc", "2", "--data", synth_test, "train.finetune_backbone=true")
+    assert code == 2 and "set views.motion_size=0" in err and "launching" not in err
+    code, out, err = run_vap("train", "--nproc", "2", "--data", tmp_path / "nope")
+    assert code == 2 and "nope: no such file or folder" in err
 
 
 def test_ddp_next_event_training_runs_in_two_processes(tmp_path):
