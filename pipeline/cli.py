@@ -189,9 +189,9 @@ def cmd_extract(args) -> int:
     if args.engine == "ray":
         from pipeline.models.ray_extract import extract_ray
 
-        results, workers, fingerprint = extract_ray(paths, cfg, (False, True) if mirrored else (False,), args.address,
-                                       args.workers, args.cpus_per_worker, args.gpus_per_worker,
-                                       progress=not args.quiet)
+        results, workers, fingerprint = extract_ray(
+            paths, cfg, (False, True) if mirrored else (False,), args.address, args.workers, args.cpus_per_worker,
+            args.gpus_per_worker, progress=not args.quiet)
         res, res_flip = results[False], results.get(True)
         backbone_name, cache_root = cfg.backbone.name, FeatureCache.from_config(cfg).root
     else:
@@ -199,7 +199,7 @@ def cmd_extract(args) -> int:
         workers = 1
         bb = backbone_from_config(cfg.backbone)
         cache = FeatureCache.from_config(cfg)
-        res = extract(paths, bb, cfg.video, cache, progress=not args.quiet, failures_file=None, views=cfg.views)
+        res = extract(paths, bb, cfg.video, cache, progress=not args.quiet, views=cfg.views)
         res_flip = extract([p for p in mirrored if p in res.keys], bb, cfg.video, cache, progress=not args.quiet,
                            flip=True, views=cfg.views) if mirrored else None
         backbone_name, fingerprint, cache_root = bb.name, bb.fingerprint, cache.root

@@ -31,19 +31,17 @@ def import_ray():
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
-                object_store_mb: int = LOCAL_OBJECT_STORE_MB, progress: bool = False):
-    """Ray for the duration of a block: joined (address, or $RAY_ADDRESS) or a local instance of
-    num_cpus CPUs (default: all of this machine's) and num_gpus GPUs (default: Ray finds them) started
-    here and shut down at the end."""
+def ray_session(address: str | None = None):
+    """Ray for the duration of a block: joined (address, or $RAY_ADDRESS) or a local instance on all of
+    this machine's CPUs (and the GPUs Ray finds) started here and shut down at the end."""
     ray = import_ray()
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's JSON: Ray's notes go to stderr
-        with _session(ray, address, num_cpus, num_gpus, object_store_mb, progress):
+        with _session(ray, address):
             yield ray
 
 
 @contextlib.contextmanager
-def _session(ray, address, num_cpus, num_gpus, object_store_mb, progress):
+def _session(ray, address):
     address = address or os.environ.get("RAY_ADDRESS") or None
     started = not ray.is_initialized()
     if started:
@@ -52,15 +50,15 @@ def _session(ray, address, num_cpus, num_gpus, object_store_mb, progress):
             if address:
                 ray.init(address=address, **kwargs)
             else:
-                ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=num_gpus,
-                         object_store_memory=object_store_mb * 2**20, **kwargs)
+                ray.init(address="local", num_cpus=os.cpu_count() or 1,
+                         object_store_memory=LOCAL_OBJECT_STORE_MB * 2**20, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise ClusterError(f"cannot start or join {where}: {str(e).splitlines()[0]}") from None
     # Ray Data's INFO lines and its note that progress bars are off: our bar and summary say it
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = progress  # our own bar counts the rows; Ray's are per operator
+    ctx.enable_progress_bars = False  # our own bar counts the rows; Ray's are per operator
     ctx.print_on_execution_start = False
     try:
         yield
@@ -81,3 +79,24 @@ def pool_size(ray, workers: int, cpus_per_worker: float, gpus_per_worker: float)
         raise ClusterError(f"the Ray cluster has {res.get('CPU', 0)} CPUs and {res.get('GPU', 0)} GPUs: not "
                            f"enough for one worker of {cpus_per_worker} CPUs and {gpus_per_worker} GPUs")
     return n
+
+
+def pool_rows(ray, items: list[dict], worker: type, workers: int, cpus_per_worker: float, gpus_per_worker: float,
+              **worker_kwargs):
+    """The rows of worker(**worker_kwargs) - a Ray Data actor pool of `workers` - over items, in
+    completion order. A block per item (up to 10000): any worker takes the next one, and a retried task
+    redoes one item. Ray Data's actor pools restart a dead worker and retry its task (max_restarts=-1,
+    max_task_retries=-1 are its defaults; tests/test_scale.py kills one to check), so an item's row may
+    come twice: the caller keeps the first."""
+    ds = ray.data.from_items(items, override_num_blocks=min(len(items), 10_000)).map_batches(
+        worker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
+        num_gpus=gpus_per_worker or None, fn_constructor_kwargs=worker_kwargs)
+    return ds.iter_rows()
+
+
+def stopped(ray_error: Exception, done: int, total: int, what: str, where: str) -> ClusterError:
+    """The one-line error for a Ray job that failed part way (a worker that cannot start, a cluster
+    that went away): what was done, where it is, and Ray's last line."""
+    lines = [x for x in str(ray_error).splitlines() if x.strip()]
+    return ClusterError(f"the Ray job stopped after {done} of {total} {what} (those are in {where}; rerun to "
+                        f"resume): {lines[-1] if lines else type(ray_error).__name__}")

@@ -5,8 +5,8 @@ what --out already holds (batch.plan) - then Ray Data reads the list of videos s
 `PredictWorker` actors (each loads the checkpoint once) runs batch.predict_rows on them, the very code of
 the local engine, so the rows are the same. The driver alone writes --out, one durable row at a time, as
 rows stream back in completion order: a killed driver loses at most the rows in flight and a rerun
-resumes. A killed worker is restarted by Ray and its video tried again (max_restarts / max_task_retries);
-a row that arrives twice after such a retry is written once.
+resumes. A killed worker is restarted by Ray and its video tried again (cluster.pool_rows); a row that
+arrives twice after such a retry is written once.
 
 On a cluster every node needs vap installed (the same version) and the videos and the checkpoint at the
 same paths (a shared filesystem); only the driver writes --out.
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cluster import pool_size, ray_session
-from pipeline.errors import ClusterError
+from pipeline.cluster import pool_rows, pool_size, ray_session, stopped
 from pipeline.inference.batch import BatchSummary, RowWriter, RunProgress, expand_sources, plan, predict_rows
 from pipeline.models.checkpoint import config_of, load_checkpoint
 
@@ -70,39 +69,30 @@ def run_batch_ray(checkpoint: str | Path, sources: list[str], out: str | Path, a
     if not todo:
         writer.close()
         return summary
-    with ray_session(address) as ray:  # a local instance finds this machine's GPUs itself
-        n = pool_size(ray, workers, cpus_per_worker, gpus_per_worker)
-        items = [dict(path=p, fingerprint=fingerprints[p]) for p in todo]
-        # a block per video (up to 10000): any worker takes the next video, and a retry redoes one video
-        ds = ray.data.from_items(items, override_num_blocks=min(len(items), 10_000)).map_batches(
-            PredictWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n),
-            num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
-            fn_constructor_kwargs=dict(
-                checkpoint=checkpoint, device=device, window=window, stride=stride, topk=topk,
+    try:
+        with ray_session(address) as ray:  # a local instance finds this machine's GPUs itself
+            n = pool_size(ray, workers, cpus_per_worker, gpus_per_worker)
+            rows = pool_rows(
+                ray, [dict(path=p, fingerprint=fingerprints[p]) for p in todo], PredictWorker, n, cpus_per_worker,
+                gpus_per_worker, checkpoint=checkpoint, device=device, window=window, stride=stride, topk=topk,
                 overrides=list(overrides), timeline=timeline,
                 render_dir=None if render_dir is None else str(Path(render_dir).resolve()), strict=strict,
-                threads=max(1, int(cpus_per_worker))))
-        # Ray Data's actor pools restart a dead worker and retry its task (max_restarts=-1,
-        # max_task_retries=-1 are its defaults; tests/test_scale.py kills one to check)
-        run = RunProgress(writer, summary, len(todo), progress, desc=f"predict (ray, {n} workers)")
-        written: set[str] = set()
-        try:
-            for r in ds.iter_rows():
-                row = json.loads(r["row"])
-                if row["path"] in written:  # the same video again after a retried task
-                    continue
-                written.add(row["path"])
-                run.add(row, int(r["frames"]))
-        except ray.exceptions.RayError as e:  # a worker that cannot start, a cluster that went away
-            raise ClusterError(f"the Ray job stopped after {len(written)} of {len(todo)} videos (rows so far are "
-                               f"in {out}; rerun to resume): {_first_line(e)}") from None
-        finally:
-            run.close()
+                threads=max(1, int(cpus_per_worker)))
+            run = RunProgress(writer, summary, len(todo), progress, desc=f"predict (ray, {n} workers)")
+            written: set[str] = set()
+            try:
+                for r in rows:
+                    row = json.loads(r["row"])
+                    if row["path"] in written:  # the same video again after a retried task
+                        continue
+                    written.add(row["path"])
+                    run.add(row, int(r["frames"]))
+            except ray.exceptions.RayError as e:
+                raise stopped(e, len(written), len(todo), "videos", out) from None
+            finally:
+                run.close()
+    finally:
+        writer.close()  # also when Ray could not start (RunProgress closed it otherwise; closing twice is fine)
     summary.engine, summary.workers = "ray", n
     return summary
-
-
-def _first_line(e: Exception) -> str:
-    lines = [x for x in str(e).splitlines() if x.strip()]
-    return lines[-1] if lines else type(e).__name__
 

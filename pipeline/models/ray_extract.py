@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cluster import pool_size, ray_session
-from pipeline.errors import ClusterError
+from pipeline.cluster import pool_rows, pool_size, ray_session, stopped
 from pipeline.models.cache import ExtractResult, FeatureCache, extract, plan_extract
 
 
@@ -51,8 +50,8 @@ def extract_ray(paths: list[str], cfg, flips=(False,), address: str | None = Non
                 cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
                 progress: bool = True) -> tuple[dict[bool, ExtractResult], int, str]:
     """Fill cfg's feature cache for `paths` (and their mirrored frames when True is in flips) on a Ray
-    pool: ({flip: the result as cache.extract gives it}, workers, the backbone's fingerprint). Nothing is scheduled when every entry
-    exists."""
+    pool: ({flip: the result as cache.extract gives it}, workers, the backbone's fingerprint). Nothing is
+    scheduled when every entry exists."""
     from tqdm import tqdm
 
     from pipeline.models.runtime import backbone_from_config
@@ -75,16 +74,14 @@ def extract_ray(paths: list[str], cfg, flips=(False,), address: str | None = Non
     if items:
         with ray_session(address) as ray:
             n = pool_size(ray, workers, cpus_per_worker, gpus_per_worker)
-            ds = ray.data.from_items(items, override_num_blocks=min(len(items), 10_000)).map_batches(
-                ExtractWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=n),
-                num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None,
-                fn_constructor_kwargs=dict(cfg=cfg, threads=max(1, int(cpus_per_worker))))
+            rows = pool_rows(ray, items, ExtractWorker, n, cpus_per_worker, gpus_per_worker, cfg=cfg,
+                             threads=max(1, int(cpus_per_worker)))
             bar = tqdm(total=len(items), desc=f"extract (ray, {n} workers)", unit="video", disable=not progress,
                        dynamic_ncols=True)
             seen: set[tuple[str, bool]] = set()
             t0 = time.perf_counter()
             try:
-                for r in ds.iter_rows():
+                for r in rows:
                     key = (str(r["path"]), bool(r["flip"]))
                     if key in seen:  # the same video again after a retried task
                         continue
@@ -100,9 +97,7 @@ def extract_ray(paths: list[str], cfg, flips=(False,), address: str | None = Non
                     bar.update(1)
                     bar.set_postfix(frames=res.frames, videos_per_s=f"{len(seen) / (time.perf_counter() - t0):.2f}")
             except ray.exceptions.RayError as e:
-                lines = [x for x in str(e).splitlines() if x.strip()]
-                raise ClusterError(f"the Ray job stopped after {len(seen)} of {len(items)} entries (those are in "
-                                   f"{cache.root}; rerun to resume): {lines[-1] if lines else type(e).__name__}") from None
+                raise stopped(e, len(seen), len(items), "entries", cache.root) from None
             finally:
                 bar.close()
     return results, n, backbone.fingerprint
