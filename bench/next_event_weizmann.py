@@ -1,11 +1,13 @@
-"""Next-event prediction on real video: sequences composed from the Weizmann clips with a fixed grammar.
+"""Next-event prediction on real video: sequences composed from real clips with a fixed grammar.
 
-The clips of 6 actors are composed (`pipeline.compose`, as `vap compose`) into training sequences and
-those of the other 3 actors into test sequences, following configs/grammars/weizmann.yaml. Training
-goes through `pipeline.train.main` with train.task=next_event (validation: 2 of the 6 training
-actors, data.group_by), evaluation through `pipeline.evaluate.evaluate_checkpoint` (as `vap eval`).
+--dataset weizmann (default): the clips of 6 actors are composed (`pipeline.compose`, as `vap compose`)
+into training sequences and those of the other 3 actors into test sequences, following
+configs/grammars/weizmann.yaml. --dataset ut1: UT-Interaction set 1, sequences 1-5, 7, 8 (their pairs
+of actors; 6 lacks a punch clip) for training and 9-10 for test, following configs/grammars/ut1.yaml. Training goes through
+`pipeline.train.main` with train.task=next_event (validation: a third of the training groups,
+data.group_by), evaluation through `pipeline.evaluate.evaluate_checkpoint` (as `vap eval`).
 
-    python bench/next_event_weizmann.py [--seeds 0,1,2] [--work DIR] [key=value ...]
+    python bench/next_event_weizmann.py [--dataset weizmann|ut1] [--seeds 0,1,2] [--work DIR] [key=value ...]
 
 Prints JSON with, per seed and as a mean: next-action top-1 at 1 s before boundaries on the test
 actors, current-action per-step accuracy, next-action top-1 over all steps, and the references:
@@ -34,14 +36,19 @@ from pipeline.data.segments import load_annotations  # noqa: E402
 from pipeline.training.evaluate import evaluate_checkpoint  # noqa: E402
 from pipeline.training.run import main as train_main  # noqa: E402
 
-WEIZMANN = ROOT.parent / "shared" / "data" / "weizmann"
-TEST_ACTORS = ["daria", "ido", "lyova"]  # the same held-out actors as accuracy_weizmann.py's 6-3 split
-TRAIN_ACTORS = ["denis", "eli", "ira", "lena", "moshe", "shahar"]
-GROUP_BY = "^([a-z]+)_"
+SHARED = ROOT.parent / "shared" / "data"
+# name -> (clips, grammar, group regex, training groups, test groups)
+DATASETS = {
+    "weizmann": (SHARED / "weizmann", "weizmann.yaml", "^([a-z]+)_",
+                 # the same held-out actors as accuracy_weizmann.py's 6-3 split
+                 ["denis", "eli", "ira", "lena", "moshe", "shahar"], ["daria", "ido", "lyova"]),
+    # sequence 6 has no punch clip (sequence 8 has two): composing needs every action in every group
+    "ut1": (SHARED / "ut_interaction_set1", "ut1.yaml", r"^\d+_(\d+)_",
+            ["1", "2", "3", "4", "5", "7", "8"], ["9", "10"]),
+}
 OVERRIDES = [  # chosen on the validation actors of the synthetic and Weizmann training sequences only
     "video.fps=5", "head.hidden_size=128", "head.proj_dim=128", "head.dropout=0.5", "head.input_dropout=0.5",
-    "train.epochs=40", "train.patience=15", "train.seq_len=100", f"data.group_by={GROUP_BY}",
-    "data.val_fraction=0.34",
+    "train.epochs=40", "train.patience=15", "train.seq_len=100", "data.val_fraction=0.34",
 ]
 
 
@@ -61,29 +68,32 @@ def references(grammar, ann_path: Path, train_ann: Path, tau: float = 1.0) -> di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="weizmann", choices=list(DATASETS))
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--work", default=str(Path.home() / ".cache" / "vap" / "bench-next-weizmann"),
-                    help="composed videos and runs (composition is deterministic and reused)")
+    ap.add_argument("--work", help="composed videos and runs (composition is deterministic and reused; "
+                                   "default ~/.cache/vap/bench-next-DATASET)")
     ap.add_argument("--train-sequences", type=int, default=48)
     ap.add_argument("--test-sequences", type=int, default=18)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
-    if not WEIZMANN.is_dir():
-        print(json.dumps(dict(skipped=f"{WEIZMANN} not found")))
+    clips, grammar_file, group_by, train_groups, test_groups = DATASETS[args.dataset]
+    if not clips.is_dir():
+        print(json.dumps(dict(skipped=f"{clips} not found")))
         return
-    grammar = load_grammar(ROOT / "configs" / "grammars" / "weizmann.yaml")
-    work = Path(args.work)
+    grammar = load_grammar(ROOT / "configs" / "grammars" / grammar_file)
+    work = Path(args.work or Path.home() / ".cache" / "vap" / f"bench-next-{args.dataset}")
     t0 = time.time()
-    tr = compose(WEIZMANN, grammar, work / "train", args.train_sequences, args.seconds, GROUP_BY, TRAIN_ACTORS,
+    tr = compose(clips, grammar, work / "train", args.train_sequences, args.seconds, group_by, train_groups,
                  seed=0, progress=False)
-    te = compose(WEIZMANN, grammar, work / "test", args.test_sequences, args.seconds, GROUP_BY, TEST_ACTORS,
+    te = compose(clips, grammar, work / "test", args.test_sequences, args.seconds, group_by, test_groups,
                  seed=1, progress=False)
     t_compose = time.time() - t0
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         t1 = time.time()
-        cfg = load_config(None, [*OVERRIDES, f"data.train={tr['annotations']}", "train.task=next_event",
+        cfg = load_config(None, [*OVERRIDES, f"data.group_by={group_by}", f"data.train={tr['annotations']}",
+                                 "train.task=next_event",
                                  f"train.seed={seed}", *args.overrides])
         out = work / f"run-seed{seed}"
         m = train_main(cfg, out, progress=False)
@@ -98,11 +108,13 @@ def main() -> None:
                          seconds=round(time.time() - t1, 1)))
     mean = {k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0] if k not in ("seed", "best_epoch")}
     std = {k: round(float(np.std([r[k] for r in runs])), 4) for k in ("next_top1_at_1s", "current_top1_per_step")}
-    print(json.dumps(dict(machine=describe(), protocol="compose 6 train actors / 3 test actors",
-                          test_actors=TEST_ACTORS,
+    print(json.dumps(dict(machine=describe(), dataset=args.dataset,
+                          protocol=f"compose {len(train_groups)} training groups / {len(test_groups)} test groups",
+                          test_groups=test_groups,
                           sequences=dict(train=tr["videos"], test=te["videos"], seconds_each=args.seconds),
                           **references(grammar, Path(te["annotations"]), Path(tr["annotations"])),
-                          mean=mean, std=std, runs=runs, overrides=OVERRIDES + args.overrides,
+                          mean=mean, std=std, runs=runs,
+                          overrides=OVERRIDES + [f"data.group_by={group_by}"] + args.overrides,
                           compose_seconds=round(t_compose, 1), total_seconds=round(time.time() - t0, 1)),
                      indent=1))
 
