@@ -226,6 +226,21 @@ def cmd_extract(args) -> int:
 def cmd_synth(args) -> int:
     from pipeline.data.synthetic import ACTIONS, make_dataset
 
+    if args.people:  # several people per video, with their boxes and action segments
+        from pipeline.data.people import make_people_videos
+
+        lo, _, hi = args.people.partition("..")
+        try:
+            people = (int(lo), int(hi or lo))
+        except ValueError:
+            raise DataError(f"--people {args.people}: give a count or a range, e.g. 2 or 2..3") from None
+        if not 1 <= people[0] <= people[1] <= 6:
+            raise DataError(f"--people {args.people}: between 1 and 6 people per video")
+        out = make_people_videos(args.out, args.videos, people, 8.0 if args.seconds is None else args.seconds,
+                                 args.seed)
+        _print_json(dict(out=str(out), videos=args.videos, people=list(people), segments=str(out / "people.csv"),
+                         boxes=str(out / "boxes.csv")))
+        return 0
     actions = args.actions.split(",") if args.actions else ACTIONS
     unknown = [a for a in actions if a not in ACTIONS]
     if unknown:
@@ -238,9 +253,10 @@ def cmd_synth(args) -> int:
         bad = [a for a in g.actions if a not in ACTIONS]
         if bad:
             raise GrammarError(f"{args.grammar}: synthetic videos cannot show {bad}; known: {', '.join(ACTIONS)}")
-        out = make_sequences(args.out, g, args.sequences, args.seconds, args.seed)
+        seconds = 30.0 if args.seconds is None else args.seconds
+        out = make_sequences(args.out, g, args.sequences, seconds, args.seed)
         _print_json(dict(out=str(out), annotations=str(out / "annotations.csv"), videos=args.sequences,
-                         seconds_each=args.seconds, grammar=g.to_dict(), bayes_next_top1=g.bayes_limit()))
+                         seconds_each=seconds, grammar=g.to_dict(), bayes_next_top1=g.bayes_limit()))
         return 0
     out = make_dataset(args.out, args.clips_per_class, actions, args.seed)
     _print_json(dict(out=str(out), classes=list(actions), clips=args.clips_per_class * len(actions)))
@@ -478,7 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of clips, write this many long videos whose actions follow a grammar, with "
                         "annotations.csv (next-event data)")
     p.add_argument("--grammar", help="grammar YAML for --sequences (default: a cycle over --actions, p=0.8)")
-    p.add_argument("--seconds", type=float, default=30.0, help="length of each sequence (--sequences)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="length of each video (--sequences: default 30; --people: default 8)")
+    p.add_argument("--people", help="instead, videos of several people (a count or a range, e.g. 2..3), each "
+                                    "doing actions of their own, with people.csv (video,start,end,label,track) "
+                                    "and boxes.csv (video,frame,t,track,x1,y1,x2,y2)")
+    p.add_argument("--videos", type=int, default=4, help="number of videos (--people)")
 
     p = _command(sub, "compose", cmd_compose,
                  help="compose long annotated videos from trimmed clips following a grammar "

@@ -51,10 +51,9 @@ def pose(action: str, t: float, freq: float, phase: float) -> dict:
     return p
 
 
-def draw_figure(img: np.ndarray, cx: float, cy: float, h: float, p: dict, color, thick: int) -> None:
-    """Draw the stick figure with feet at (cx, cy) and height h pixels onto img (H,W,3) BGR/RGB."""
-    import cv2
-
+def figure_geometry(cx: float, cy: float, h: float, p: dict) -> tuple[list, tuple, int]:
+    """The stick figure with feet at (cx, cy) and height h pixels in pose p: (limb segments [(a, b)],
+    head centre, head radius), in pixels."""
     cx, cy = cx + p["dx"] * h, cy + p["dy"] * h
     hip = (cx, cy - (0.5 - p["crouch"]) * h)
     neck = (hip[0], hip[1] - 0.35 * h)
@@ -67,10 +66,28 @@ def draw_figure(img: np.ndarray, cx: float, cy: float, h: float, p: dict, color,
         foot = _limb(knee, 0.25 * h, p[f"{side}_leg"] - sign * p["knee"] * 0.5)
         pts += [(neck, elbow), (elbow, hand), (hip, knee), (knee, foot)]
     pts.append((hip, neck))
+    return pts, head, max(2, int(0.09 * h))
+
+
+def figure_box(cx: float, cy: float, h: float, p: dict, thick: int) -> tuple[float, float, float, float]:
+    """(x1, y1, x2, y2) around every pixel draw_figure paints for the same arguments."""
+    segs, head, r = figure_geometry(cx, cy, h, p)
+    xs = [q[0] for a, b in segs for q in (a, b)]
+    ys = [q[1] for a, b in segs for q in (a, b)]
+    m = thick / 2 + 1  # line width and anti-aliasing
+    return (min(min(xs) - m, head[0] - r - 1), min(min(ys) - m, head[1] - r - 1),
+            max(max(xs) + m, head[0] + r + 1), max(max(ys) + m, head[1] + r + 1))
+
+
+def draw_figure(img: np.ndarray, cx: float, cy: float, h: float, p: dict, color, thick: int) -> None:
+    """Draw the stick figure with feet at (cx, cy) and height h pixels onto img (H,W,3) BGR/RGB."""
+    import cv2
+
+    segs, head, r = figure_geometry(cx, cy, h, p)
     ip = lambda q: (int(round(q[0])), int(round(q[1])))  # noqa: E731
-    for a, b in pts:
+    for a, b in segs:
         cv2.line(img, ip(a), ip(b), color, thick, cv2.LINE_AA)
-    cv2.circle(img, ip(head), max(2, int(0.09 * h)), color, -1, cv2.LINE_AA)
+    cv2.circle(img, ip(head), r, color, -1, cv2.LINE_AA)
 
 
 def background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
