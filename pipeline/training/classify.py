@@ -26,7 +26,7 @@ from pipeline.data import datasets as data_mod
 from pipeline.data.views import mirror
 from pipeline.errors import TrainError
 from pipeline.io import atomic_torch_save
-from pipeline.models.cache import FeatureCache, extract
+from pipeline.models.cache import FeatureCache
 from pipeline.models.checkpoint import load_checkpoint, make_checkpoint
 from pipeline.models.heads import build_head, crop_average, length_mask, pad_batch
 from pipeline.models.runtime import backbone_from_config
@@ -226,20 +226,6 @@ def directional(classes: list[str]) -> list[str]:
     return [c for c in classes if DIRECTION_WORDS.search(c)]
 
 
-def prefill_cache(datasets: list[tuple[data_mod.Dataset, bool]], encoder, cfg: Config, cache: FeatureCache,
-                  dist: Dist) -> None:
-    """Under torchrun: each process encodes its share of the videos ((dataset, with mirrored frames)),
-    then all wait until every share is in the cache; each process then reads all of it."""
-    if not dist.enabled:
-        return
-    for ds, flip in datasets:
-        mine = dist.shard([s.path for s in ds.samples])
-        res = extract(mine, encoder, cfg.video, cache, progress=False, views=cfg.views)
-        if flip:
-            extract(list(res.keys), encoder, cfg.video, cache, progress=False, flip=True, views=cfg.views)
-    dist.barrier()
-
-
 def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist | None = None) -> dict:
     """dist: this process's place under torchrun (distributed.py); None in one process."""
     dist = dist or Dist()
@@ -277,7 +263,8 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
         # which does not refit)
         flip_train = cfg.train.flip_aug == "true"
         flip_val = flip_train and cfg.train.refit and trainable is None
-        prefill_cache([(train_ds, flip_train), (val_ds, flip_val)], encoder, cfg, cache, dist)
+        dist.prefill_cache([([s.path for s in train_ds.samples], flip_train),
+                            ([s.path for s in val_ds.samples], flip_val)], encoder, cfg, cache)
         train_clips, f1 = load_feature_clips(train_ds, classes, encoder, cfg, cache, progress, flip=flip_train)
         val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress, flip=flip_val)
     if trainable is not None and state is not None and state.get("backbone_state"):

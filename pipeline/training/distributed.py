@@ -5,7 +5,7 @@ torchrun starts N copies of `vap train`, each with RANK, WORLD_SIZE and LOCAL_RA
 against one process, and why:
 
 - Extraction: each process encodes its share of the videos into the shared feature cache, then all wait
-  (a barrier) and every process reads all the features (cached features are small).
+  (a barrier: Dist.prefill_cache) and every process reads all the features (cached features are small).
 - The epoch: a DistributedSampler gives each process its share of the clips, in batches of
   ceil(train.batch_size / N), so that one step still sees train.batch_size clips in all; DDP averages
   the gradients, so the step is the single-process step (up to the augmentation draws).
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import ClusterError
+from pipeline.models.cache import extract
 
 # a barrier waits for the slowest process's share of the extraction: generous, but not forever
 BARRIER_TIMEOUT = timedelta(hours=4)
@@ -69,6 +70,24 @@ class Dist:
         """This process's share of items (every world-th, from its rank)."""
         return items[self.rank::self.world] if self.enabled else items
 
+    def equal_shard(self, items) -> list:
+        """This process's share of items padded by wrapping around to a multiple of the processes, as
+        DistributedSampler pads: every process gets as many, so their steps line up."""
+        per = math.ceil(len(items) / self.world)
+        return self.shard([items[i % len(items)] for i in range(per * self.world)])
+
+    def prefill_cache(self, jobs: list[tuple[list[str], bool]], encoder, cfg, cache) -> None:
+        """Each process encodes its share of the videos of jobs ([(paths, with their mirrored frames)])
+        into the shared cache, then all wait until every share is there (each then reads all of it).
+        Nothing in one process: the task's own extraction does it all."""
+        if not self.enabled:
+            return
+        for paths, flip in jobs:
+            res = extract(self.shard(paths), encoder, cfg.video, cache, progress=False, views=cfg.views)
+            if flip:
+                extract(list(res.keys), encoder, cfg.video, cache, progress=False, flip=True, views=cfg.views)
+        self.barrier()
+
     def batch_size(self, batch_size: int) -> int:
         """Per-process batch of a global batch_size."""
         return max(1, math.ceil(batch_size / self.world))
@@ -89,10 +108,7 @@ class Dist:
         in every process (seeded by seed and epoch), split the same way."""
         if sampler_w is not None:
             g = np.random.default_rng([seed, epoch])
-            order = g.choice(n, size=n, replace=True, p=sampler_w)
-            per = math.ceil(n / self.world)
-            order = np.resize(order, per * self.world)  # pad by wrapping around, as DistributedSampler does
-            return order[self.rank::self.world]
+            return np.array(self.equal_shard(list(g.choice(n, size=n, replace=True, p=sampler_w))), np.int64)
         from torch.utils.data import DistributedSampler
 
         sampler = DistributedSampler(range(n), num_replicas=self.world, rank=self.rank, shuffle=True, seed=seed)

@@ -154,9 +154,8 @@ def train_one_epoch(head, seqs, optimizer, cfg: Config, rng, device, dist: Dist 
     params = [p for g in optimizer.param_groups for p in g["params"]]
     tot = ok_c = n_c = ok_n = n_n = 0.0
     bs = cfg.train.batch_size
-    if dist is not None and dist.enabled:  # equal shares (wrapped around), so the steps line up
-        per = math.ceil(len(windows) / dist.world)
-        windows = dist.shard([windows[i % len(windows)] for i in range(per * dist.world)])
+    if dist is not None and dist.enabled:
+        windows = dist.equal_shard(windows)
         bs = dist.batch_size(bs)
     for b in range(0, len(windows), bs):
         pieces = [(seqs[i], slice(st, st + cfg.train.seq_len)) for i, st in windows[b:b + bs]]
@@ -227,9 +226,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
                      [[v.path, "train"] for v in train_v] + [[v.path, "val"] for v in val_v])
     backbone = backbone_from_config(cfg.backbone)
     cache = FeatureCache.from_config(cfg)
-    if dist.enabled:  # each process encodes its share into the cache first; then all read everything
-        extract(dist.shard([v.path for v in train_v + val_v]), backbone, cfg.video, cache, False, views=cfg.views)
-        dist.barrier()
+    dist.prefill_cache([([v.path for v in train_v + val_v], False)], backbone, cfg, cache)
     feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
     write_failures(out, failures)
     classes = state["classes"] if state else make_classes(train_v + val_v, feats, cfg.data.background)
