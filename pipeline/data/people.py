@@ -42,21 +42,22 @@ class Person:
 
 
 def _plan(person: Person, rng: np.random.Generator, seconds: float, width: float, first: tuple | None) -> None:
-    """person.segments: `first` (action, duration) if given, then random actions of 1.5-3 s. A walk goes
-    towards the side with room for it, so nobody leaves the frame."""
+    """person.segments: `first` (action, duration) if given, then random actions of 1.5-3 s. A random walk
+    goes towards the side with more room; every walk stops at the frame's margin."""
     t, x = 0.0, person.x
     margin = 0.3 * person.fig_h
     while t < seconds - 1e-9:
-        if first is not None:
+        if first is not None:  # as given, direction included
             action, dur = first
             first = None
         else:
             dur = float(rng.uniform(1.5, 3.0))
             last = person.segments[-1][2] if person.segments else ""
             action = str(rng.choice([a for a in ACTIONS if a != last]))  # a new action: a next event
+            if action.startswith("walk_"):
+                action = "walk_right" if x < width / 2 else "walk_left"
         dur = min(dur, seconds - t)
         if action.startswith("walk_"):
-            action = "walk_right" if x < width / 2 else "walk_left"
             room = (width - margin - x) if action == "walk_right" else (x - margin)
             dur = min(dur, max(room, 0.0) / person.speed)
             if dur < 0.5:  # no room left to walk: stand and do something else
@@ -89,23 +90,8 @@ def render_people(rng: np.random.Generator, people: int = 2, seconds: float = 8.
         first = None
         if crossing and people >= 2 and k < 2:  # the first two walk towards each other until they have passed
             a, b = persons[0], persons[1]
-            gap = abs(b.x - a.x)
-            first = ("walk_right" if k == 0 else "walk_left", min(seconds, 1.4 * gap / (a.speed + b.speed)))
-            # walk towards the other, whatever side has more room: cross the middle
-            p_dir = 1 if k == 0 else -1
-            start = p.x
-            p.segments.append((0.0, first[1], first[0]))
-            p.x = start + p_dir * p.speed * first[1]
-            rest = Person(p.track, p.fig_h, p.color, p.thick, p.freq, p.phase, p.x, p.speed)
-            _plan(rest, rng, seconds - first[1], width, None)
-            for s, e, act in rest.segments:  # a walk on in the same direction stays one segment
-                if p.segments[-1][2] == act:
-                    p.segments[-1] = (p.segments[-1][0], e + first[1], act)
-                else:
-                    p.segments.append((s + first[1], e + first[1], act))
-            p.x = start
-        else:
-            _plan(p, rng, seconds, width, None)
+            first = ("walk_right" if k == 0 else "walk_left", 1.4 * abs(b.x - a.x) / (a.speed + b.speed))
+        _plan(p, rng, seconds, width, first)
     frames = np.empty((n, height, width, 3), np.uint8)
     xs = [_positions(p, n, fps) for p in persons]
     for i in range(n):
