@@ -53,25 +53,28 @@ class Models:
         self.overrides = list(overrides)
 
     @contextlib.contextmanager
-    def predictor(self, ckpt: str):
+    def predictor(self, ckpt: str, per_person: bool = False):
         from pipeline.inference.predict import Predictor
 
+        key = (ckpt, per_person)
         with self._lock:
-            pool = self._free.setdefault(ckpt, [])
+            pool = self._free.setdefault(key, [])
             pred = pool.pop() if pool else None
         if pred is None:
-            pred = Predictor.from_checkpoint(ckpt, overrides=self.overrides)
+            pred = Predictor.from_checkpoint(ckpt, overrides=self.overrides, per_person=per_person)
         try:
             yield pred
         finally:
             with self._lock:
-                self._free[ckpt].append(pred)
+                self._free[key].append(pred)
 
-    def streamer(self, ckpt: str):
-        """A new StreamingPredictor (one per webcam session: it holds that session's LSTM state)."""
+    def streamer(self, ckpt: str, per_person: bool = False):
+        """A new StreamingPredictor (one per webcam session: it holds that session's LSTM state, or with
+        per_person one state per tracked person)."""
         from pipeline.inference.predict import StreamingPredictor
 
-        return StreamingPredictor.from_checkpoint(ckpt, every=1, smooth=0.5, overrides=self.overrides)
+        return StreamingPredictor.from_checkpoint(ckpt, every=1, smooth=0.5, overrides=self.overrides,
+                                                  per_person=per_person)
 
 
 def timeline_figure(pred, top: int = 4):
@@ -104,7 +107,8 @@ def timeline_figure(pred, top: int = 4):
     return fig
 
 
-def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, workdir: Path):
+def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, workdir: Path,
+                  per_person: bool = False):
     """Upload handler. Returns (label dict, figure, annotated video path, summary markdown, files)."""
     import gradio as gr
 
@@ -123,14 +127,17 @@ def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, 
             raise VideoError(name, "video has no frames")
         if info.duration > limits.max_duration_s:
             raise gr.Error(f"{name}: {info.duration:.0f} s is longer than the {limits.max_duration_s:.0f} s limit.")
-        with models.predictor(ckpt) as predictor:
+        with models.predictor(ckpt, per_person) as predictor:
             pred = predictor.predict(video)
+            box_every = predictor.cfg.detector.box_every
     except VapError as e:  # a user's file or model, never a bug: say what is wrong in the page
         if isinstance(e, VideoError):
             raise gr.Error(f"{name}: {e.problem}. Upload a video file (mp4, avi, mov, webm, ...).") from None
         raise gr.Error(f"{name}: {e}") from None
     out = scratch(workdir)
     annotated = render_video(video, pred, out)
+    if per_person:
+        return _people_results(pred, name, out, str(annotated), box_every)
     d = pred.to_dict(timeline=True)
     d["path"] = name
     (out / "prediction.json").write_text(json.dumps(d, indent=1))
@@ -153,18 +160,54 @@ def analyse_video(models: Models, ckpt: str, video: str | None, limits: Limits, 
     return label, fig, str(annotated), "\n".join(lines), [str(out / "prediction.json"), str(out / "segments.csv")]
 
 
-def stream_frame(models: Models, ckpt: str, frame, state):
-    """Webcam handler: one frame in, live top-k out; the StreamingPredictor lives in the session state."""
+def _people_results(pred, name: str, out: Path, annotated: str, box_every: float):
+    """The upload tab's outputs for a PeoplePrediction: each person's label, the timeline of the longest
+    track, and the rows of vap predict --per-person (JSON) with a table of segments per person (CSV)."""
+    rows = pred.rows(box_every=box_every)
+    for r in rows:
+        r["path"] = name
+    (out / "prediction.json").write_text(json.dumps(rows, indent=1))
+    with open(out / "segments.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["track_id", "start", "end", "label", "prob"])
+        w.writerows([p.track_id, s.start, s.end, s.label, round(s.prob, 4)]
+                     for p in pred.people for s in p.prediction.segments)
+    files = [str(out / "prediction.json"), str(out / "segments.csv")]
+    if not pred.people:
+        return {}, None, annotated, f"No person tracked in {pred.duration:.1f} s ({pred.frames} frames).", files
+    lines = [f"**{len(pred.people)} people** tracked over {pred.duration:.1f} s, {pred.frames} frames analysed in "
+             f"{sum(v for k, v in pred.timing.items() if k.endswith('_s')):.1f} s", "",
+             "| person | from | to | action | prob | segments |", "|---|---|---|---|---|---|"]
+    lines += [f"| #{p.track_id} | {p.start:.1f} | {p.end:.1f} | {p.prediction.topk[0][0]} | "
+              f"{p.prediction.topk[0][1]:.2f} | " + ", ".join(f"{s.label} {s.start:.1f}-{s.end:.1f}"
+                                                              for s in p.prediction.segments) + " |"
+              for p in pred.people]
+    longest = max(pred.people, key=lambda p: len(p.times))
+    fig = timeline_figure(longest.prediction)
+    fig.axes[0].set_title(f"person #{longest.track_id}", fontsize=9)
+    label = {f"#{p.track_id} {p.prediction.topk[0][0]}": p.prediction.topk[0][1] for p in pred.people}
+    return label, fig, annotated, "\n".join(lines), files
+
+
+def stream_frame(models: Models, ckpt: str, frame, state, per_person: bool = False):
+    """Webcam handler: one frame in, live top-k out (per person: each person's label, and the frame with
+    their boxes); the StreamingPredictor lives in the session state."""
     if frame is None:
-        return None, "", state
-    if state is None or state.get("ckpt") != ckpt:
-        state = dict(ckpt=ckpt, sp=models.streamer(ckpt), t0=time.time())
+        return None, "", state, None
+    if state is None or state.get("ckpt") != ckpt or state.get("per_person") != per_person:
+        state = dict(ckpt=ckpt, per_person=per_person, sp=models.streamer(ckpt, per_person), t0=time.time())
     r = state["sp"].push(frame, time.time() - state["t0"])
+    if per_person:
+        from pipeline.inference.render import draw_people
+
+        info = f"{r.latency_ms:.0f} ms per frame, {r.steps} steps, {len(r.people)} people"
+        img = draw_people(frame, [(p.track_id, p.box, *p.result.topk[0]) for p in r.people])
+        return {f"#{p.track_id} {p.result.topk[0][0]}": p.result.topk[0][1] for p in r.people}, info, state, img
     info = f"{r.latency_ms:.0f} ms per frame, {r.steps} steps"
     if r.next_topk:
         when = f" in ~{r.time_to_end:.1f} s" if r.time_to_end is not None else ""
         info = f"next: {r.next_topk[0][0]} ({r.next_topk[0][1]:.2f}){when}; " + info
-    return {lbl: p for lbl, p in r.topk}, info, state
+    return {lbl: p for lbl, p in r.topk}, info, state, None
 
 
 def model_card(ckpt: str) -> tuple[str, str | None]:
@@ -266,6 +309,8 @@ def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = N
             with gr.Row():
                 with gr.Column():
                     video_in = gr.Video(label="video", sources=["upload"], elem_id="upload")
+                    per_person = gr.Checkbox(False, label="per person (detect and track people; config detector.*)",
+                                             elem_id="per_person")
                     run_btn = gr.Button("Analyse", variant="primary")
                     if examples:
                         gr.Examples([[served_copy(str(e), workdir)] for e in examples], inputs=[video_in],
@@ -277,18 +322,25 @@ def build_app(checkpoint: str, runs_dir: str = "runs", limits: Limits | None = N
             with gr.Row():
                 annotated = gr.Video(label="annotated video", autoplay=True, elem_id="annotated")
                 files = gr.File(label="download (JSON, CSV)", file_count="multiple")
-            run_btn.click(lambda c, v: analyse_video(models, c, v, limits, workdir), [ckpt, video_in],
+            run_btn.click(lambda c, v, pp: analyse_video(models, c, v, limits, workdir, pp), [ckpt, video_in, per_person],
                           [top5, timeline, annotated, summary, files], api_name="analyse")
         with gr.Tab("Webcam"):
             cam_state = gr.State(None)
             with gr.Row():
-                cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam")
+                # the frames as the camera sees them: a mirrored preview also mirrors what the browser sends,
+                # which swaps every left/right action (walk_left, swipes) and the people's places
+                unmirrored = dict(webcam_options=gr.WebcamOptions(mirror=False)) if hasattr(gr, "WebcamOptions") \
+                    else dict(mirror_webcam=False)
+                cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="webcam", **unmirrored)
                 with gr.Column():
                     live = gr.Label(num_top_classes=3, label="now")
                     latency = gr.Markdown()
+                    cam_people = gr.Checkbox(False, label="per person", elem_id="cam_per_person")
+                    people_img = gr.Image(label="people", type="numpy", elem_id="people_frame")
                     reset = gr.Button("Reset (new sequence)")
-            cam.stream(lambda c, f, s: stream_frame(models, c, f, s), [ckpt, cam, cam_state],
-                       [live, latency, cam_state], stream_every=0.1, concurrency_limit=4, api_name="stream")
+            cam.stream(lambda c, f, s, pp: stream_frame(models, c, f, s, pp), [ckpt, cam, cam_state, cam_people],
+                       [live, latency, cam_state, people_img], stream_every=0.1, concurrency_limit=4,
+                       api_name="stream")
             reset.click(lambda: (None, None, "state reset"), None, [cam_state, live, latency], api_name="reset")
         with gr.Tab("Model"):
             pick = gr.Dropdown(choices, value=str(checkpoint), label="checkpoint (runs/**/best.pt)")

@@ -60,7 +60,7 @@ def _model_args(p: argparse.ArgumentParser, help: str = "a best.pt or last.pt", 
         p.add_argument("overrides", nargs="*", metavar="key=value",
                        help="prediction-time settings: backbone.runtime, backbone.precision, backbone.device, "
                             "backbone.batch_size, backbone.channels_last, video.decoder, video.max_side, "
-                            "video.chunk_mb")
+                            "video.chunk_mb, detector.*")
 
 
 def _config(args, extra=()):
@@ -199,9 +199,10 @@ def cmd_extract(args) -> int:
         workers = 1
         bb = backbone_from_config(cfg.backbone)
         cache = FeatureCache.from_config(cfg)
-        res = extract(paths, bb, cfg.video, cache, progress=not args.quiet, views=cfg.views)
+        res = extract(paths, bb, cfg.video, cache, progress=not args.quiet, views=cfg.views,
+                      detector=cfg.detector)
         res_flip = extract([p for p in mirrored if p in res.keys], bb, cfg.video, cache, progress=not args.quiet,
-                           flip=True, views=cfg.views) if mirrored else None
+                           flip=True, views=cfg.views, detector=cfg.detector) if mirrored else None
         backbone_name, fingerprint, cache_root = bb.name, bb.fingerprint, cache.root
     if args.failures and res.failures:
         from pipeline.io import atomic_write_text
@@ -343,11 +344,12 @@ def cmd_predict(args) -> int:
                           cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
                           device=args.device, window=args.window, stride=args.stride, topk=args.topk,
                           overrides=overrides, timeline=args.timeline, render_dir=args.render,
-                          progress=not args.quiet, retry=not args.no_retry, strict=args.strict)
+                          progress=not args.quiet, retry=not args.no_retry, strict=args.strict,
+                          per_person=args.per_person)
     else:
         _local_only(args)
         pred = Predictor.from_checkpoint(args.checkpoint, args.device, window=args.window, stride=args.stride,
-                                         topk=args.topk, overrides=overrides)
+                                         topk=args.topk, overrides=overrides, per_person=args.per_person)
         s = run_batch(pred, sources, args.out, timeline=args.timeline, topk=args.topk,
                       render_dir=args.render, progress=not args.quiet, retry=not args.no_retry, strict=args.strict)
     for e in s.errors:
@@ -389,7 +391,8 @@ def cmd_stream(args) -> int:
     from pipeline.inference.predict import StreamingPredictor
 
     sp = StreamingPredictor.from_checkpoint(args.checkpoint, args.device, every=args.every,
-                                            smooth=args.smooth, topk=args.topk, overrides=args.overrides)
+                                            smooth=args.smooth, topk=args.topk, overrides=args.overrides,
+                                            per_person=args.per_person)
     src = int(args.source) if args.source.isdigit() else args.source
     if isinstance(src, str) and "://" not in src and not Path(src).exists():
         raise DataError(f"{src}: no such file")
@@ -407,7 +410,13 @@ def cmd_stream(args) -> int:
             ts = n / fps if is_file else time.perf_counter() - t0  # file time, or wall-clock time live
             r = sp.push(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), ts)
             n += 1
-            if r.encoded:
+            if r.encoded and args.per_person:  # one line per frame: every tracked person's box and action
+                row = dict(t=round(ts, 3), latency_ms=round(r.latency_ms, 2), people=[
+                    dict(track_id=p.track_id, box=[round(float(v), 1) for v in p.box], label=p.result.topk[0][0],
+                         prob=round(p.result.topk[0][1], 4)) for p in r.people])
+                sys.stdout.write(json.dumps(row) + "\n")
+                sys.stdout.flush()
+            elif r.encoded:
                 row = dict(t=round(ts, 3), label=r.topk[0][0], prob=round(r.topk[0][1], 4),
                            topk=[[lbl, round(p, 4)] for lbl, p in r.topk], latency_ms=round(r.latency_ms, 2))
                 if r.next_topk:  # next-event models: what comes next, and when the current action ends
@@ -417,9 +426,11 @@ def cmd_stream(args) -> int:
                 sys.stdout.write(json.dumps(row) + "\n")
                 sys.stdout.flush()
             if args.show:
-                from pipeline.inference.render import draw_overlay
+                from pipeline.inference.render import draw_overlay, draw_people
 
-                img = draw_overlay(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), sp.classes, r.probs)
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                img = draw_people(rgb, [(p.track_id, p.box, *p.result.topk[0]) for p in r.people]) \
+                    if args.per_person else draw_overlay(rgb, sp.classes, r.probs)
                 cv2.putText(img, f"{r.latency_ms:.0f} ms", (6, img.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX,
                             0.5, (255, 255, 255), 1, cv2.LINE_AA)
                 cv2.imshow("vap stream", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
@@ -546,6 +557,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=float, default=2.0, help="timeline window length, seconds")
     p.add_argument("--stride", type=float, default=0.5, help="timeline window step, seconds")
     p.add_argument("--render", help="also write an annotated mp4 per video into this folder")
+    p.add_argument("--per-person", action="store_true",
+                   help="detect and track people (detector.* settings) and predict each one: one row per track "
+                        "(track_id, start, end, label, top-k, segments, sampled boxes)")
     _quiet(p)
     _engine_args(p, "(each loads the checkpoint once; the driver writes --out)")
 
@@ -559,6 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", type=float, default=0.0, help="EMA factor for the probabilities (0 = off)")
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0 = until the end)")
+    p.add_argument("--per-person", action="store_true",
+                   help="detect and track people; each line lists every person's track_id, box and action")
 
     p = _command(sub, "backbones", cmd_backbones, help="list the registered backbones")
     return ap

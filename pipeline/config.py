@@ -70,10 +70,11 @@ class VideoConfig:
 @dataclass
 class ViewsConfig:
     """which images of each sampled frame go through the backbone (pipeline/data/views.py)"""
-    streams: list[Literal["frame", "crop", "diff", "flow"]] = opt(["crop", "diff"],
+    streams: list[Literal["frame", "crop", "diff", "flow", "pose"]] = opt(["crop", "diff"],
         "frame (whole frame) | crop (square crop around the region that moves) | diff (frame difference "
-        "inside the crop: motion) | flow (DIS optical flow inside the crop, as an image); features "
-        "concatenated in this order")
+        "inside the crop: motion) | flow (DIS optical flow inside the crop, as an image) | pose (the person's "
+        "17 keypoints from detector.weights, a pose model, normalised to its box, with confidences: no "
+        "backbone pass); features concatenated in this order")
     crop_margin: float = opt(0.25,
         "margin added around the moving region on each side, as a fraction of its size", ge=0)
     crop_min: float = opt(0.3, "smallest crop side, as a fraction of the frame's shorter side", gt=0, le=1)
@@ -203,6 +204,29 @@ class TrainConfig:
 
 
 @dataclass
+class DetectorConfig:
+    """people: detection and tracking for per-person results (--per-person) and the pose stream"""
+    weights: str = opt("default",
+        "default (the offline person detector shipped with vap: a small YOLO11-pose trained on its synthetic stick "
+        "figures; it does not know real people) | any Ultralytics detect or pose weights, e.g. yolo11n.pt, "
+        "yolo11n-pose.pt (downloaded by Ultralytics where the machine has internet) or a PATH")
+    tracker: str = opt("botsort.yaml",
+        "Ultralytics tracker config: botsort.yaml | bytetrack.yaml | a PATH to your own tracker YAML (BoT-SORT: "
+        "half the ID switches of ByteTrack on people who cross, docs/people.md)")
+    conf: float = opt(0.1,
+        "detections below this score are dropped before tracking; low, as Ultralytics' own tracking default: "
+        "ByteTrack matches its low-score detections in a second pass and starts tracks only above its "
+        "new_track_thresh", ge=0, le=1)
+    iou: float = opt(0.5,
+        "non-maximum suppression IoU of the detector (0.5, not Ultralytics' 0.7: a person found twice becomes two "
+        "tracks that swap; docs/people.md)", gt=0, le=1)
+    imgsz: int = opt(0, "detector input side in pixels (0 = the size the weights were trained at)", ge=0)
+    classes: list[int] = opt([0], "detector class ids that are people (0 = person in COCO and in the default)")
+    min_steps: int = opt(5, "tracks seen on fewer sampled frames than this get no row (flicker, passers-by)", ge=1)
+    box_every: float = opt(0.5, "per-person rows - seconds between the sampled boxes a row lists", gt=0)
+
+
+@dataclass
 class CacheConfig:
     """the on-disk feature cache"""
     dir: str = opt("~/.cache/vap/features",
@@ -219,6 +243,7 @@ class Config:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
 
     def to_dict(self) -> dict:
@@ -367,7 +392,10 @@ def validate(cfg: Config) -> None:
             need(_in_range(value, f.metadata), f"config key '{sec.name}.{f.name}' must be {_range_text(f.metadata)}, "
                                                f"got {value!r}")
     need(len(cfg.views.streams) >= 1 and len(set(cfg.views.streams)) == len(cfg.views.streams),
-         "config key 'views.streams' must list at least one of frame, crop, diff, flow, each once")
+         "config key 'views.streams' must list at least one of frame, crop, diff, flow, pose, each once")
+    need(not ("pose" in cfg.views.streams and (cfg.train.finetune_blocks or cfg.train.finetune_backbone)),
+         "views.streams with pose: keypoints do not go through the backbone; train.finetune_blocks and "
+         "train.finetune_backbone must be off")
     need(cfg.train.speed_min <= cfg.train.speed_max, "config keys 'train.speed_min' <= 'train.speed_max' must hold")
     need(not (cfg.train.finetune_blocks and cfg.train.finetune_backbone),
          "train.finetune_blocks and train.finetune_backbone exclude each other: the first trains the last "

@@ -1,5 +1,6 @@
 """The web app for real: `python app.py` in a subprocess on a free local port, driven with
 gradio_client (API level) and with Playwright in Debian's Chromium (browser level)."""
+import json
 import os
 import shutil
 import socket
@@ -205,7 +206,7 @@ def test_concurrent_analyses_never_share_a_predictor(tiny_ckpt, synth_test):
     [t.start() for t in threads]
     [t.join(120) for t in threads]
     assert all(np.array_equal(got[v], alone[v]) for v in videos)
-    assert len(models._free[str(tiny_ckpt)]) == len(videos)  # the pool: as many as ran at once
+    assert len(models._free[(str(tiny_ckpt), False)]) == len(videos)  # the pool: as many as ran at once
 
 
 def test_api_eight_concurrent_uploads_all_complete(app_url, clip):
@@ -289,14 +290,15 @@ def test_webcam_handler_carries_state_and_resets(tiny_ckpt):
     from pipeline.app import Models, stream_frame
 
     frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
-    label, text, state = stream_frame(Models(), str(tiny_ckpt), frame, None)
+    label, text, state, people = stream_frame(Models(), str(tiny_ckpt), frame, None)
+    assert people is None  # the per-person frame only when asked for
     assert set(label) <= {"jump", "squat", "walk_right", "wave"} and "ms per frame" in text
     sp = state["sp"]
     for _ in range(3):
         time.sleep(0.15)  # past the model's 8 fps sampling interval: every push is a new step
-        label, text, state = stream_frame(Models(), str(tiny_ckpt), frame, state)
+        label, text, state, _ = stream_frame(Models(), str(tiny_ckpt), frame, state)
     assert state["sp"] is sp and sp.n_steps == 4 and "4 steps" in text  # one predictor per session
-    _, _, fresh = stream_frame(Models(), str(tiny_ckpt), frame, None)  # reset = state None
+    _, _, fresh, _ = stream_frame(Models(), str(tiny_ckpt), frame, None)  # reset = state None
     assert fresh["sp"].n_steps == 1
 
 
@@ -314,3 +316,86 @@ def test_timeline_of_a_clip_shorter_than_a_window_shows_the_steps(tmp_path, tiny
     before = len(plt.get_fignums())
     timeline_figure(pred)
     assert len(plt.get_fignums()) == before  # pyplot keeps no figure per analysis (it grew the server)
+
+
+def test_api_analyse_per_person(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from pipeline.data.people import make_people_videos
+    from pipeline.data.video import probe
+
+    video = make_people_videos(tmp_path / "p", videos=1, seconds=4.0, seed=5) / "people_000.mp4"
+    c = Client(app_url, verbose=False)
+    label, plot, annotated, summary, files = c.predict(handle_file(str(video)), True, api_name="/analyse")
+    rows = json.loads(Path(next(f for f in files if f.endswith("prediction.json"))).read_text())
+    assert len(rows) >= 2 and all(isinstance(r["track_id"], int) and r["boxes"] for r in rows)
+    assert {x["label"] for x in label["confidences"]} == {f"#{r['track_id']} {r['label']}" for r in rows}
+    assert f"**{len(rows)} people** tracked" in summary and plot["type"] == "matplotlib"
+    assert probe(annotated).num_frames == 100  # every frame, boxes drawn
+    # the same upload without the box ticked: one label for the video, as before
+    label = c.predict(handle_file(str(video)), False, api_name="/analyse")[0]
+    assert not label["label"].startswith("#")
+
+
+def test_webcam_handler_per_person_draws_each_person(tiny_ckpt, tmp_path):
+    import numpy as np
+
+    from pipeline.app import Models, stream_frame
+    from pipeline.data.people import make_people_videos
+    from pipeline.data.video import iter_frames
+
+    video = make_people_videos(tmp_path / "p", videos=1, seconds=2.0, seed=5) / "people_000.mp4"
+    frames = next(iter_frames(video, sampling="all"))[0]
+    state = None
+    for f in frames[:10]:
+        label, text, state, img = stream_frame(Models(), str(tiny_ckpt), f, state, per_person=True)
+        time.sleep(0.13)  # past the model's sampling interval
+    assert len(label) >= 2 and all(k.startswith("#") for k in label) and f"{len(label)} people" in text
+    assert img.shape == f.shape and np.abs(img.astype(int) - f).sum() > 0  # boxes and names drawn
+
+
+def write_y4m(path: Path, frames, fps: int = 25) -> Path:
+    """RGB frames (T, H, W, 3) -> a YUV4MPEG2 file, which Chromium plays as a fake camera."""
+    import cv2
+
+    T, H, W = frames.shape[:3]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{W} H{H} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for fr in frames:
+            f.write(b"FRAME\n" + cv2.cvtColor(fr, cv2.COLOR_RGB2YUV_I420).tobytes())
+    return path
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed (.ci/run installs it)")
+def test_browser_webcam_per_person_on_a_fake_camera(app_url, tmp_path):
+    """Chromium's fake camera plays a synthetic scene of two people; the webcam tab, per person, shows each
+    person's label and the frame with their boxes - the frame as the camera sent it, not mirrored."""
+    import cv2
+    import numpy as np
+
+    pw = pytest.importorskip("playwright.sync_api")
+    from pipeline.data.people import render_people
+
+    frames, _ = render_people(np.random.default_rng([5, 1]), 2, 6.0, 320, 240, 25.0)
+    cam = write_y4m(tmp_path / "people.y4m", frames)
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={cam}"])
+        page = browser.new_context(viewport={"width": 1280, "height": 1000}, permissions=["camera"]).new_page()
+        page.goto(app_url)
+        page.get_by_role("tab", name="Webcam").click()
+        page.locator("#cam_per_person input").check()
+        page.get_by_text("Click to Access Webcam").click()
+        page.get_by_role("button", name="capture photo").click()  # starts streaming
+        page.wait_for_function("() => document.querySelector('#people_frame img')", timeout=120_000)
+        time.sleep(3)
+        labels = page.locator(".output-class").first.inner_text(timeout=60_000)
+        src = page.locator("#people_frame img").get_attribute("src")
+        browser.close()
+    assert labels.strip().startswith("#")  # a person's id and action
+    with urllib.request.urlopen(src, timeout=10) as r:
+        shown = cv2.cvtColor(cv2.imdecode(np.frombuffer(r.read(), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    assert shown.shape == frames.shape[1:]
+    err = lambda a: np.abs(a.astype(np.int16) - shown).mean(axis=(1, 2, 3)).min()  # noqa: E731 (best frame)
+    assert err(frames) < 0.5 * err(frames[:, :, ::-1])  # the camera's own frames, not their mirror image

@@ -4,6 +4,7 @@ video, people who cross, the same files from the same seed."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections import defaultdict
 
@@ -84,3 +85,225 @@ def test_synth_people_says_what_is_wrong_with_the_count(tmp_path):
     for bad in ("two", "3..2", "0..2", "2..9"):
         code, out, err = run_vap("synth", "--people", bad, "--out", tmp_path / "x")
         assert code == 2 and f"--people {bad}" in err, (bad, err)
+
+
+# ----------------------------------------------------------------------------- per-person prediction
+# The shipped offline detector (models/weights/people-pose.pt, trained on synthetic figures of other seeds)
+# and Ultralytics' ByteTrack, through the real decoder, views, backbone and LSTM of the tiny model.
+
+@pytest.fixture(scope="module")
+def people_videos(tmp_path_factory):
+    """2 videos of 2-3 people (the first two cross), 6 s, with their truth: seeds no detector saw."""
+    from pipeline.data.people import make_people_videos
+
+    return make_people_videos(tmp_path_factory.mktemp("people") / "p", videos=2, seconds=6.0, seed=5)
+
+
+def _person_rows(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def test_per_person_tracks_each_person_through_the_crossing(people_videos, tiny_ckpt):
+    from pipeline.inference.predict import Predictor
+    from pipeline.training.people_metrics import match_people, read_truth, score_people
+
+    truth_boxes, truth_segs = read_truth(people_videos)
+    pred = Predictor.from_checkpoint(tiny_ckpt, per_person=True)
+    counts, crossing = [], []
+    for v in sorted(people_videos.glob("people_*.mp4")):
+        pp = pred.predict(v)
+        assert pp.people and pp.size == (320, 180)
+        for p in pp.people:  # boxes in the video's own pixels, steps in order
+            assert np.all(p.boxes[:, :2] >= -1) and np.all(p.boxes[:, 2] <= 321) and np.all(np.diff(p.times) > 0)
+            assert p.prediction.step_probs.shape == (len(p.times), 4)
+        counts.append(match_people(pp, truth_boxes[v.name], truth_segs[v.name]))
+        # the first two people walk towards each other and pass: up to the end of that walk
+        t_cross = truth_segs[v.name][0][0][1]
+        cut = dataclasses.replace(pp, step_times=pp.step_times[pp.step_times <= t_cross])
+        ids: dict = {}
+        c = match_people(cut, {k: truth_boxes[v.name][k] for k in (0, 1)}, truth_segs[v.name], ids=ids)
+        crossing.append((c, ids))
+    s = score_people(counts, minutes=2 * 6.0 / 60)
+    assert s["recall"] >= 0.85 and s["precision"] >= 0.9, s
+    assert s["id_switches"] <= 16, s  # measured 14: a person hidden behind another comes back under a new id
+    # through the crossing both people are found most of the way, each under at most three ids. Not yet reached:
+    # one id per person - when one stick figure fully hides the other, the tracker (no appearance model) may
+    # give the two ids back swapped or start a new one (measured: 2-3 id changes per crossing; docs/people.md)
+    for c, ids in crossing:
+        assert c["matched"] >= 0.75 * c["truth"] and c["id_switches"] <= 3, crossing
+        assert 1 <= len(ids[0]) <= 3 and 1 <= len(ids[1]) <= 3, crossing
+
+
+def test_vap_predict_per_person_rows_resume_and_csv(people_videos, tiny_ckpt, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    out = tmp_path / "rows.jsonl"
+    args = ["predict", "--checkpoint", tiny_ckpt, "--per-person", "--timeline", "--quiet", "--out", out,
+            people_videos, bad]
+    code, stdout, err = run_vap(*args)
+    assert code == 1, err  # the broken file failed; the others were predicted
+    rows = _person_rows(out)
+    by_video = defaultdict(list)
+    for r in rows:
+        by_video[r["path"]].append(r)
+    assert [r["error"] for r in by_video[str(bad)]] and "broken.mp4" in by_video[str(bad)][0]["error"]
+    videos = sorted(str(p) for p in people_videos.glob("people_*.mp4"))
+    for v in videos:
+        rs = by_video[v]
+        assert len(rs) == rs[0]["tracks"] >= 2 and len({r["track_id"] for r in rs}) == len(rs)
+        for r in rs:
+            assert 0 <= r["start"] < r["end"] <= 6.0 and r["steps"] >= 5
+            assert r["label"] == r["topk"][0]["label"] and len(r["topk"]) == 4
+            assert r["segments"] and r["segments"][0]["start"] >= r["start"] - 1e-6
+            assert r["boxes"][0]["t"] == r["start"] and all(len(b["box"]) == 4 for b in r["boxes"])
+            gaps = np.diff([b["t"] for b in r["boxes"]])
+            assert np.all(gaps > 0) and np.all(gaps[:-1] >= 0.5 - 1e-6)  # sampled every detector.box_every s
+    # rerun: nothing to do (the broken file's error row kept: --no-retry)
+    args.insert(1, "--no-retry")
+    code, stdout, _ = run_vap(*args)
+    assert json.loads(stdout)["skipped"] == 3 and json.loads(stdout)["done"] == 0
+    # a kill that left a video's rows short: that video (only) is predicted again, the file stays readable
+    lines = out.read_text().splitlines(keepends=True)
+    last = max(i for i, line in enumerate(lines) if json.loads(line)["path"] == videos[0])
+    out.write_text("".join(lines[:last] + lines[last + 1:]))
+    code, stdout, _ = run_vap(*args[:-1])
+    s = json.loads(stdout)
+    assert s["done"] == 1 and s["skipped"] == 1, s
+    from pipeline.inference.batch import read_done
+
+    assert all(len(r["_track_ids"]) == int(r["tracks"]) for r in read_done(out).values() if not r.get("error"))
+    # CSV: one line per track, its boxes as JSON
+    code, _, err = run_vap("predict", "--checkpoint", tiny_ckpt, "--per-person", "--quiet", "--out",
+                           tmp_path / "rows.csv", people_videos)
+    assert code == 0, err
+    csv_rows = _rows(tmp_path / "rows.csv")
+    assert len(csv_rows) == sum(len(by_video[v]) for v in videos)
+    assert {"track_id", "tracks", "start", "end", "boxes", "top1_label"} <= set(csv_rows[0])
+    assert all(json.loads(r["boxes"]) for r in csv_rows)
+
+
+def test_streaming_per_person_equals_offline_and_drops_ended_tracks(people_videos, tiny_ckpt):
+    from pipeline.data.video import iter_frames
+    from pipeline.inference.predict import Predictor, StreamingPredictor
+
+    video = sorted(people_videos.glob("people_*.mp4"))[0]
+    offline = {p.track_id: p for p in Predictor.from_checkpoint(tiny_ckpt, per_person=True).predict(video).people}
+    sp = StreamingPredictor.from_checkpoint(tiny_ckpt, per_person=True)
+    steps = defaultdict(list)
+    last = None
+    for frames, ts in iter_frames(video, sampling="all"):
+        for f, t in zip(frames, ts):
+            r = sp.push(f, t)
+            if r.encoded:
+                for p in r.people:
+                    steps[p.track_id].append(p.result.probs)
+            last = f
+    assert offline
+    for tid, p in offline.items():  # each person's own LSTM state: the same per-step outputs as offline
+        np.testing.assert_allclose(np.stack(steps[tid]), p.prediction.step_probs, atol=2e-4)
+    assert sp.streams.state  # people still in view hold their state
+    empty = np.full_like(last, 128)
+    t = float(ts[-1])
+    for i in range(40):  # nobody for 40 steps > the tracker's track_buffer (30): every track ends, every state goes
+        r = sp.push(empty, t + 0.1 * (i + 1))
+    assert r.people == [] and not sp.streams.state and not sp.people.renderers
+
+
+def test_per_person_refuses_whole_frame_models_and_missing_weights(tiny_ckpt, people_videos, tmp_path):
+    from pipeline.errors import ConfigError
+    from pipeline.inference.predict import Predictor
+    from pipeline.models.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_ckpt)
+    ckpt = dict(ckpt, config=dict(ckpt["config"], views=dict(ckpt["config"]["views"], streams=["frame"])))
+    with pytest.raises(ConfigError, match="per-person prediction needs"):
+        Predictor(ckpt, per_person=True)
+    code, _, err = run_vap("predict", "--checkpoint", tiny_ckpt, "--per-person", "--out", tmp_path / "r.jsonl",
+                           people_videos, "detector.weights=/nowhere/people.pt")
+    assert code == 2 and "detector.weights: /nowhere/people.pt: no such file" in err and "Traceback" not in err
+
+
+def test_pose_features_are_box_relative_and_mirror():
+    from pipeline.data.synthetic import figure_keypoints, pose
+    from pipeline.data.views import mirror_pose, pose_features
+
+    kp = figure_keypoints(100, 150, 80, pose("wave", 0.3, 1.0, 0.0))  # right arm (image right: its left) up
+    k3 = np.concatenate([kp, np.ones((17, 1))], 1)
+    box = (kp[:, 0].min(), kp[:, 1].min(), kp[:, 0].max(), kp[:, 1].max())
+    f = pose_features(k3, box, 64, (180, 320))
+    xy = f[:51].reshape(17, 3)[:, :2]
+    assert f.shape == (64,) and np.all(f[55:] == 0) and np.all(np.abs(xy) <= 0.5 + 1e-6)
+    np.testing.assert_allclose(f[51:55], [(box[0] + box[2]) / 640, (box[1] + box[3]) / 360,
+                                          (box[2] - box[0]) / 320, (box[3] - box[1]) / 180], atol=1e-5)
+    shifted = pose_features(k3 + [40, -10, 0], np.add(box, [40, -10, 40, -10]), 64, (180, 320))
+    np.testing.assert_allclose(f[:51], shifted[:51], atol=1e-5)  # where the person stands: only in the box part
+    assert shifted[51] > f[51]
+    m = mirror_pose(f[None])[0].reshape(-1)[:51].reshape(17, 3)
+    k = f[:51].reshape(17, 3)
+    np.testing.assert_allclose(m[9], k[10] * [-1, 1, 1], atol=1e-6)  # left wrist <- the right one, x mirrored
+    np.testing.assert_allclose(mirror_pose(mirror_pose(f[None]))[0], f, atol=1e-6)
+    assert abs(mirror_pose(f[None])[0, 51] - (1 - f[51])) < 1e-6
+    assert k[9, 1] < k[5, 1]  # the waving (left) wrist is above the shoulder
+    assert not pose_features(None, None, 64).any()
+
+
+# ----------------------------------------------------------------------------- the pose stream
+
+@pytest.mark.slow
+def test_pose_stream_trains_and_predicts_through_the_cli(synth_data, people_videos, tmp_path):
+    from conftest import TINY
+
+    cache = tmp_path / "cache"
+    run = tmp_path / "pose"
+    # keypoints alone: 55 numbers a step, learnt by the small head in 60 epochs (on cached features: seconds)
+    code, out, err = run_vap("train", "--data", synth_data, "--out", run, "--cache", cache, "--quiet", *TINY,
+                             "views.streams=[pose]", "train.epochs=60", "train.lr=0.003", "train.patience=0",
+                             "data.val_fraction=0.25")
+    assert code == 0, err
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["val_top1"] >= 0.75, m  # keypoints alone tell wave, squat, jump and walk apart (chance 0.25)
+    code, out, err = run_vap("extract", "--data", synth_data, "--cache", cache, "--quiet", *TINY, "views.streams=[pose]")
+    assert code == 0 and json.loads(out)["extracted"] == 0 and json.loads(out)["reused"] == 48, out + err
+    # the pose stream beside the crop, predicted per person and for the whole video
+    run2 = tmp_path / "crop_pose"
+    code, _, err = run_vap("train", "--data", synth_data, "--out", run2, "--cache", cache, "--quiet", *TINY,
+                           "views.streams=[crop,pose]", "train.epochs=2")
+    assert code == 0, err
+    for extra in ([], ["--per-person"]):
+        out_rows = tmp_path / f"rows{len(extra)}.jsonl"
+        code, _, err = run_vap("predict", "--checkpoint", run2 / "best.pt", *extra, "--quiet", "--out", out_rows,
+                               people_videos)
+        assert code == 0, err
+        rows = _person_rows(out_rows)
+        assert rows and all(r.get("label") for r in rows) and not any(r.get("error") for r in rows)
+        assert bool(extra) == all("track_id" in r for r in rows)
+
+
+@pytest.mark.slow
+def test_per_person_labels_with_a_real_model(trained_ckpt, people_videos):
+    """A real model (EfficientNet-Lite0 + LSTM trained on one-actor clips of 4 actions) per person on videos of
+    2-3 people doing different things, scored on the actions it knows: each person is found and their own
+    segment label is right most of the time (measured 0.72-0.73 here; bench/people.py compares it with one
+    label for everybody on 8 videos and 6 actions: 0.47 against 0.37)."""
+    from pipeline.inference.predict import Predictor
+    from pipeline.training.people_metrics import match_people, read_truth, score_people
+
+    truth_boxes, truth_segs = read_truth(people_videos)
+    people = Predictor.from_checkpoint(trained_ckpt, per_person=True)
+    counts = [match_people(people.predict(v), truth_boxes[v.name], truth_segs[v.name], labels=set(people.classes))
+              for v in sorted(people_videos.glob("people_*.mp4"))]
+    s = score_people(counts, minutes=2 * 6.0 / 60)
+    assert s["recall"] >= 0.8 and s["segment_top1"] >= 0.6 and s["step_top1"] >= 0.5, s
+
+
+
+def test_vap_stream_per_person_prints_every_person(people_videos, tiny_ckpt):
+    video = sorted(people_videos.glob("people_*.mp4"))[0]
+    code, out, err = run_vap("stream", "--checkpoint", tiny_ckpt, "--source", video, "--per-person")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 48  # 6 s at the model's 8 fps
+    ids = {p["track_id"] for line in lines for p in line["people"]}
+    assert 2 <= len(ids) <= 6 and max(len(line["people"]) for line in lines) >= 2
+    assert all(len(p["box"]) == 4 and p["label"] in {"jump", "squat", "walk_right", "wave"}
+               for line in lines for p in line["people"])

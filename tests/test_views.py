@@ -100,7 +100,7 @@ def test_stream_ids_and_config_errors():
     with pytest.raises(ConfigError, match="views.streams"):
         load_config(None, ["views.streams=[frame,frame]"])
     with pytest.raises(ConfigError, match="must be one of"):
-        load_config(None, ["views.streams=[frame,pose]"])
+        load_config(None, ["views.streams=[frame,depth]"])
 
 
 def test_extract_caches_each_stream_once(tmp_path):

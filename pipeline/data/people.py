@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.synthetic import ACTIONS, background, draw_figure, figure_box, pose
+from pipeline.data.synthetic import ACTIONS, background, draw_figure, figure_box, figure_keypoints, pose
 from pipeline.data.writer import write_video
 from pipeline.io import atomic_write_csv, atomic_write_text
 
@@ -39,6 +39,7 @@ class Person:
     speed: float                                    # walking speed, pixels per second
     segments: list = field(default_factory=list)    # [(start s, end s, action)]
     boxes: list = field(default_factory=list)       # [(x1, y1, x2, y2)] per frame
+    keypoints: list = field(default_factory=list)   # [(17, 2) COCO keypoints, pixels] per frame
 
 
 def _plan(person: Person, rng: np.random.Generator, seconds: float, width: float, first: tuple | None) -> None:
@@ -103,6 +104,7 @@ def render_people(rng: np.random.Generator, people: int = 2, seconds: float = 8.
             draw_figure(img, x[i], ground, p.fig_h, ps, p.color, p.thick)
             x1, y1, x2, y2 = figure_box(x[i], ground, p.fig_h, ps, p.thick)
             p.boxes.append((max(0.0, x1), max(0.0, y1), min(width - 1.0, x2), min(height - 1.0, y2)))
+            p.keypoints.append(figure_keypoints(x[i], ground, p.fig_h, ps))
         img += rng.normal(0, noise, img.shape).astype(np.float32)
         frames[i] = np.clip(img, 0, 255).astype(np.uint8)
     return frames, persons

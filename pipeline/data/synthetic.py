@@ -79,6 +79,27 @@ def figure_box(cx: float, cy: float, h: float, p: dict, thick: int) -> tuple[flo
             max(max(xs) + m, head[0] + r + 1), max(max(ys) + m, head[1] + r + 1))
 
 
+# COCO's 17 keypoints (Ultralytics pose models): nose, eyes, ears, shoulders, elbows, wrists, hips, knees,
+# ankles, each pair (left, right) of the person, who faces the camera: the figure's image-right limbs are its left.
+COCO_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+                  "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+                  "left_knee", "right_knee", "left_ankle", "right_ankle")
+COCO_FLIP = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]  # each keypoint's mirror image
+
+
+def figure_keypoints(cx: float, cy: float, h: float, p: dict) -> np.ndarray:
+    """(17, 2) pixel positions of the stick figure's COCO keypoints (figure_geometry's joints; a stick figure
+    has one neck and one hip, so both shoulders sit on the neck and both hips on the hip; the face points
+    sit on the head disc)."""
+    segs, (hx, hy), r = figure_geometry(cx, cy, h, p)
+    (neck, l_elbow), (_, l_hand), (hip, l_knee), (_, l_foot) = segs[0:4]
+    (_, r_elbow), (_, r_hand), (_, r_knee), (_, r_foot) = segs[4:8]
+    face = [(hx, hy), (hx + 0.35 * r, hy - 0.25 * r), (hx - 0.35 * r, hy - 0.25 * r),
+            (hx + 0.8 * r, hy), (hx - 0.8 * r, hy)]
+    body = [neck, neck, r_elbow, l_elbow, r_hand, l_hand, hip, hip, r_knee, l_knee, r_foot, l_foot]
+    return np.array(face + body, np.float32)
+
+
 def draw_figure(img: np.ndarray, cx: float, cy: float, h: float, p: dict, color, thick: int) -> None:
     """Draw the stick figure with feet at (cx, cy) and height h pixels onto img (H,W,3) BGR/RGB."""
     import cv2

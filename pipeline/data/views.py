@@ -24,16 +24,20 @@ import json
 import cv2
 import numpy as np
 
-STREAMS = ("frame", "crop", "diff", "flow")
+STREAMS = ("frame", "crop", "diff", "flow", "pose")
+POSE = "pose"  # keypoints of a person (a pose detector's), not an image: no backbone pass
 MOTION_STREAMS = ("diff", "flow")  # rendered at views.motion_size
 _MOTION_KEYS = ("crop_margin", "crop_min", "motion_steps", "motion_threshold", "motion_side", "box_smooth")
 
 
-def stream_id(stream: str, vcfg) -> str:
+def stream_id(stream: str, vcfg, detector_id: str = "") -> str:
     """What a stream's images depend on, for the feature cache: '' for the whole frame (the cache
-    entries of earlier versions stay valid), else the stream name and a hash of the view settings."""
+    entries of earlier versions stay valid), else the stream name and a hash of the view settings
+    (the pose stream: of the detector, detector_id: models.detector.detector_id)."""
     if stream == "frame":
         return ""
+    if stream == POSE:
+        return f"pose-{hashlib.sha1(detector_id.encode()).hexdigest()[:10]}"
     params = {k: getattr(vcfg, k) for k in _MOTION_KEYS}
     if stream in ("diff", "flow"):
         params["gain"] = getattr(vcfg, f"{stream}_gain")
@@ -98,6 +102,25 @@ class MotionTracker:
         return x0, y0, float(side)
 
 
+class PersonBox:
+    """The crop square of one tracked person: update(box x1,y1,x2,y2 in frame pixels, frame (H, W)) -> (x0, y0,
+    side), made like MotionTracker's from the moving region (crop_margin, crop_min, box_smooth), so that a
+    model trained on motion crops of one-actor clips reads per-person crops of the same framing."""
+
+    def __init__(self, vcfg):
+        self.cfg = vcfg
+        self.box = None  # smoothed (cx, cy, side)
+
+    def update(self, box, frame_hw) -> tuple[float, float, float]:
+        c, (H, W) = self.cfg, frame_hw
+        x1, y1, x2, y2 = (float(v) for v in box)
+        side = float(np.clip(max(x2 - x1, y2 - y1) * (1 + 2 * c.crop_margin), c.crop_min * min(H, W), min(H, W)))
+        new = np.array([(x1 + x2) / 2, (y1 + y2) / 2, side])
+        self.box = new if self.box is None else c.box_smooth * self.box + (1 - c.box_smooth) * new
+        cx, cy, side = self.box
+        return float(np.clip(cx - side / 2, 0, W - side)), float(np.clip(cy - side / 2, 0, H - side)), float(side)
+
+
 def stream_size(stream: str, vcfg, size: int) -> int:
     """Input side of a stream's images: views.motion_size for the motion streams (when set; never above
     size), else size."""
@@ -128,18 +151,24 @@ class ViewRenderer:
         self.flip = flip
         self.cfg = vcfg
         self.tracker = MotionTracker(vcfg, flow="flow" in self.streams)
+        self.person = PersonBox(vcfg)
         self.prev_grey = None  # full-size grey previous frame, for the diff stream
 
     def reset(self) -> None:
         self.tracker.reset()
+        self.person = PersonBox(self.cfg)
         self.prev_grey = None
 
-    def render(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+    def render(self, frames: np.ndarray, boxes=None) -> dict[str, np.ndarray]:
+        """boxes: one person's box (x1, y1, x2, y2) in each frame, to crop around it instead of the region
+        that moves (per-person views: one renderer per tracked person)."""
         S, Sm = self.size, stream_size("diff", self.cfg, self.size)
         out = {k: [] for k in self.streams}
         moving = [k for k in self.streams if k != "frame"]
-        for f in (frames if moving else []):
-            box = self.tracker.update(f)
+        for i, f in enumerate(frames if moving else []):
+            box = self.tracker.update(f) if boxes is None or self.tracker.dis is not None else None  # flow: its field
+            if boxes is not None:
+                box = self.person.update(boxes[i], f.shape[:2])
             grey = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
             if "crop" in out:
                 out["crop"].append(cv2.warpAffine(f, _crop_matrix(box, f.shape[:2], S), (S, S),
@@ -210,6 +239,49 @@ def mirror(imgs, streams: list[str]):
     return x
 
 
+POSE_DIM = 17 * 3 + 4  # keypoints (x, y, confidence) and the box's place and size in the frame
+
+
+def pose_features(keypoints: np.ndarray | None, box, dim: int, frame_hw=None) -> np.ndarray:
+    """(dim,) float32 pose stream features of one person: 17 x (x, y, confidence), x and y relative to the
+    centre of the person's box in units of its longer side (about -0.5..0.5 whatever the person's size and
+    place), then the box's centre and size as fractions of the frame (cx, cy, w, h: the moves that box-relative
+    keypoints cannot show, a jump's rise or a walk's travel), zero-padded to dim (the backbone's feature size:
+    every stream is dim wide). No person (keypoints None) gives zeros."""
+    out = np.zeros(dim, np.float32)
+    if keypoints is None or box is None:
+        return out
+    x1, y1, x2, y2 = (float(v) for v in box)
+    side = max(x2 - x1, y2 - y1, 1.0)
+    k = np.asarray(keypoints, np.float32)[:17]
+    rel = np.stack([(k[:, 0] - (x1 + x2) / 2) / side, (k[:, 1] - (y1 + y2) / 2) / side, k[:, 2]], 1)  # (17, 3)
+    out[:51] = rel.reshape(-1)
+    if frame_hw is not None:
+        H, W = frame_hw
+        out[51:55] = [(x1 + x2) / 2 / W, (y1 + y2) / 2 / H, (x2 - x1) / W, (y2 - y1) / H]
+    return out
+
+
+def mirror_pose(feats: np.ndarray) -> np.ndarray:
+    """Pose stream features (..., dim) of the mirrored frame: x changes sign, left and right swap, the box's
+    centre goes to the other side."""
+    from pipeline.data.synthetic import COCO_FLIP
+
+    out = feats.copy()
+    k = out[..., :51].reshape(*out.shape[:-1], 17, 3)[..., COCO_FLIP, :]
+    k[..., 0] *= -1
+    out[..., :51] = k.reshape(*out.shape[:-1], 51)
+    out[..., 51] = np.where(out[..., 53] > 0, 1 - out[..., 51], 0)  # no person (all zero) stays zero
+    return out
+
+
+def main_person(people: list):
+    """The person a one-actor clip is about: the largest box (models.detector.Person list; None if empty)."""
+    if not people:
+        return None
+    return max(people, key=lambda p: (p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))
+
+
 class FrameEncoder:
     """Backbone features of every stream of each frame: encode(frames) -> float32 (T, len(streams)*D),
     streams concatenated in views.streams order (or the given subset). Frames are consecutive frames of
@@ -218,21 +290,48 @@ class FrameEncoder:
     The motion streams go through backbone.at_size(views.motion_size): the same weights at a smaller
     input (a Backbone, a models.runtime.Runtime or an exported OnnxModel all provide at_size)."""
 
-    def __init__(self, backbone, vcfg, flip: bool = False, streams=None):
+    def __init__(self, backbone, vcfg, flip: bool = False, streams=None, people=None):
+        """people: a models.detector.PersonTracker with pose weights, for the pose stream (the keypoints of
+        the largest person in each frame: main_person)."""
         self.backbone = backbone
         self.streams = list(streams or vcfg.streams)
-        self.renderer = ViewRenderer(self.streams, vcfg, backbone.input_size, flip)
+        self.flip = flip
+        self.people = people
+        if POSE in self.streams and (people is None or not getattr(people, "pose", False)):
+            from pipeline.errors import ConfigError
+
+            raise ConfigError("views.streams has pose: detector.weights must be a pose model (the default, or "
+                              "Ultralytics pose weights such as yolo11n-pose.pt)")
+        if POSE in self.streams and backbone.dim < POSE_DIM:
+            from pipeline.errors import ConfigError
+
+            raise ConfigError(f"views.streams has pose: its {POSE_DIM} features need a backbone of at least that "
+                              f"many ({backbone.name} has {backbone.dim})")
+        self.image_streams = [k for k in self.streams if k != POSE]
+        self.renderer = ViewRenderer(self.image_streams, vcfg, backbone.input_size, flip)
         self.dim = len(self.streams) * backbone.dim
-        sizes = {k: stream_size(k, vcfg, backbone.input_size) for k in self.streams}
+        sizes = {k: stream_size(k, vcfg, backbone.input_size) for k in self.image_streams}
         self.encoders = {k: backbone if s == backbone.input_size else backbone.at_size(s) for k, s in sizes.items()}
 
     def reset(self) -> None:
         self.renderer.reset()
+        if POSE in self.streams:
+            self.people.reset()
 
-    def encode_streams(self, frames: np.ndarray) -> dict[str, np.ndarray]:
-        """{stream: float32 (T, D)}."""
-        return {k: self.encoders[k].encode(v) for k, v in self.renderer.render(frames).items()}
+    def pose(self, people_per_frame: list, frame_hw) -> np.ndarray:
+        """(T, D) pose stream features from each frame's person (a models.detector.Person or None)."""
+        f = np.stack([pose_features(None if p is None else p.keypoints, None if p is None else p.box,
+                                    self.backbone.dim, frame_hw) for p in people_per_frame]) if people_per_frame \
+            else np.zeros((0, self.backbone.dim), np.float32)
+        return mirror_pose(f) if self.flip else f
 
-    def encode(self, frames: np.ndarray) -> np.ndarray:
-        feats = self.encode_streams(frames)
+    def encode_streams(self, frames: np.ndarray, boxes=None) -> dict[str, np.ndarray]:
+        """{stream: float32 (T, D)}; boxes: see ViewRenderer.render."""
+        out = {k: self.encoders[k].encode(v) for k, v in self.renderer.render(frames, boxes).items()}
+        if POSE in self.streams:
+            out[POSE] = self.pose([main_person(self.people.update(f)) for f in frames], frames.shape[1:3])
+        return {k: out[k] for k in self.streams}
+
+    def encode(self, frames: np.ndarray, boxes=None) -> np.ndarray:
+        feats = self.encode_streams(frames, boxes)
         return np.concatenate([feats[k] for k in self.streams], 1)

@@ -1,4 +1,5 @@
-"""Batch prediction over many videos -> JSON Lines or CSV, resumable, one row per video.
+"""Batch prediction over many videos -> JSON Lines or CSV, resumable, one row per video (with a
+Predictor(per_person=True): one row per tracked person, the video's rows written together).
 
 Rows are appended and fsynced as each video finishes, so a kill -9 loses at most the video in
 flight; a torn last line (killed mid-write) is cut off on the next run. A rerun with the same
@@ -72,13 +73,15 @@ CSV_BASE = ["path", "fingerprint", "label", "prob"]
 CSV_TAIL = ["duration", "frames", "fps", "segments", "error", "frames_expected", "frames_decoded", "warning"]
 CSV_DECODE = ["frames_expected", "frames_decoded", "warning"]  # added later: older files resume without them
 CSV_NEXT = ["next_label", "next_prob", "next_in_s"]  # next-event models only: the prediction at the end
+CSV_PERSON = ["track_id", "tracks", "start", "end", "steps"]  # --per-person: one row per tracked person
+CSV_BOXES = ["boxes"]  # --per-person: its sampled boxes, JSON
 
 
-def csv_columns(topk: int, next_event: bool = False) -> list[str]:
-    cols = list(CSV_BASE)
+def csv_columns(topk: int, next_event: bool = False, per_person: bool = False) -> list[str]:
+    cols = CSV_BASE[:2] + (CSV_PERSON if per_person else []) + CSV_BASE[2:]
     for k in range(1, topk + 1):
         cols += [f"top{k}_label", f"top{k}_prob"]
-    return cols + (CSV_NEXT if next_event else []) + CSV_TAIL
+    return cols + (CSV_NEXT if next_event else []) + CSV_TAIL + (CSV_BOXES if per_person else [])
 
 
 def _repair_tail(path: Path) -> None:
@@ -92,36 +95,55 @@ def _repair_tail(path: Path) -> None:
 def read_rows(path: str | Path) -> dict[str, dict]:
     """The rows of a `vap predict` output (JSONL or CSV) as they stand: path -> its newest row (a rerun
     appends; a retried or changed file's new row supersedes the older ones)."""
-    return {p: row for (p, _), row in read_done(Path(path)).items()}
+    return {p: {k: v for k, v in row.items() if k != "_track_ids"} for (p, _), row in read_done(Path(path)).items()}
 
 
 def read_done(path: Path) -> dict[tuple[str, str], dict]:
-    """Rows already written: (path, fingerprint) -> row, the newest where a key repeats."""
+    """Rows already written: (path, fingerprint) -> row, the newest where a key repeats. Per-person rows
+    (a `tracks` field: several rows per video) also carry `_track_ids`, the track ids written for the
+    video under the same count of tracks, so that complete() can tell a video whose rows were cut short."""
     if not path.is_file():
         return {}
     _repair_tail(path)
     done = {}
+
+    def add(row: dict) -> None:
+        key = (row.get("path"), row.get("fingerprint"))
+        prev = done.get(key)
+        if row.get("tracks") not in (None, ""):
+            same = prev is not None and str(prev.get("tracks")) == str(row["tracks"])
+            row["_track_ids"] = (prev["_track_ids"] if same else set()) | {str(row.get("track_id"))}
+        done[key] = row
+
     if path.suffix.lower() == ".csv":
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
-                done[(row["path"], row["fingerprint"])] = row
+                add(row)
     else:
         for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            done[(row.get("path"), row.get("fingerprint"))] = row
+            if isinstance(row, dict):
+                add(row)
     return done
+
+
+def complete(row: dict) -> bool:
+    """Whether a video's newest row says it is done: an error row, a video row, or all its per-person rows."""
+    if row.get("error") or row.get("tracks") in (None, ""):
+        return True
+    return len(row.get("_track_ids", ())) >= max(1, int(row["tracks"]))
 
 
 class RowWriter:
     """Appends one row at a time and makes it durable before returning."""
 
-    def __init__(self, path: Path, topk: int, next_event: bool = False):
+    def __init__(self, path: Path, topk: int, next_event: bool = False, per_person: bool = False):
         self.path = path
         self.csv = path.suffix.lower() == ".csv"
-        self.columns = csv_columns(topk, next_event)
+        self.columns = csv_columns(topk, next_event, per_person)
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.exists() or path.stat().st_size == 0
         if self.csv and not new:
@@ -130,8 +152,8 @@ class RowWriter:
             if header == [c for c in self.columns if c not in CSV_DECODE]:  # written before those columns
                 self.columns = header
             if header != self.columns:
-                raise SourceError(f"{path}: existing CSV has other columns (another --topk or another "
-                                  f"kind of model?); use a new --out or the same --topk")
+                raise SourceError(f"{path}: existing CSV has other columns (another --topk, another kind of "
+                                  f"model, or --per-person and not?); use a new --out or the same settings")
         self.f = open(path, "a", newline="")
         if self.csv and new:
             self._write(self._csv_line(dict(zip(self.columns, self.columns))))
@@ -146,19 +168,28 @@ class RowWriter:
         self.f.flush()
         os.fsync(self.f.fileno())
 
+    def line(self, row: dict) -> str:
+        if not self.csv:
+            return json.dumps(row) + "\n"
+        flat = {k: row.get(k, "") for k in CSV_BASE + CSV_TAIL + CSV_PERSON if k in self.columns}
+        if flat.get("track_id") is None:
+            flat["track_id"] = ""
+        for k, item in enumerate(row.get("topk", []), 1):
+            flat[f"top{k}_label"], flat[f"top{k}_prob"] = item["label"], item["prob"]
+        for k in ("segments", "boxes"):
+            if k in row and k in self.columns:
+                flat[k] = json.dumps(row[k])
+        if row.get("next"):
+            flat.update(next_label=row["next"]["label"], next_prob=row["next"]["prob"],
+                        next_in_s=row["next"].get("in_s", ""))
+        return self._csv_line(flat)
+
     def write(self, row: dict) -> None:
-        if self.csv:
-            flat = {k: row.get(k, "") for k in CSV_BASE + CSV_TAIL if k in self.columns}
-            for k, item in enumerate(row.get("topk", []), 1):
-                flat[f"top{k}_label"], flat[f"top{k}_prob"] = item["label"], item["prob"]
-            if "segments" in row:
-                flat["segments"] = json.dumps(row["segments"])
-            if row.get("next"):
-                flat.update(next_label=row["next"]["label"], next_prob=row["next"]["prob"],
-                            next_in_s=row["next"].get("in_s", ""))
-            self._write(self._csv_line(flat))
-        else:
-            self._write(json.dumps(row) + "\n")
+        self.write_many([row])
+
+    def write_many(self, rows: list[dict]) -> None:
+        """The rows of one video in one write, durable before returning."""
+        self._write("".join(self.line(r) for r in rows))
 
     def close(self) -> None:
         self.f.close()
@@ -213,6 +244,8 @@ def plan(paths: list[str], out: Path, retry: bool, summary: "BatchSummary") -> t
             fp = ""
         fingerprints[p] = fp
         prev = done.get((p, fp))
+        if prev is not None and not complete(prev):  # per-person rows cut short by a kill: predict again
+            prev = None
         if prev is not None and prev.get("error") and retry:
             summary.retried += 1
             todo.append(p)
@@ -228,38 +261,51 @@ def plan(paths: list[str], out: Path, retry: bool, summary: "BatchSummary") -> t
 
 def predict_rows(predictor, paths: list[str], fingerprints: dict[str, str], timeline: bool = False,
                  render_dir: str | Path | None = None, strict: bool = False):
-    """Yield (row, frames decoded) for each video of `paths`, in order: the prediction, or a row with an
-    `error` field. The one code path of every engine (run_batch here, ray_batch's workers), so that their
-    rows are the same. Decoding of the next video overlaps with the backbone on the current one."""
+    """Yield (rows, frames decoded) for each video of `paths`, in order: its row (a Predictor(per_person=True):
+    one per tracked person), or one row with an `error` field. The one code path of every engine (run_batch
+    here, ray_batch's workers), so that their rows are the same. Decoding of the next video overlaps with the
+    backbone on the current one."""
     import numpy as np
 
     feats, times = [], []
     t_wait = t_bb = 0.0
+    per_person = getattr(predictor, "per_person", False)
 
-    def finish(p: str, info, err: str | None) -> tuple[dict, int]:
-        """Predict from the frames encoded so far (or record err): the video's row."""
+    def finish(p: str, info, err: str | None) -> tuple[list[dict], int]:
+        """Predict from the frames encoded so far (or record err): the video's rows."""
         nonlocal feats, times, t_wait, t_bb
-        row, n = dict(path=p, fingerprint=fingerprints.get(p, "")), 0
+        row, n, rows = dict(path=p, fingerprint=fingerprints.get(p, "")), 0, None
         if err is None:
             try:
-                f, t = np.concatenate(feats), np.concatenate(times)
-                pred = predictor.predict_features(f, t, info.duration, p, info.fps,
-                                                  dict(frames_decoded=len(t), frames_encoded=len(f),
-                                                       decode_wait_s=t_wait, backbone_s=t_bb), info)
+                t = np.concatenate(times)
+                timing = dict(frames_decoded=len(t), decode_wait_s=t_wait, backbone_s=t_bb)
+                if per_person:
+                    pred = predictor.people_prediction(p, info, len(t), timing)
+                else:
+                    f = np.concatenate(feats)
+                    pred = predictor.predict_features(f, t, info.duration, p, info.fps,
+                                                      dict(timing, frames_encoded=len(f)), info)
                 if pred.warning and strict:
                     raise VideoError(p, f"{pred.warning} (--strict)")
-                row.update(pred.to_dict(timeline))
-                row.pop("timeline", None)  # the per-window matrix stays out of the row
+                if per_person:
+                    rows = pred.rows(row["fingerprint"], predictor.cfg.detector.box_every, timeline)
+                else:
+                    row.update(pred.to_dict(timeline))
+                    row.pop("timeline", None)  # the per-window matrix stays out of the row
+                    rows = [row]
                 if render_dir is not None:
-                    row["rendered"] = str(render_video(p, pred, Path(render_dir), predictor.cfg.video))
+                    rendered = str(render_video(p, pred, Path(render_dir), predictor.cfg.video))
+                    for r in rows:
+                        r["rendered"] = rendered
                 n = len(t)
             except VideoError as e:
                 err = str(e)
         if err is not None:
             row["error"] = err
+            rows = [row]
         feats, times = [], []
         t_wait = t_bb = 0.0
-        return row, n
+        return rows, n
 
     remaining = list(paths)
     while remaining:  # one pass, or more when a stuck decoder is given up
@@ -272,9 +318,12 @@ def predict_rows(predictor, paths: list[str], fingerprints: dict[str, str], time
                 t_got = time.perf_counter()
                 t_wait += t_got - t_mark  # waiting for decoded frames: ~0 when prefetch keeps up
                 if chunk is not None:
-                    if not feats:  # a new video: the moving-region tracker starts afresh
-                        predictor.encoder.reset()
-                    feats.append(predictor.encoder.encode(chunk[0]))
+                    if not times:  # a new video: the moving-region (or person) tracker starts afresh
+                        (predictor.people if per_person else predictor.encoder).reset()
+                    if per_person:
+                        predictor.people.encode(*chunk)
+                    else:
+                        feats.append(predictor.encoder.encode(chunk[0]))
                     times.append(chunk[1])
                     t_mark = time.perf_counter()
                     t_bb += t_mark - t_got
@@ -300,14 +349,15 @@ class RunProgress:
         self.t_start = time.perf_counter()
         self.bar = tqdm(total=total, desc=desc, unit="video", disable=not progress, dynamic_ncols=True)
 
-    def add(self, row: dict, frames: int) -> None:
-        s = self.summary
+    def add(self, rows: list[dict], frames: int) -> None:
+        """The rows of one video."""
+        s, row = self.summary, rows[0]
         if row.get("error"):
             s.failed += 1
             s.errors.append(row["error"])
         elif row.get("warning"):
             s.warnings.append(f"{row['path']}: {row['warning']}")
-        self.writer.write(row)
+        self.writer.write_many(rows)
         s.done += 1
         s.frames += frames
         self.bar.update(1)
@@ -331,11 +381,11 @@ def run_batch(predictor, sources: list[str], out: str | Path, timeline: bool = F
     predictor.topk = min(topk, len(predictor.classes))
     summary = BatchSummary(videos=len(paths))
     todo, fingerprints = plan(paths, out, retry, summary)
-    run = RunProgress(RowWriter(out, predictor.topk, predictor.ckpt.get("kind") == "next_event"), summary,
-                      len(todo), progress)
+    run = RunProgress(RowWriter(out, predictor.topk, predictor.ckpt.get("kind") == "next_event",
+                                getattr(predictor, "per_person", False)), summary, len(todo), progress)
     try:
-        for row, frames in predict_rows(predictor, todo, fingerprints, timeline, render_dir, strict):
-            run.add(row, frames)
+        for rows, frames in predict_rows(predictor, todo, fingerprints, timeline, render_dir, strict):
+            run.add(rows, frames)
     finally:
         run.close()
     return summary

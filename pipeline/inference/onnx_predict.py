@@ -20,6 +20,7 @@ import numpy as np
 
 from pipeline.config import VideoConfig, ViewsConfig  # plain dataclasses, no torch
 from pipeline.data.views import FrameEncoder, stream_size
+from pipeline.errors import CheckpointError
 from pipeline.inference.results import Outputs, StreamPredictorBase, VideoPredictorBase
 
 
@@ -58,6 +59,9 @@ class OnnxModel:
         self.views = ViewsConfig(**{"streams": ["frame"], "diff_direction": False, "motion_size": 0,
                                     **self.meta.get("views", {})})  # older model.json: as saved_config
         self.motion_size = stream_size("diff", self.views, self.size)  # as FrameEncoder will ask for it
+        if "pose" in self.views.streams:  # keypoints come from an Ultralytics model, which needs torch
+            raise CheckpointError("this model reads the pose stream (views.streams has pose): the ONNX engine runs "
+                                  "without torch and cannot run the pose detector; use the PyTorch engine")
         self.frames = FrameEncoder(self, self.views)  # the views through this ONNX backbone, as PyTorch's
 
     def at_size(self, size: int) -> "OnnxModel":

@@ -28,14 +28,14 @@ class PredictWorker:
     Returns the rows as JSON strings (nested fields stay exactly as the local engine writes them)."""
 
     def __init__(self, checkpoint: str, device: str, window: float, stride: float, topk: int, overrides: list,
-                 timeline: bool, render_dir: str | None, strict: bool, threads: int):
+                 timeline: bool, render_dir: str | None, strict: bool, threads: int, per_person: bool = False):
         import torch
 
         from pipeline.inference.predict import Predictor
 
         torch.set_num_threads(max(1, threads))  # before the backbone: ONNX Runtime takes the same count
         self.pred = Predictor.from_checkpoint(checkpoint, device, window=window, stride=stride, topk=topk,
-                                              overrides=overrides)
+                                              overrides=overrides, per_person=per_person)
         self.pred.topk = min(topk, len(self.pred.classes))
         self.timeline, self.render_dir, self.strict = timeline, render_dir, strict
 
@@ -43,8 +43,9 @@ class PredictWorker:
         paths = [str(p) for p in batch["path"]]
         fingerprints = dict(zip(paths, (str(f) for f in batch["fingerprint"])))
         rows, frames = [], []
-        for row, n in predict_rows(self.pred, paths, fingerprints, self.timeline, self.render_dir, self.strict):
-            rows.append(json.dumps(row))
+        for video_rows, n in predict_rows(self.pred, paths, fingerprints, self.timeline, self.render_dir,
+                                          self.strict):
+            rows.append(json.dumps(video_rows))
             frames.append(n)
         return {"row": np.array(rows, dtype=object), "frames": np.array(frames, dtype=np.int64)}
 
@@ -53,7 +54,8 @@ def run_batch_ray(checkpoint: str | Path, sources: list[str], out: str | Path, a
                   workers: int = 0, cpus_per_worker: float = 1.0, gpus_per_worker: float = 0.0,
                   device: str = "auto", window: float = 2.0, stride: float = 0.5, topk: int = 5,
                   overrides=(), timeline: bool = False, render_dir: str | Path | None = None,
-                  progress: bool = True, retry: bool = True, strict: bool = False) -> BatchSummary:
+                  progress: bool = True, retry: bool = True, strict: bool = False,
+                  per_person: bool = False) -> BatchSummary:
     """run_batch's job on Ray: same arguments (the checkpoint's path instead of a Predictor), same rows.
     address: a Ray cluster to join (None: $RAY_ADDRESS, else a local instance on this machine's CPUs);
     workers: actors in the pool (0: as many as the cluster's CPUs hold at cpus_per_worker each)."""
@@ -65,7 +67,7 @@ def run_batch_ray(checkpoint: str | Path, sources: list[str], out: str | Path, a
     topk = min(topk, len(ckpt["classes"]))
     summary = BatchSummary(videos=len(paths))
     todo, fingerprints = plan(paths, out, retry, summary)
-    writer = RowWriter(out, topk, ckpt.get("kind") == "next_event")  # a CSV of other columns fails before Ray
+    writer = RowWriter(out, topk, ckpt.get("kind") == "next_event", per_person)  # a CSV of other columns fails before Ray
     if not todo:
         writer.close()
         return summary
@@ -77,16 +79,16 @@ def run_batch_ray(checkpoint: str | Path, sources: list[str], out: str | Path, a
                 gpus_per_worker, checkpoint=checkpoint, device=device, window=window, stride=stride, topk=topk,
                 overrides=list(overrides), timeline=timeline,
                 render_dir=None if render_dir is None else str(Path(render_dir).resolve()), strict=strict,
-                threads=max(1, int(cpus_per_worker)))
+                threads=max(1, int(cpus_per_worker)), per_person=per_person)
             run = RunProgress(writer, summary, len(todo), progress, desc=f"predict (ray, {n} workers)")
             written: set[str] = set()
             try:
                 for r in rows:
-                    row = json.loads(r["row"])
-                    if row["path"] in written:  # the same video again after a retried task
+                    video_rows = json.loads(r["row"])  # the rows of one video
+                    if video_rows[0]["path"] in written:  # the same video again after a retried task
                         continue
-                    written.add(row["path"])
-                    run.add(row, int(r["frames"]))
+                    written.add(video_rows[0]["path"])
+                    run.add(video_rows, int(r["frames"]))
             except ray.exceptions.RayError as e:
                 raise stopped(e, len(written), len(todo), "videos", out) from None
             finally:

@@ -5,6 +5,7 @@ live stream would have shown). Written as H.264 (data/writer.py), to a temporary
 """
 from __future__ import annotations
 
+import colorsys
 import contextlib
 from pathlib import Path
 
@@ -47,14 +48,45 @@ def draw_overlay(frame: np.ndarray, classes: list[str], probs: np.ndarray, bars:
     return img
 
 
+def track_colour(track_id: int) -> tuple[int, int, int]:
+    """A distinct, stable RGB colour per track id."""
+    h = (track_id * 0.618034) % 1.0
+    return tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.85, 1.0))
+
+
+def draw_people(frame: np.ndarray, people: list[tuple]) -> np.ndarray:
+    """RGB frame -> RGB frame with each person's box, id and current action: people [(track_id, box (4,) in
+    this frame's pixels, label, prob)]."""
+    import cv2
+
+    img = frame.copy()
+    h, w = img.shape[:2]
+    scale = max(0.35, min(w, h) / 700)
+    th = max(1, int(round(scale * 2)))
+    for tid, box, label, prob in people:
+        c = track_colour(tid)
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        cv2.rectangle(img, (x1, y1), (x2, y2), c, th)
+        text = f"#{tid} {label} {prob:.2f}"
+        (tw, tth), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.6, max(1, th - 1))
+        ty = y1 - 4 if y1 - tth - 6 > 0 else y2 + tth + 4
+        cv2.rectangle(img, (x1, ty - tth - 3), (x1 + tw + 4, ty + 3), (0, 0, 0), -1)
+        cv2.putText(img, text, (x1 + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.6, c, max(1, th - 1), cv2.LINE_AA)
+    return img
+
+
 def render_video(video: str | Path, pred, out_dir: Path, vcfg=None, max_side: int = 640,
                  min_side: int = 480) -> Path:
-    """Write out_dir/<name>.annotated.mp4 for a VideoPrediction; returns its path. Small videos are
-    upscaled so the longer side is at least min_side and the text stays readable."""
+    """Write out_dir/<name>.annotated.mp4 for a VideoPrediction (the label panel) or a PeoplePrediction
+    (each person's box, id and current action); returns its path. Small videos are upscaled so the longer
+    side is at least min_side and the text stays readable."""
     import cv2
 
     out = Path(out_dir) / f"{Path(video).stem}.annotated.mp4"
     writer = None
+    people = getattr(pred, "people", None)
+    if people is not None:
+        return _render_people(video, pred, out, vcfg, max_side, min_side)
     step_t, step_p = pred.step_times, pred.step_probs
     with contextlib.ExitStack() as stack:  # the writer opens at the first frame, when the size is known
         for frames, ts in iter_frames(video, sampling="all", max_side=max_side,
@@ -70,3 +102,34 @@ def render_video(video: str | Path, pred, out_dir: Path, vcfg=None, max_side: in
                 f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) if f.shape[:2] != (h, w) else f
                 writer.write(draw_overlay(f, pred.classes, probs))
     return out
+
+
+def _render_people(video, pred, out: Path, vcfg, max_side: int, min_side: int) -> Path:
+    import cv2
+
+    writer = None
+    with contextlib.ExitStack() as stack:
+        for frames, ts in iter_frames(video, sampling="all", max_side=max_side,
+                                      decoder=vcfg.decoder if vcfg else "auto"):
+            if writer is None:
+                fh, fw = frames.shape[1:3]
+                up = max(1.0, min_side / max(fh, fw))
+                w, h = int(fw * up) // 2 * 2, int(fh * up) // 2 * 2
+                writer = stack.enter_context(VideoWriter(out, pred.fps or 25.0, w, h))
+                # boxes are in the video's own pixels; frames here are decoded at max_side, then upscaled
+                sx, sy = w / max(1, _own(pred, fw, 0)), h / max(1, _own(pred, fh, 1))
+            for f, t in zip(frames, ts):
+                f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) if f.shape[:2] != (h, w) else f
+                now = []
+                for p in pred.people:
+                    box = p.box_at(float(t))
+                    if box is not None:
+                        now.append((p.track_id, box * [sx, sy, sx, sy], *p.label_at(float(t))))
+                writer.write(draw_people(f, now))
+    return out
+
+
+def _own(pred, decoded: int, axis: int) -> int:
+    """The video's own width (axis 0) or height (axis 1), as the boxes' pixels count."""
+    size = getattr(pred, "size", None)
+    return size[axis] if size else decoded

@@ -280,16 +280,21 @@ class StreamPredictorBase:
                               r.next_topk, r.next_probs, r.time_to_end)
         t0 = time.perf_counter()
         out = self._step(frame_rgb)
-        probs = softmax(out.steps)[0]
-        next_probs = None if out.next is None else softmax(out.next)[0]
         latency = (time.perf_counter() - t0) * 1000
         self.latencies.append(latency)
         self.n_steps += 1
-        if self.smooth > 0:  # exponential moving average of the per-step probabilities
-            self.ema = probs if self.ema is None else self.smooth * self.ema + (1 - self.smooth) * probs
-            probs = self.ema
-        self.last = StepResult(float(timestamp), True, topk_of(probs, self.classes, self.topk), probs,
-                               softmax(out.clip)[0], latency, self.n_steps,
-                               None if next_probs is None else topk_of(next_probs, self.classes, self.topk),
-                               next_probs, None if out.time is None else float(out.time[0]))
+        self.last, self.ema = self.step_result(out, timestamp, latency, self.n_steps, self.ema)
         return self.last
+
+    def step_result(self, out: Outputs, timestamp: float, latency: float, steps: int,
+                    ema: np.ndarray | None) -> tuple[StepResult, np.ndarray | None]:
+        """(the StepResult of one step's Outputs, the new moving average of its probabilities)."""
+        probs = softmax(out.steps)[0]
+        next_probs = None if out.next is None else softmax(out.next)[0]
+        if self.smooth > 0:  # exponential moving average of the per-step probabilities
+            ema = probs if ema is None else self.smooth * ema + (1 - self.smooth) * probs
+            probs = ema
+        return StepResult(float(timestamp), True, topk_of(probs, self.classes, self.topk), probs,
+                          softmax(out.clip)[0], latency, steps,
+                          None if next_probs is None else topk_of(next_probs, self.classes, self.topk),
+                          next_probs, None if out.time is None else float(out.time[0])), ema

@@ -21,6 +21,7 @@ from pipeline.config import ViewsConfig
 from pipeline.data.video import VideoError, iter_frames, prefetch, video_kwargs  # noqa: F401 (prefetch: as before)
 from pipeline.data.views import FrameEncoder, stream_id
 from pipeline.io import atomic_write_bytes, atomic_write_text
+from pipeline.models.detector import detector_id, pose_tracker
 
 log = logging.getLogger(__name__)
 
@@ -99,23 +100,26 @@ class ExtractResult:
     frames: int = 0                                           # frames newly encoded
 
 
-def stream_views(views, flip: bool = False) -> list[tuple[str, str]]:
+def stream_views(views, flip: bool = False, detector=None) -> list[tuple[str, str]]:
     """[(stream, cache view string)] for views.streams (None = the whole frame only). The whole frame
-    keeps the view strings of earlier versions ("" and "hflip"), so their cache entries stay valid."""
+    keeps the view strings of earlier versions ("" and "hflip"), so their cache entries stay valid.
+    detector: the DetectorConfig the pose stream's keypoints come from."""
     streams = list(views.streams) if views is not None else ["frame"]
+    did = detector_id(detector) if detector is not None and "pose" in streams else ""
     out = []
     for k in streams:
-        sid = stream_id(k, views) if views is not None else ""
+        sid = stream_id(k, views, did) if views is not None else ""
         out.append((k, ":".join(x for x in (sid, "hflip" if flip else "") if x)))
     return out
 
 
 def encode_video(path: str, backbone, vcfg, views=None, flip: bool = False,
-                 streams: list[str] | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                 streams: list[str] | None = None, people=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Decode (chunked, prefetched) and encode one video: ({stream: features (T,D) float32}, timestamps (T,)).
-    views: a ViewsConfig (None = the whole frame only); streams: the subset to encode (default all)."""
+    views: a ViewsConfig (None = the whole frame only); streams: the subset to encode (default all);
+    people: the PersonTracker of the pose stream (models.detector.pose_tracker)."""
     vc = views if views is not None else ViewsConfig(streams=["frame"])
-    encoder = FrameEncoder(backbone, vc, flip, streams)
+    encoder = FrameEncoder(backbone, vc, flip, streams, people if streams is None or "pose" in streams else None)
     feats: dict[str, list] = {k: [] for k in encoder.streams}
     times = []
     for frames, ts in prefetch(iter_frames(path, **video_kwargs(vcfg))):
@@ -126,11 +130,11 @@ def encode_video(path: str, backbone, vcfg, views=None, flip: bool = False,
 
 
 def plan_extract(paths: list[str], backbone, vcfg, cache: FeatureCache, views=None,
-                 flip: bool = False) -> tuple[ExtractResult, list[str]]:
+                 flip: bool = False, detector=None) -> tuple[ExtractResult, list[str]]:
     """(result with the keys of every readable video, its reused count and unreadable files; the videos
     that still lack an entry). Every engine decides what to encode with this."""
     res, todo = ExtractResult(), []
-    sv = stream_views(views, flip)
+    sv = stream_views(views, flip, detector)
     for p in paths:
         try:
             keys = [cache.key(p, getattr(backbone, "cache_id", backbone.fingerprint), vcfg, v) for _, v in sv]
@@ -146,21 +150,23 @@ def plan_extract(paths: list[str], backbone, vcfg, cache: FeatureCache, views=No
 
 
 def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: bool = True,
-            failures_file: str | Path | None = None, flip: bool = False, views=None) -> ExtractResult:
+            failures_file: str | Path | None = None, flip: bool = False, views=None, detector=None) -> ExtractResult:
     """Fill the cache for `paths`, one entry per (video, stream of views.streams). result.keys maps each
     video to its list of keys, in stream order (FeatureCache.load_streams concatenates them). One decode
     per video encodes every stream it still lacks. A bad video is recorded in result.failures, never fatal.
-    flip=True: the features of the mirrored views (flip augmentation)."""
+    flip=True: the features of the mirrored views (flip augmentation). detector: the DetectorConfig of the
+    pose stream (required when views.streams has pose)."""
     from tqdm import tqdm
 
-    res, todo = plan_extract(paths, backbone, vcfg, cache, views, flip)
-    sv = stream_views(views, flip)
+    res, todo = plan_extract(paths, backbone, vcfg, cache, views, flip, detector)
+    sv = stream_views(views, flip, detector)
+    people = pose_tracker(views, detector, str(getattr(backbone, "device", "cpu"))) if todo else None
     desc = f"extract {backbone.name}" + (" (mirrored)" if flip else "")
     bar = tqdm(todo, desc=desc, unit="video", disable=not progress or not todo, dynamic_ncols=True)
     for p in bar:
         missing = [(k, key) for (k, view), key in zip(sv, res.keys[p]) if not cache.has(key)]
         try:
-            feats, ts = encode_video(p, backbone, vcfg, views, flip, [k for k, _ in missing])
+            feats, ts = encode_video(p, backbone, vcfg, views, flip, [k for k, _ in missing], people)
         except VideoError as e:
             res.failures[p] = str(e)
             res.keys.pop(p, None)

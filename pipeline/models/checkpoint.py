@@ -68,7 +68,9 @@ def config_of(ckpt: dict, overrides=()) -> Config:
 # What may change between training and prediction: how features are computed and frames decoded,
 # never what the head was trained on (views, input size, sampling rate, the backbone itself).
 INFERENCE_KEYS = ("backbone.runtime", "backbone.precision", "backbone.channels_last", "backbone.device",
-                  "backbone.batch_size", "video.decoder", "video.max_side", "video.chunk_mb", "video.decode_timeout")
+                  "backbone.batch_size", "video.decoder", "video.max_side", "video.chunk_mb", "video.decode_timeout",
+                  *(f"detector.{k}" for k in ("weights", "tracker", "conf", "iou", "imgsz", "classes", "min_steps",
+                                              "box_every")))
 
 
 def inference_overrides(overrides) -> dict:

@@ -36,7 +36,7 @@ class ExtractWorker:
         cols: dict[str, list] = dict(path=[], flip=[], error=[], frames=[], extracted=[], reused=[])
         for p, flip in zip(batch["path"], batch["flip"]):
             res = extract([str(p)], self.backbone, self.cfg.video, self.cache, progress=False, flip=bool(flip),
-                          views=self.cfg.views)
+                          views=self.cfg.views, detector=self.cfg.detector)
             cols["path"].append(str(p))
             cols["flip"].append(bool(flip))
             cols["error"].append(next(iter(res.failures.values()), ""))
@@ -68,7 +68,7 @@ def extract_ray(paths: list[str], cfg, flips=(False,), address: str | None = Non
     results: dict[bool, ExtractResult] = {}
     items = []
     for flip in flips:
-        results[flip], todo = plan_extract(paths, backbone, cfg.video, cache, cfg.views, flip)
+        results[flip], todo = plan_extract(paths, backbone, cfg.video, cache, cfg.views, flip, cfg.detector)
         items += [dict(path=p, flip=flip) for p in todo]
     n = 0
     if items:

@@ -30,9 +30,10 @@ def load_feature_clips(ds: Dataset, classes: list[str], backbone, cfg: Config,
     """Extract (or reuse) cached features for every clip; bad videos are skipped and returned.
     flip=True also caches the features of the mirrored frames (horizontal-flip augmentation)."""
     paths = [s.path for s in ds.samples]
-    res = extract(paths, backbone, cfg.video, cache, progress, failures_file, views=cfg.views)
+    res = extract(paths, backbone, cfg.video, cache, progress, failures_file, views=cfg.views,
+                  detector=cfg.detector)
     flipped = extract([p for p in paths if p in res.keys], backbone, cfg.video, cache, progress,
-                      flip=True, views=cfg.views) if flip else None
+                      flip=True, views=cfg.views, detector=cfg.detector) if flip else None
     index = {c: i for i, c in enumerate(classes)}
     clips = []
     for s in ds.samples:

@@ -83,9 +83,11 @@ class Dist:
         if not self.enabled:
             return
         for paths, flip in jobs:
-            res = extract(self.shard(paths), encoder, cfg.video, cache, progress=False, views=cfg.views)
+            res = extract(self.shard(paths), encoder, cfg.video, cache, progress=False, views=cfg.views,
+                          detector=cfg.detector)
             if flip:
-                extract(list(res.keys), encoder, cfg.video, cache, progress=False, flip=True, views=cfg.views)
+                extract(list(res.keys), encoder, cfg.video, cache, progress=False, flip=True, views=cfg.views,
+                        detector=cfg.detector)
         self.barrier()
 
     def batch_size(self, batch_size: int) -> int:

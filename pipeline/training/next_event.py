@@ -67,7 +67,8 @@ def encode_videos(videos: list, backbone, cfg: Config, cache: FeatureCache, prog
                   source: str) -> tuple[dict, dict]:
     """Cached features of every video: {path: (feats (T,D), times (T,))}, failures {path: error}.
     A segment that runs past a video's end is an error naming its row."""
-    res = extract([v.path for v in videos], backbone, cfg.video, cache, progress, views=cfg.views)
+    res = extract([v.path for v in videos], backbone, cfg.video, cache, progress, views=cfg.views,
+                  detector=cfg.detector)
     feats = {}
     for v in videos:
         if v.path not in res.keys:
