@@ -184,6 +184,7 @@ def _people_results(pred, name: str, out: Path, annotated: str, box_every: float
               for p in pred.people]
     longest = max(pred.people, key=lambda p: len(p.times))
     fig = timeline_figure(longest.prediction)
+    fig.axes[0].set_xlim(longest.start, max(longest.end, longest.start + 1e-3))  # the track's times, video clock
     fig.axes[0].set_title(f"person #{longest.track_id}", fontsize=9)
     label = {f"#{p.track_id} {p.prediction.topk[0][0]}": p.prediction.topk[0][1] for p in pred.people}
     return label, fig, annotated, "\n".join(lines), files

@@ -94,7 +94,8 @@ def _repair_tail(path: Path) -> None:
 
 def read_rows(path: str | Path) -> dict[str, dict]:
     """The rows of a `vap predict` output (JSONL or CSV) as they stand: path -> its newest row (a rerun
-    appends; a retried or changed file's new row supersedes the older ones)."""
+    appends; a retried or changed file's new row supersedes the older ones). A --per-person output has
+    several rows per video: this gives the last of them; read the file for all."""
     return {p: {k: v for k, v in row.items() if k != "_track_ids"} for (p, _), row in read_done(Path(path)).items()}
 
 

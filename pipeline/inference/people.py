@@ -230,13 +230,11 @@ class PeopleStreams:
     def reset(self) -> None:
         self.people.reset()
         self.state: dict[int, object] = {}   # track_id -> head state
-        self.seen: dict[int, float] = {}     # track_id -> last timestamp seen
         self.ema: dict[int, np.ndarray] = {}
         self.steps: dict[int, int] = {}
-        self.box: dict[int, np.ndarray] = {}
 
     def drop_ended(self) -> None:
         alive = self.people.tracker.alive()
-        for tid in [k for k in self.seen if k not in alive]:
-            for d in (self.state, self.seen, self.ema, self.steps, self.box, self.people.renderers):
+        for tid in [k for k in self.state if k not in alive]:
+            for d in (self.state, self.ema, self.steps, self.people.renderers):
                 d.pop(tid, None)

@@ -153,30 +153,32 @@ class StreamingPredictor(_Model, StreamPredictorBase):
         if self.per_person:
             self.streams.reset()
 
-    def push(self, frame_rgb: np.ndarray, timestamp: float):
+    # per_person: the same push (rate limit, latency), one head state per tracked person
+    def _skipped(self, ts: float):
         if not self.per_person:
-            return super().push(frame_rgb, timestamp)
-        self.n_pushed += 1
-        if not self.rate.take(float(timestamp)) and self.last is not None:
-            return PeopleStepResult(float(timestamp), False, self.last.people, 0.0, self.last.steps)
-        t0 = time.perf_counter()
+            return super()._skipped(ts)
+        return PeopleStepResult(ts, False, self.last.people, 0.0, self.last.steps)
+
+    @torch.no_grad()
+    def _encode_step(self, frame_rgb: np.ndarray, ts: float):
+        if not self.per_person:
+            return super()._encode_step(frame_rgb, ts)
         s, people = self.streams, []
-        with torch.no_grad():
-            for p, f in s.people.step_features(frame_rgb):
-                x = torch.from_numpy(f[None]).to(self.device)  # (1, streams * D)
-                out, s.state[p.track_id] = self.head.step(x, s.state.get(p.track_id))
-                s.steps[p.track_id] = s.steps.get(p.track_id, 0) + 1
-                r, s.ema[p.track_id] = self.step_result(
-                    Outputs(_np(out.steps), _np(out.clip), _np(out.next), _np(out.time)), timestamp, 0.0,
-                    s.steps[p.track_id], s.ema.get(p.track_id))
-                s.seen[p.track_id] = float(timestamp)
-                people.append(PersonStep(p.track_id, p.box, p.score, r))
+        for p, f in s.people.step_features(frame_rgb):
+            x = torch.from_numpy(f[None]).to(self.device)  # (1, streams * D)
+            out, s.state[p.track_id] = self.head.step(x, s.state.get(p.track_id))
+            s.steps[p.track_id] = s.steps.get(p.track_id, 0) + 1
+            r, s.ema[p.track_id] = self.step_result(Outputs(_np(out.steps), _np(out.clip), _np(out.next),
+                                                            _np(out.time)), ts, 0.0, s.steps[p.track_id],
+                                                    s.ema.get(p.track_id))
+            people.append(PersonStep(p.track_id, p.box, p.score, r))
         s.drop_ended()
-        latency = (time.perf_counter() - t0) * 1000
-        self.latencies.append(latency)
-        self.n_steps += 1
-        self.last = PeopleStepResult(float(timestamp), True, people, latency, self.n_steps)
-        return self.last
+        return people
+
+    def _finish(self, out, ts: float, latency: float):
+        if not self.per_person:
+            return super()._finish(out, ts, latency)
+        return PeopleStepResult(ts, True, out, latency, self.n_steps)
 
     @torch.no_grad()
     def _step(self, frame_rgb: np.ndarray) -> Outputs:

@@ -117,7 +117,8 @@ def _render_people(video, pred, out: Path, vcfg, max_side: int, min_side: int) -
                 w, h = int(fw * up) // 2 * 2, int(fh * up) // 2 * 2
                 writer = stack.enter_context(VideoWriter(out, pred.fps or 25.0, w, h))
                 # boxes are in the video's own pixels; frames here are decoded at max_side, then upscaled
-                sx, sy = w / max(1, _own(pred, fw, 0)), h / max(1, _own(pred, fh, 1))
+                own_w, own_h = pred.size or (fw, fh)
+                sx, sy = w / max(1, own_w), h / max(1, own_h)
             for f, t in zip(frames, ts):
                 f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) if f.shape[:2] != (h, w) else f
                 now = []
@@ -128,8 +129,3 @@ def _render_people(video, pred, out: Path, vcfg, max_side: int, min_side: int) -
                 writer.write(draw_people(f, now))
     return out
 
-
-def _own(pred, decoded: int, axis: int) -> int:
-    """The video's own width (axis 0) or height (axis 1), as the boxes' pixels count."""
-    size = getattr(pred, "size", None)
-    return size[axis] if size else decoded

@@ -274,17 +274,31 @@ class StreamPredictorBase:
 
     def push(self, frame_rgb: np.ndarray, timestamp: float) -> StepResult:
         self.n_pushed += 1
-        if not self.rate.take(float(timestamp)) and self.last is not None:
-            r = self.last
-            return StepResult(float(timestamp), False, r.topk, r.probs, r.clip_probs, 0.0, r.steps,
-                              r.next_topk, r.next_probs, r.time_to_end)
+        ts = float(timestamp)
+        if not self.rate.take(ts) and self.last is not None:
+            return self._skipped(ts)
         t0 = time.perf_counter()
-        out = self._step(frame_rgb)
+        result = self._encode_step(frame_rgb, ts)
         latency = (time.perf_counter() - t0) * 1000
         self.latencies.append(latency)
         self.n_steps += 1
-        self.last, self.ema = self.step_result(out, timestamp, latency, self.n_steps, self.ema)
+        self.last = self._finish(result, ts, latency)
         return self.last
+
+    def _skipped(self, ts: float):
+        """What a frame the rate limit skips gives: the last result, marked not encoded."""
+        r = self.last
+        return StepResult(ts, False, r.topk, r.probs, r.clip_probs, 0.0, r.steps, r.next_topk, r.next_probs,
+                          r.time_to_end)
+
+    def _encode_step(self, frame_rgb: np.ndarray, ts: float):
+        """The work of one encoded frame (timed as its latency)."""
+        return self._step(frame_rgb)
+
+    def _finish(self, out: Outputs, ts: float, latency: float):
+        """The result of one encoded frame from what _encode_step returned."""
+        r, self.ema = self.step_result(out, ts, latency, self.n_steps, self.ema)
+        return r
 
     def step_result(self, out: Outputs, timestamp: float, latency: float, steps: int,
                     ema: np.ndarray | None) -> tuple[StepResult, np.ndarray | None]:
