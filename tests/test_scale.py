@@ -278,3 +278,25 @@ def test_ddp_next_event_training_runs_in_two_processes(tmp_path):
     assert m["task"] == "next_event" and m["processes"] == 2 and m["epochs_run"] == 2
     assert (run / "best.pt").is_file() and len((run / "log.csv").read_text().splitlines()) == 3
     assert not list(tmp_path.glob("vap-train-rank*"))
+
+
+@pytest.mark.slow
+def test_ray_per_person_rows_equal_the_local_engine(tmp_path, tiny_ckpt):
+    """--per-person on the Ray engine: the workers run the same per-person code, the driver writes each
+    video's rows together; the rows equal the local engine's (ids, boxes, labels)."""
+    _need_ray()
+    from pipeline.data.people import make_people_videos
+
+    videos = make_people_videos(tmp_path / "people", videos=2, seconds=4.0, seed=5)
+    rows = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / f"{engine}.jsonl"
+        code, stdout, err = run_vap("predict", "--engine", engine, *(["--workers", "2"] if engine == "ray" else []),
+                                    "--checkpoint", tiny_ckpt, "--per-person", "--quiet", "--out", out, videos)
+        assert code == 0, err
+        rows[engine] = {(r["path"], r["track_id"]): r for r in _jsonl(out)}
+    assert rows["local"].keys() == rows["ray"].keys() and len(rows["local"]) >= 4
+    for k, a in rows["local"].items():
+        b = rows["ray"][k]
+        assert (a["label"], a["boxes"], a["tracks"], a["start"], a["end"]) == \
+            (b["label"], b["boxes"], b["tracks"], b["start"], b["end"]), k
