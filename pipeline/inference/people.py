@@ -17,6 +17,7 @@ import numpy as np
 
 from pipeline.data.views import POSE, ViewRenderer
 from pipeline.errors import ConfigError
+from pipeline.inference.results import step_at
 
 CROP_STREAMS = ("crop", "diff", "flow", "pose")
 
@@ -127,8 +128,7 @@ class PersonPrediction:
         """The box of the last sampled frame at or before t, while the track lasts (None outside it)."""
         if t < self.start - 1e-9 or t > self.end + 0.5:
             return None
-        i = max(0, int(np.searchsorted(self.times, t + 1e-9, side="right")) - 1)
-        return self.boxes[i]
+        return self.boxes[step_at(self.times, t)]
 
     def box_index(self, t: float, tol: float = 1e-3) -> int | None:
         """The index of the track's step at sampled time t, or None when the track was not seen then."""
@@ -146,8 +146,7 @@ class PersonPrediction:
     def label_at(self, t: float) -> tuple[str, float]:
         """The track's causal per-step label at time t (what a live stream would have shown)."""
         p = self.prediction
-        i = max(0, int(np.searchsorted(p.step_times, t + 1e-9, side="right")) - 1)
-        probs = p.step_probs[min(i, len(p.step_probs) - 1)]
+        probs = p.step_probs[step_at(p.step_times, t)]
         j = int(probs.argmax())
         return p.classes[j], float(probs[j])
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from pipeline.data.video import iter_frames
 from pipeline.data.writer import VideoWriter
+from pipeline.inference.results import step_at
 
 
 def draw_overlay(frame: np.ndarray, classes: list[str], probs: np.ndarray, bars: int = 3,
@@ -84,10 +85,6 @@ def render_video(video: str | Path, pred, out_dir: Path, vcfg=None, max_side: in
 
     out = Path(out_dir) / f"{Path(video).stem}.annotated.mp4"
     writer = None
-    people = getattr(pred, "people", None)
-    if people is not None:
-        return _render_people(video, pred, out, vcfg, max_side, min_side)
-    step_t, step_p = pred.step_times, pred.step_probs
     with contextlib.ExitStack() as stack:  # the writer opens at the first frame, when the size is known
         for frames, ts in iter_frames(video, sampling="all", max_side=max_side,
                                       decoder=vcfg.decoder if vcfg else "auto"):
@@ -96,36 +93,27 @@ def render_video(video: str | Path, pred, out_dir: Path, vcfg=None, max_side: in
                 up = max(1.0, min_side / max(fh, fw))
                 w, h = int(fw * up) // 2 * 2, int(fh * up) // 2 * 2  # yuv420p needs even sizes
                 writer = stack.enter_context(VideoWriter(out, pred.fps or 25.0, w, h))
+                draw = _people_drawer(pred, fw, fh, w, h) if hasattr(pred, "people") else _label_drawer(pred)
             for f, t in zip(frames, ts):
-                i = max(0, int(np.searchsorted(step_t, t + 1e-9, side="right")) - 1)
-                probs = step_p[min(i, len(step_p) - 1)]
                 f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) if f.shape[:2] != (h, w) else f
-                writer.write(draw_overlay(f, pred.classes, probs))
+                writer.write(draw(f, float(t)))
     return out
 
 
-def _render_people(video, pred, out: Path, vcfg, max_side: int, min_side: int) -> Path:
-    import cv2
+def _label_drawer(pred):
+    """draw(frame, t) for a VideoPrediction: the label panel of the last sampled step at or before t."""
+    def draw(f, t):
+        return draw_overlay(f, pred.classes, pred.step_probs[step_at(pred.step_times, t)])
+    return draw
 
-    writer = None
-    with contextlib.ExitStack() as stack:
-        for frames, ts in iter_frames(video, sampling="all", max_side=max_side,
-                                      decoder=vcfg.decoder if vcfg else "auto"):
-            if writer is None:
-                fh, fw = frames.shape[1:3]
-                up = max(1.0, min_side / max(fh, fw))
-                w, h = int(fw * up) // 2 * 2, int(fh * up) // 2 * 2
-                writer = stack.enter_context(VideoWriter(out, pred.fps or 25.0, w, h))
-                # boxes are in the video's own pixels; frames here are decoded at max_side, then upscaled
-                own_w, own_h = pred.size or (fw, fh)
-                sx, sy = w / max(1, own_w), h / max(1, own_h)
-            for f, t in zip(frames, ts):
-                f = cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) if f.shape[:2] != (h, w) else f
-                now = []
-                for p in pred.people:
-                    box = p.box_at(float(t))
-                    if box is not None:
-                        now.append((p.track_id, box * [sx, sy, sx, sy], *p.label_at(float(t))))
-                writer.write(draw_people(f, now))
-    return out
 
+def _people_drawer(pred, fw: int, fh: int, w: int, h: int):
+    """draw(frame, t) for a PeoplePrediction: each person's box, id and current action. The boxes are in the
+    video's own pixels; frames here are decoded at max_side (fw x fh), then upscaled to w x h."""
+    own_w, own_h = pred.size or (fw, fh)
+    scale = np.array([w / max(1, own_w), h / max(1, own_h)] * 2)
+
+    def draw(f, t):
+        now = [(p.track_id, p.box_at(t) * scale, *p.label_at(t)) for p in pred.people if p.box_at(t) is not None]
+        return draw_people(f, now)
+    return draw

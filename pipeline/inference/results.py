@@ -55,6 +55,12 @@ def window_steps(ts: np.ndarray, starts: np.ndarray, window: float) -> tuple[np.
     return lo, hi
 
 
+def step_at(step_times: np.ndarray, t: float) -> int:
+    """Index of the last sampled step at or before time t (the first step before any): what a live stream
+    would be showing at t."""
+    return min(max(0, int(np.searchsorted(step_times, t + 1e-9, side="right")) - 1), max(0, len(step_times) - 1))
+
+
 def smooth_probs(probs: np.ndarray, k: int) -> np.ndarray:
     """Centred moving average over k windows along time (k <= 1: unchanged)."""
     if k <= 1 or len(probs) < 2:
