@@ -11,7 +11,10 @@
 4. scores (training/people_metrics.py): detection recall and precision at IoU 0.5, ID switches per minute,
    per-person top-1 (each true person at each sampled frame: the label of its matched track), and the
    single-label path scored the same way (one label for everybody: what per-person adds); cost per frame as
-   a ratio to the single-label path.
+   a ratio to the single-label path;
+5. per_person_trained_on_people: the same scores for a model trained (`vap train --data people.csv`, defaults)
+   on the per-person rows of other multi-person scenes (`vap synth --people 2..3 --videos 24 --seed 2`: each
+   person's actions with their boxes, data/tracks.py) instead of one-actor clips.
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--videos", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--train-videos", type=int, default=24, help="multi-person training scenes (step 5)")
     ap.add_argument("--work", default=None, help="data, cache and run folder (default: a temporary one)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results-people.json"))
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="prediction-time settings, e.g. "
@@ -89,6 +93,14 @@ def main() -> None:
         counts.append(match_people(pp, truth_boxes[v.name], truth_segs[v.name]))
         base.append(single_label_counts(sp, truth_boxes[v.name], truth_segs[v.name]))
     minutes = len(videos) * a.seconds / 60
+    # 5. the same, with a model trained on per-person rows of other scenes (their people.csv + boxes.csv)
+    scenes = make_people_videos(work / "people-train", videos=a.train_videos, seconds=a.seconds, seed=2)
+    run_people = work / "run-people"
+    if not (run_people / "best.pt").exists():
+        subprocess.run([sys.executable, "-m", "pipeline", "train", "--data", str(scenes / "people.csv"), "--out",
+                        str(run_people), "--quiet"], cwd=ROOT, env=env, check=True, capture_output=True)
+    trained = Predictor.from_checkpoint(run_people / "best.pt", per_person=True, overrides=a.overrides)
+    counts_trained = [match_people(trained.predict(v), truth_boxes[v.name], truth_segs[v.name]) for v in videos]
     b = {k: sum(c[k] for c in base) for k in base[0]}
     res = dict(
         command="python bench/people.py " + " ".join(sys.argv[1:]),
@@ -96,6 +108,8 @@ def main() -> None:
         people_per_video=[len(truth_boxes[v.name]) for v in videos],
         detector={k: v for k, v in people.cfg.detector.__dict__.items()},
         per_person=score_people(counts, minutes),
+        per_person_trained_on_people=dict(score_people(counts_trained, minutes), train_videos=a.train_videos,
+                                          train_rows=sum(1 for _ in open(scenes / "people.csv")) - 1),
         single_label=dict(step_top1=round(b["step_right"] / b["truth"], 4),
                           segment_top1=round(b["segment_right"] / b["truth"], 4)),
         seconds_per_frame=dict(per_person=round(t_people / frames, 5), single_label=round(t_single / frames, 5)),

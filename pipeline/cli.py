@@ -116,9 +116,12 @@ def cmd_train(args) -> int:
         cfg = config_for_resume(out, args.overrides)
     else:
         from pipeline.data.segments import is_annotation_file
+        from pipeline.data.tracks import is_people_file
 
         extra = [f"data.train={args.data}"] + ([f"data.val={args.val}"] if args.val else [])
-        task = args.task or ("next_event" if args.data and is_annotation_file(args.data) else None)
+        # segment annotations train the next-event task; per-person rows (a track or a box) classify each row
+        segments = args.data and is_annotation_file(args.data) and not is_people_file(args.data)
+        task = args.task or ("next_event" if segments else None)
         cfg = _config(args, extra + ([f"train.task={task}"] if task else []))
     if args.cache:
         cfg.cache.dir = args.cache
@@ -172,6 +175,10 @@ def cmd_extract(args) -> int:
     from pipeline.training.classify import directional
 
     cfg = _config(args, [f"data.train={args.data}"])
+    from pipeline.data.tracks import is_people_file
+
+    if is_people_file(args.data):
+        return _extract_people(args, cfg)
     mirrored: list[str] = []  # what training will also read mirrored (train.flip_aug), filled here too
     if is_annotation_file(args.data):  # segment annotations (next-event task): every video they name
         paths = [v.path for v in load_annotations(args.data).videos]
@@ -221,6 +228,59 @@ def cmd_extract(args) -> int:
           + (f"; mirrored frames (train.flip_aug): {res_flip.extracted} extracted, {res_flip.reused} already cached"
              if res_flip else ""), file=sys.stderr)
     _print_json(summary)
+    return 1 if res.failures else 0
+
+
+def _extract_people(args, cfg) -> int:
+    """vap extract on per-person rows (data/tracks.py): the features of each row's person, as vap train reads
+    them (mirrored too unless train.flip_aug says otherwise; with train.task=next_event each person's whole
+    timeline instead); the local engine only."""
+    from pipeline.data.datasets import load_dataset
+    from pipeline.models.cache import FeatureCache
+    from pipeline.models.person_cache import extract_people
+    from pipeline.models.runtime import backbone_from_config
+    from pipeline.training.classify import directional
+
+    if args.engine != "local":
+        raise ClusterError(f"{args.data}: per-person rows are extracted by the local engine (or by vap train)")
+    _local_only(args)
+    if cfg.train.task == "next_event":  # each person's whole timeline, as the next-event task reads it
+        from pipeline.data.datasets import Sample
+        from pipeline.data.tracks import load_person_timelines
+
+        ann = load_person_timelines(args.data)
+        samples, classes = [Sample(v.path, "", v.person) for v in ann.videos], ann.labels
+    else:  # each row, as classification reads it
+        samples = load_dataset(args.data, "train", tuple(cfg.data.extensions)).samples
+        try:  # the evaluation rows of a file with a split column too
+            samples += [s for s in load_dataset(args.data, "eval").samples if s.key not in {x.key for x in samples}]
+        except DataError:
+            pass
+        classes = sorted({s.label for s in samples})
+    t0 = time.time()
+    bb, cache = backbone_from_config(cfg.backbone), FeatureCache.from_config(cfg)
+    kw = dict(progress=not args.quiet, views=cfg.views, detector=cfg.detector)
+    res = extract_people(samples, bb, cfg.video, cache, **kw)
+    flip = cfg.train.task != "next_event" and (  # the next-event task reads no mirrored copies
+        cfg.train.flip_aug == "true" or (cfg.train.flip_aug == "auto" and not directional(classes)))
+    res_flip = extract_people([s for s in samples if s.key in res.keys], bb, cfg.video, cache, flip=True, **kw) \
+        if flip else None
+    if args.failures and res.failures:
+        from pipeline.io import atomic_write_text
+
+        atomic_write_text(args.failures, "".join(f"{e}\n" for e in res.failures.values()))
+    for e in res.failures.values():
+        print(f"skipped: {e}", file=sys.stderr)
+    print(f"{len(samples)} per-person rows in {len({s.path for s in samples})} videos: {res.extracted} videos "
+          f"encoded, {res.reused} rows already cached, {len(res.failures)} failed", file=sys.stderr)
+    _print_json(dict(videos=len({s.path for s in samples}), rows=len(samples), extracted=res.extracted,
+                     reused=res.reused, failed=len(res.failures),
+                     frames_encoded=res.frames + (res_flip.frames if res_flip else 0),
+                     seconds=round(time.time() - t0, 2), cache=str(cache.root), backbone=bb.name,
+                     fingerprint=bb.fingerprint, streams=list(cfg.views.streams),
+                     mirrored=dict(rows=len(samples) if flip else 0, extracted=res_flip.extracted if res_flip else 0,
+                                   reused=res_flip.reused if res_flip else 0),
+                     engine=args.engine, workers=1, failures=list(res.failures.values())))
     return 1 if res.failures else 0
 
 

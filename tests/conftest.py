@@ -143,6 +143,14 @@ def trained_ckpt(tmp_path_factory, synth_data, synth_cache) -> Path:
     return out / "run" / "best.pt"
 
 
+@pytest.fixture(scope="session")
+def people_videos(tmp_path_factory):
+    """2 videos of 2-3 people (the first two cross), 6 s, with their truth: seeds no detector saw."""
+    from pipeline.data.people import make_people_videos
+
+    return make_people_videos(tmp_path_factory.mktemp("people") / "p", videos=2, seconds=6.0, seed=5)
+
+
 def truncated_video(path: Path, keep: float = 0.4) -> Path:
     """A 4 s wave clip (25 fps, H.264 with its index at the front, as uploads and cameras write it)
     cut to its first `keep` of bytes: the container still claims 100 frames; the rest is gone."""

@@ -89,14 +89,8 @@ def test_synth_people_says_what_is_wrong_with_the_count(tmp_path):
 
 # ----------------------------------------------------------------------------- per-person prediction
 # The shipped offline detector (models/weights/people-pose.pt, trained on synthetic figures of other seeds)
-# and Ultralytics' ByteTrack, through the real decoder, views, backbone and LSTM of the tiny model.
-
-@pytest.fixture(scope="module")
-def people_videos(tmp_path_factory):
-    """2 videos of 2-3 people (the first two cross), 6 s, with their truth: seeds no detector saw."""
-    from pipeline.data.people import make_people_videos
-
-    return make_people_videos(tmp_path_factory.mktemp("people") / "p", videos=2, seconds=6.0, seed=5)
+# and Ultralytics' ByteTrack, through the real decoder, views, backbone and LSTM of the tiny model; the
+# videos: conftest.people_videos.
 
 
 def _person_rows(path):

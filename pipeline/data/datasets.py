@@ -9,34 +9,13 @@ import csv
 import random
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.data.samples import Dataset, Sample  # noqa: F401 (importable from here as before)
 from pipeline.errors import DataError  # noqa: F401 (importable from here as before)
 from pipeline.io import atomic_write_csv
 
 DEFAULT_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
-
-
-@dataclass
-class Sample:
-    path: str
-    label: str
-
-
-@dataclass
-class Dataset:
-    samples: list[Sample]
-    classes: list[str]
-    source: str = ""
-    split_of: dict = field(default_factory=dict)  # path -> split name, when the source had one
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def targets(self, classes: list[str] | None = None) -> list[int]:
-        index = {c: i for i, c in enumerate(classes or self.classes)}
-        return [index[s.label] for s in self.samples]
 
 
 def is_video(path: Path, extensions=DEFAULT_EXTENSIONS) -> bool:
@@ -182,15 +161,19 @@ def load_dataset(spec: str | Path, role: str = "train", extensions=DEFAULT_EXTEN
     if not path.exists():
         raise DataError(f"{path}: dataset path not found")
     if path.is_file():
-        full = load_csv(path)  # validates every row, whatever the role
-        splits = set(full.split_of.values())
+        from pipeline.data.tracks import is_people_file, load_people, people_splits
+
+        people = is_people_file(path)
+        load = load_people if people else load_csv
+        full = load(path)  # validates every row, whatever the role
+        splits = people_splits(path) if people else set(full.split_of.values())
         if not splits:
             return full
         wanted = {"train": ["train"], "val": ["val", "test"], "eval": ["test", "val"]}[role]
         split = next((s for s in wanted if s in splits), None)
         if split is None:
             raise DataError(f"{path}: no rows for role '{role}' (splits present: {sorted(splits)})")
-        return load_csv(path, split)
+        return load(path, split)
     list_dir = find_split_files(path)
     if list_dir is not None:
         return load_ucf_split(path, list_dir, "train" if role == "train" else "test", ucf_split)
@@ -201,7 +184,9 @@ def has_own_val(spec: str | Path) -> bool:
     """True when a training source carries its own validation part (split files, split column)."""
     path = Path(spec)
     if path.is_file():
-        return bool(csv_splits(path) & {"val", "test"})
+        from pipeline.data.tracks import is_people_file, people_splits
+
+        return bool((people_splits(path) if is_people_file(path) else csv_splits(path)) & {"val", "test"})
     return path.is_dir() and find_split_files(path) is not None
 
 
@@ -230,11 +215,16 @@ def stratified_split(ds: Dataset, val_fraction: float, seed: int = 0,
     """Reproducible train/val split: val_fraction of each class, or of the groups when group_by is set.
 
     With group_by (a regex whose first group names e.g. the actor), whole groups go to one side so
-    that validation measures generalisation to unseen actors.
+    that validation measures generalisation to unseen actors. Per-person rows (several people and actions
+    in one video) are split by video without group_by: no video has people on both sides.
     """
     val_paths: set[str] = set()
-    if group_by:
-        groups = {s.path: group_of(s.path, group_by) for s in ds.samples}
+    by_video = not group_by and any(s.person is not None for s in ds.samples)
+    if group_by or by_video:
+        groups = {s.path: group_of(s.path, group_by) if group_by else s.path for s in ds.samples}
+        if len(set(groups.values())) < 2 and by_video:
+            raise DataError(f"{ds.source}: the per-person rows name one video; validation holds out whole videos, "
+                            f"so give at least 2 (or pass --val)")
         if len(set(groups.values())) < 2:
             raise DataError(f"data.group_by='{group_by}' finds {len(set(groups.values()))} group(s); need at least 2")
         held = hold_out(groups.values(), val_fraction, seed)
@@ -256,5 +246,8 @@ def stratified_split(ds: Dataset, val_fraction: float, seed: int = 0,
 
 
 def write_split(path: Path, train: Dataset, val: Dataset) -> None:
-    rows = [[s.path, s.label, "train"] for s in train.samples] + [[s.path, s.label, "val"] for s in val.samples]
-    atomic_write_csv(path, ["path", "label", "split"], rows)
+    """path,label,split per sample; per-person rows also say which person and when (track,start,end)."""
+    people = any(s.person is not None for s in train.samples + val.samples)
+    rows = [[s.path, s.label, sp] + ([s.person.track, f"{s.person.start:g}", f"{s.person.end:g}"] if people else [])
+            for sp, d in (("train", train), ("val", val)) for s in d.samples]
+    atomic_write_csv(path, ["path", "label", "split"] + (["track", "start", "end"] if people else []), rows)

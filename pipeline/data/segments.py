@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.datasets import DataError
+from pipeline.errors import DataError
 from pipeline.io import atomic_write_csv
 
 COLUMNS = ("video", "start", "end", "label", "split")
@@ -38,6 +38,12 @@ class AnnotatedVideo:
     path: str
     segments: list[Segment]  # sorted by start, non-overlapping
     split: str = ""
+    person: object = None    # tracks.PersonSpan: the timeline of one person of the video (per-person rows)
+
+    @property
+    def key(self) -> str:
+        """The video's path, or for one person's timeline the path and the person (tracks.PersonSpan.ident)."""
+        return self.path if self.person is None else f"{self.path}#{self.person.ident}"
 
 
 @dataclass
@@ -72,10 +78,20 @@ def _number(text: str, what: str, where: str) -> float:
     return v
 
 
+def check_order(segs: list[Segment], path, name: str) -> None:
+    """Sort segs by start (in place); overlapping segments raise DataError naming both rows."""
+    segs.sort(key=lambda g: (g.start, g.end))
+    for a, b in zip(segs, segs[1:]):
+        if b.start < a.end - 1e-6:
+            raise DataError(f"{path}:{b.row}: segment {b.start:g}-{b.end:g} s '{b.label}' overlaps row "
+                            f"{a.row} ({a.start:g}-{a.end:g} s '{a.label}') of {name}")
+
+
 def load_annotations(path: str | Path, split: str | None = None) -> Annotations:
     """Read and validate `video,start,end,label[,split]` (header required; any row order).
 
     Video paths are relative to the CSV's folder. split keeps only the videos of that split.
+    (Per-person rows: tracks.load_timelines.)
     """
     path = Path(path)
     if not path.is_file():
@@ -117,11 +133,7 @@ def load_annotations(path: str | Path, split: str | None = None) -> Annotations:
         by_video.setdefault(key, []).append(Segment(s, e, label, n))
     videos = []
     for key, segs in by_video.items():
-        segs.sort(key=lambda g: (g.start, g.end))
-        for a, b in zip(segs, segs[1:]):
-            if b.start < a.end - 1e-6:
-                raise DataError(f"{path}:{b.row}: segment {b.start:g}-{b.end:g} s '{b.label}' overlaps row "
-                                f"{a.row} ({a.start:g}-{a.end:g} s '{a.label}') of {Path(key).name}")
+        check_order(segs, path, Path(key).name)
         if split is None or split_of[key] == split:
             videos.append(AnnotatedVideo(key, segs, split_of[key]))
     if not videos:

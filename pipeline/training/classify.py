@@ -243,6 +243,13 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
 
     finetune, blocks = cfg.train.finetune_backbone, cfg.train.finetune_blocks
     trains_backbone = finetune or blocks > 0
+    people = any(s.person is not None for s in train_ds.samples + val_ds.samples)
+    if people and not any(k in ("crop", "diff", "flow", "pose") for k in cfg.views.streams):
+        raise TrainError(f"{cfg.data.train}: per-person rows need person views (views.streams with crop, diff, flow "
+                         f"or pose: the whole frame is the same for everybody); got {list(cfg.views.streams)}")
+    if trains_backbone and people:
+        raise TrainError(f"{cfg.data.train}: per-person rows train the head on cached person features; "
+                         f"train.finetune_backbone and train.finetune_blocks are not supported with them")
     backbone = backbone_from_config(cfg.backbone, cfg.train.device if trains_backbone else None,
                                     runtime=not trains_backbone)
     spec_fingerprint = backbone.fingerprint
@@ -263,8 +270,8 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
         # which does not refit)
         flip_train = cfg.train.flip_aug == "true"
         flip_val = flip_train and cfg.train.refit and trainable is None
-        dist.prefill_cache([([s.path for s in train_ds.samples], flip_train),
-                            ([s.path for s in val_ds.samples], flip_val)], encoder, cfg, cache)
+        dist.prefill_cache([([s.path for s in train_ds.samples if s.person is None], flip_train),
+                            ([s.path for s in val_ds.samples if s.person is None], flip_val)], encoder, cfg, cache)
         train_clips, f1 = load_feature_clips(train_ds, classes, encoder, cfg, cache, progress, flip=flip_train)
         val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress, flip=flip_val)
     if trainable is not None and state is not None and state.get("backbone_state"):

@@ -9,7 +9,8 @@ import torch
 
 from pipeline.config import Config
 from pipeline.data.datasets import Dataset
-from pipeline.models.cache import FeatureCache, extract
+from pipeline.models.cache import ExtractResult, FeatureCache, extract
+from pipeline.models.person_cache import extract_people
 
 
 @dataclass
@@ -28,21 +29,30 @@ def load_feature_clips(ds: Dataset, classes: list[str], backbone, cfg: Config,
                        cache: FeatureCache, progress: bool = True, failures_file=None,
                        flip: bool = False) -> tuple[list[Clip], dict]:
     """Extract (or reuse) cached features for every clip; bad videos are skipped and returned.
-    flip=True also caches the features of the mirrored frames (horizontal-flip augmentation)."""
-    paths = [s.path for s in ds.samples]
-    res = extract(paths, backbone, cfg.video, cache, progress, failures_file, views=cfg.views,
-                  detector=cfg.detector)
-    flipped = extract([p for p in paths if p in res.keys], backbone, cfg.video, cache, progress,
-                      flip=True, views=cfg.views, detector=cfg.detector) if flip else None
+    flip=True also caches the features of the mirrored frames (horizontal-flip augmentation).
+    Per-person samples (Sample.person) get the features of their person's views (person_cache.py)."""
+    paths = [s.path for s in ds.samples if s.person is None]
+    people = [s for s in ds.samples if s.person is not None]
+    kw = dict(views=cfg.views, detector=cfg.detector)
+    res = extract(paths, backbone, cfg.video, cache, progress, failures_file, **kw) if paths else ExtractResult()
+    flipped = extract([p for p in paths if p in res.keys], backbone, cfg.video, cache, progress, flip=True, **kw) \
+        if flip and paths else ExtractResult()
+    if people:
+        pres = extract_people(people, backbone, cfg.video, cache, progress, **kw)
+        res.keys.update(pres.keys)
+        res.failures.update(pres.failures)
+        if flip:
+            flipped.keys.update(extract_people([s for s in people if s.key in pres.keys], backbone, cfg.video,
+                                               cache, progress, flip=True, **kw).keys)
     index = {c: i for i, c in enumerate(classes)}
     clips = []
     for s in ds.samples:
-        if s.path in res.keys:
-            feats, _ = cache.load_streams(res.keys[s.path])  # (T, len(views.streams) * D), or trunk maps
+        if s.key in res.keys:
+            feats, _ = cache.load_streams(res.keys[s.key])  # (T, len(views.streams) * D), or trunk maps
             small = feats.ndim > 2  # trunk maps (train.finetune_blocks) stay float16 in memory: 2x less
-            clip = Clip(s.path, index[s.label], feats=_tensor(feats, small))
-            if flipped is not None and s.path in flipped.keys:
-                clip.feats_flip = _tensor(cache.load_streams(flipped.keys[s.path])[0], small)
+            clip = Clip(s.key, index[s.label], feats=_tensor(feats, small))
+            if flip and s.key in flipped.keys:
+                clip.feats_flip = _tensor(cache.load_streams(flipped.keys[s.key])[0], small)
             clips.append(clip)
     return clips, res.failures
 

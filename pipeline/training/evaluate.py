@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pipeline.data import datasets as data_mod
 from pipeline.data import segments as seg
+from pipeline.data.tracks import load_timelines
 from pipeline.errors import DataError
 from pipeline.io import atomic_write_csv, atomic_write_text
 from pipeline.models.cache import FeatureCache
@@ -67,7 +68,7 @@ def evaluate_next_checkpoint(ckpt: dict, checkpoint: str | Path, data: str | Pat
     if not seg.is_annotation_file(data):
         raise DataError(f"{data}: a next-event model is evaluated on a segment annotation CSV "
                         f"(video,start,end,label)")
-    ann = seg.load_annotations(data)
+    ann = load_timelines(data)
     splits = {v.split for v in ann.videos}
     held = next((s for s in ("test", "val") if s in splits), None)
     videos = [v for v in ann.videos if v.split == held] if held else ann.videos

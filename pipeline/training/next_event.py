@@ -23,11 +23,13 @@ import torch.nn.functional as F
 
 from pipeline.config import Config
 from pipeline.data import segments as seg
-from pipeline.data.datasets import DataError, group_of, hold_out
+from pipeline.data.datasets import DataError, Sample, group_of, hold_out
+from pipeline.data.tracks import load_timelines
 from pipeline.io import atomic_write_csv
 from pipeline.models.cache import FeatureCache, extract
 from pipeline.models.checkpoint import make_checkpoint
 from pipeline.models.heads import build_head, pad_batch
+from pipeline.models.person_cache import extract_people
 from pipeline.models.runtime import backbone_from_config
 from pipeline.training.distributed import Dist
 from pipeline.training.loop import Validation, fit, optimizer_for, start_run, write_failures, write_metrics
@@ -65,18 +67,24 @@ def split_videos(ann: seg.Annotations, cfg: Config) -> tuple[list, list]:
 
 def encode_videos(videos: list, backbone, cfg: Config, cache: FeatureCache, progress: bool,
                   source: str) -> tuple[dict, dict]:
-    """Cached features of every video: {path: (feats (T,D), times (T,))}, failures {path: error}.
-    A segment that runs past a video's end is an error naming its row."""
-    res = extract([v.path for v in videos], backbone, cfg.video, cache, progress, views=cfg.views,
-                  detector=cfg.detector)
+    """Cached features of every video: {video key: (feats (T,D), times (T,))}, failures {key: error}.
+    A person's timeline (per-person rows: AnnotatedVideo.person) gets the features of its person's views
+    (models/person_cache.py). A segment that runs past a video's end is an error naming its row."""
+    kw = dict(views=cfg.views, detector=cfg.detector)
+    res = extract([v.path for v in videos if v.person is None], backbone, cfg.video, cache, progress, **kw)
+    people = [Sample(v.path, "", v.person) for v in videos if v.person is not None]
+    if people:
+        pres = extract_people(people, backbone, cfg.video, cache, progress, **kw)
+        res.keys.update(pres.keys)
+        res.failures.update(pres.failures)
     feats = {}
     for v in videos:
-        if v.path not in res.keys:
+        if v.key not in res.keys:
             continue
-        f, ts = cache.load_streams(res.keys[v.path])
+        f, ts = cache.load_streams(res.keys[v.key])
         step = 1.0 / cfg.video.fps if cfg.video.sampling == "fps" else (ts[-1] - ts[0]) / max(len(ts) - 1, 1)
         seg.check_duration(v, float(ts[-1] + step), source)
-        feats[v.path] = (f, ts)
+        feats[v.key] = (f, ts)
     return feats, res.failures
 
 
@@ -85,7 +93,7 @@ def make_classes(videos: list, feats: dict, background: str) -> list[str]:
     labels = sorted({g.label for v in videos for g in v.segments})
     if background in labels:
         raise DataError(f"'{background}' is both an annotated label and data.background; rename one")
-    gaps = background and any(seg.has_gap(v, feats[v.path][1]) for v in videos if v.path in feats)
+    gaps = background and any(seg.has_gap(v, feats[v.key][1]) for v in videos if v.key in feats)
     return labels + ([background] if gaps else [])
 
 
@@ -95,15 +103,15 @@ def build_sequences(videos: list, feats: dict, classes: list[str], background: s
     bg = background if background in index else ""
     out = []
     for v in videos:
-        if v.path not in feats:
+        if v.key not in feats:
             continue
         unknown = sorted({g.label for g in v.segments} - set(index))
         if unknown:
             raise DataError(f"{source}: label(s) {unknown} of {Path(v.path).name} are not classes of this model "
                             f"{classes}")
-        f, ts = feats[v.path]
+        f, ts = feats[v.key]
         cur, nxt, tte = seg.step_targets(v, ts, index, bg)
-        out.append(Sequence(v.path, torch.from_numpy(f), ts, torch.from_numpy(cur), torch.from_numpy(nxt),
+        out.append(Sequence(v.key, torch.from_numpy(f), ts, torch.from_numpy(cur), torch.from_numpy(nxt),
                             torch.from_numpy(tte), seg.boundaries(v, index)))
     return out
 
@@ -201,10 +209,10 @@ def evaluate(head, seqs: list[Sequence], cfg: Config, classes: list[str], device
 # ----------------------------------------------------------------------------- run
 
 def load_annotation_splits(cfg: Config) -> tuple[seg.Annotations, list, list]:
-    ann = seg.load_annotations(cfg.data.train)
+    ann = load_timelines(cfg.data.train)
     splits = {v.split for v in ann.videos}
     if cfg.data.val:
-        val = seg.load_annotations(cfg.data.val).videos
+        val = load_timelines(cfg.data.val).videos
         train = ann.videos
     elif splits & {"val", "test"}:
         train = [v for v in ann.videos if v.split in ("train", "")]
@@ -223,11 +231,13 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
     t0 = time.time()
     rng, device = start_run(cfg, out)
     ann, train_v, val_v = load_annotation_splits(cfg)
-    atomic_write_csv(out / "split.csv", ["video", "split"],
-                     [[v.path, "train"] for v in train_v] + [[v.path, "val"] for v in val_v])
+    people = any(v.person is not None for v in train_v + val_v)  # per-person timelines: which person, too
+    atomic_write_csv(out / "split.csv", ["video", "split"] + (["track"] if people else []),
+                     [[v.path, sp] + ([v.person.track] if people else [])
+                      for sp, vs in (("train", train_v), ("val", val_v)) for v in vs])
     backbone = backbone_from_config(cfg.backbone)
     cache = FeatureCache.from_config(cfg)
-    dist.prefill_cache([([v.path for v in train_v + val_v], False)], backbone, cfg, cache)
+    dist.prefill_cache([([v.path for v in train_v + val_v if v.person is None], False)], backbone, cfg, cache)
     feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
     write_failures(out, failures)
     classes = state["classes"] if state else make_classes(train_v + val_v, feats, cfg.data.background)
