@@ -183,7 +183,8 @@ class TrainConfig:
         "after early stopping picks the epoch count on validation, retrain a fresh head on train+val for that"
         " many epochs and save it as best.pt (the validation clips' people and scenes are worth more as "
         "training data than as a held-out score; metrics.json keeps the validation figures of the chosen "
-        "epoch); skipped when fine-tuning the backbone")
+        "epoch; both tasks: the next-event task refits on the training + validation videos); skipped when "
+        "fine-tuning the backbone")
     seed: int = opt(0, "seed for everything random in training")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N for the head (and the backbone when fine-tuning)")
     finetune_backbone: bool = opt(False,

@@ -221,6 +221,12 @@ def tiny_next(tmp_path_factory, small_seq):
     for f in ("best.pt", "last.pt", "metrics.json", "config.yaml", "split.csv", "log.csv", "curves.png",
               "confusion_val.png"):
         assert (out / "run" / f).is_file(), f
+    # train.refit: best.pt is a fresh head trained on the training and validation videos for the chosen epochs
+    from pipeline.models.checkpoint import load_checkpoint
+
+    ckpt, last = load_checkpoint(out / "run" / "best.pt"), load_checkpoint(out / "run" / "last.pt")
+    assert m["refit"] and ckpt["refit"] == dict(epochs=m["best_epoch"], videos=m["train_videos"] + m["val_videos"])
+    assert any((ckpt["head_state"][k] != v).any() for k, v in last["head_state"].items())
     return out / "run" / "best.pt", out / "cache"
 
 

@@ -1,6 +1,7 @@
 """Videos and labels: decoding and sampling (video), the views the backbone sees (views), datasets
-and their formats (datasets), segment annotations (segments), grammars of what follows what
-(grammar), synthetic videos (synthetic), composed sequences (compose) and the video writer (writer).
+and their formats (samples, datasets), segment annotations (segments), per-person rows of videos of
+several people (tracks), grammars of what follows what (grammar), synthetic videos (synthetic; people:
+several at once), composed sequences (compose) and the video writer (writer).
 Nothing here imports models, training or inference."""
 # `pipeline.data` was the datasets module before the package was split: its names stay importable here.
 from pipeline.data.datasets import (  # noqa: F401

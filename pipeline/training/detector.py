@@ -27,9 +27,20 @@ from pipeline.data.synthetic import COCO_FLIP
 SCALE = [0.33, 0.125, 256]
 
 
-def write_dataset(root: Path, videos: int, seed: int, every: int = 8) -> Path:
+def _overlapping(people, i: int, min_iou: float = 0.05) -> bool:
+    """True when two people's boxes overlap in frame i (a crossing)."""
+    from pipeline.training.people_metrics import iou
+
+    b = np.array([p.boxes[i] for p in people])
+    m = iou(b, b) - np.eye(len(b))
+    return bool((m > min_iou).any())
+
+
+def write_dataset(root: Path, videos: int, seed: int, every: int = 8, crossings: int = 0) -> Path:
     """Ultralytics pose dataset (images/{train,val}, labels/{train,val}, data.yaml) of every `every`-th
-    frame of synthetic people videos with 1-3 figures at several frame sizes. Returns data.yaml."""
+    frame of synthetic people videos with 1-3 figures at several frame sizes, and of `crossings` more scenes
+    of 2-3 people of which only the frames where two of them overlap are kept (every 3rd): the frames where
+    one box for two people, or none, loses a track. Returns data.yaml."""
     import cv2
 
     from pipeline.data.people import render_people
@@ -38,12 +49,17 @@ def write_dataset(root: Path, videos: int, seed: int, every: int = 8) -> Path:
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         k = 0
-        for v in range(n):
+        extra = crossings if split == "train" else crossings // 8
+        for v in range(n + extra):
             rng = np.random.default_rng([seed, v, split == "val"])
             w, h = [(320, 180), (320, 240), (256, 256), (400, 224)][v % 4]
-            frames, people = render_people(rng, people=1 + v % 3, seconds=2.0, width=w, height=h,
-                                           crossing=v % 2 == 0)
-            for i in range(int(rng.integers(0, every)), len(frames), every):
+            cross = v >= n  # a crossing scene: 4 s, only the frames with people overlapping
+            frames, people = render_people(rng, people=2 + v % 2 if cross else 1 + v % 3, seconds=4.0 if cross else 2.0,
+                                           width=w, height=h, crossing=cross or v % 2 == 0)
+            step = 3 if cross else every
+            for i in range(int(rng.integers(0, step)), len(frames), step):
+                if cross and not _overlapping(people, i):
+                    continue
                 cv2.imwrite(str(root / "images" / split / f"{k:05d}.jpg"), cv2.cvtColor(frames[i], cv2.COLOR_RGB2BGR))
                 lines = []
                 for p in people:
@@ -72,15 +88,17 @@ def model_yaml(path: Path) -> Path:
 
 
 def train_person_detector(out: str | Path, videos: int = 120, epochs: int = 40, imgsz: int = 320, seed: int = 0,
-                          workdir: str | Path | None = None, init: str | Path | None = None) -> dict:
+                          workdir: str | Path | None = None, init: str | Path | None = None,
+                          crossings: int = 0) -> dict:
     """Train and copy the best weights to `out` (a normal Ultralytics .pt). Returns the validation metrics.
-    init: weights to start from (a second round on fresh scenes: another seed), else a fresh network."""
+    init: weights to start from (a second round on fresh scenes: another seed), else a fresh network.
+    crossings: extra scenes seen only while people overlap (write_dataset)."""
     os.environ.setdefault("YOLO_OFFLINE", "True")  # never reach for the network (fonts, weights, hub)
     from ultralytics import YOLO
 
     out = Path(out)
     work = Path(workdir or tempfile.mkdtemp(prefix="vap-detector-"))
-    data = write_dataset(work / "data", videos, seed)
+    data = write_dataset(work / "data", videos, seed, crossings=crossings)
     t0 = time.time()
     # "n" in the file name selects the scale; a fresh model: nothing pretrained to download
     model = YOLO(str(model_yaml(work / "yolo11n-people-pose.yaml")))
@@ -109,8 +127,10 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default=None, help="keep the dataset and Ultralytics' run here")
     ap.add_argument("--init", default=None, help="start from these weights (a second round: use another --seed)")
+    ap.add_argument("--crossings", type=int, default=0, help="extra scenes kept only while people overlap")
     a = ap.parse_args(argv)
-    print(train_person_detector(a.out, a.videos, a.epochs, a.imgsz, a.seed, a.workdir, a.init), flush=True)
+    print(train_person_detector(a.out, a.videos, a.epochs, a.imgsz, a.seed, a.workdir, a.init, a.crossings),
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -275,6 +275,8 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
 
     history, best = fit(cfg, out, state, head, optimizer, scheduler, rng, train_epoch, validate, checkpoint,
                         "train next_event", progress)
+    if cfg.train.refit:
+        refit(cfg, out, train_s + val_s, len(classes), feature_dim, best, device, progress, dist)
     plot_curves(history, out / "curves.png", ("train_current_top1", "train_next_top1", "val_current_top1",
                                               "val_next_top1", "val_next_top1_at_1s"))
     rep = best["report"]
@@ -284,5 +286,36 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
         task="next_event", best_epoch=best["epoch"], epochs_run=len(history),
         **{f"val_{k}": v for k, v in rep.items() if k not in ("classes", "current_confusion_matrix")},
         val_loss=best["val_loss"], classes=classes, train_videos=len(train_s), val_videos=len(val_s),
+        refit=bool(cfg.train.refit),
         failed_videos=len(failures), processes=dist.world, seconds=round(time.time() - t0, 2), run_dir=str(out),
         checkpoint=str(out / "best.pt")))
+
+
+def refit(cfg: Config, out: Path, seqs: list[Sequence], num_classes: int, feature_dim: int, best: dict, device,
+          progress: bool = False, dist: Dist | None = None) -> None:
+    """As classify.refit: validation has picked the epoch count; a fresh head trains on the training and the
+    validation videos for that many epochs (same seed, schedule compressed to them) and becomes best.pt. The
+    validation figures in metrics.json stay those of the selection run."""
+    import copy
+
+    from tqdm import tqdm
+
+    from pipeline.io import atomic_torch_save
+    from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.training.loop import seed_everything
+
+    rcfg = copy.deepcopy(cfg)
+    rcfg.train.epochs = best["epoch"]
+    rcfg.train.warmup_epochs = min(cfg.train.warmup_epochs, max(0, best["epoch"] - 1))
+    rng = seed_everything(cfg.train.seed)
+    head = build_head(cfg.head, feature_dim, num_classes, next_event=True, groups=len(cfg.views.streams)).to(device)
+    opt, sched = optimizer_for(rcfg, [{"params": head.parameters(), "lr": cfg.train.lr}])
+    dist = dist or Dist()
+    model = dist.wrap(head)
+    for _ in tqdm(range(rcfg.train.epochs), desc="refit", unit="epoch", disable=not progress, dynamic_ncols=True):
+        train_one_epoch(head, seqs, opt, rcfg, rng, device, dist, model)
+        sched.step()
+    ckpt = load_checkpoint(out / "best.pt")
+    ckpt.update(head_state=head.state_dict(), refit=dict(epochs=rcfg.train.epochs, videos=len(seqs)))
+    atomic_torch_save(ckpt, out / "best.pt")
+    log.info("refit on %d videos for %d epochs -> best.pt", len(seqs), rcfg.train.epochs)
