@@ -223,6 +223,10 @@ class DetectorConfig:
         "tracks that swap; docs/people.md)", gt=0, le=1)
     imgsz: int = opt(0, "detector input side in pixels (0 = the size the weights were trained at)", ge=0)
     classes: list[int] = opt([0], "detector class ids that are people (0 = person in COCO and in the default)")
+    relink: int = opt(30,
+        "sampled frames during which a person the tracker lost and found again as a new track takes back their id "
+        "(and their LSTM state) if the new track starts within 1.5 box heights of where they were last seen and "
+        "looks alike (colour histogram); 0 = off. Fewer ids per person where people cross (docs/people.md)", ge=0)
     min_steps: int = opt(5, "tracks seen on fewer sampled frames than this get no row (flicker, passers-by)", ge=1)
     box_every: float = opt(0.5, "per-person rows - seconds between the sampled boxes a row lists", gt=0)
 

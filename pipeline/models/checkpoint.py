@@ -69,8 +69,8 @@ def config_of(ckpt: dict, overrides=()) -> Config:
 # never what the head was trained on (views, input size, sampling rate, the backbone itself).
 INFERENCE_KEYS = ("backbone.runtime", "backbone.precision", "backbone.channels_last", "backbone.device",
                   "backbone.batch_size", "video.decoder", "video.max_side", "video.chunk_mb", "video.decode_timeout",
-                  *(f"detector.{k}" for k in ("weights", "tracker", "conf", "iou", "imgsz", "classes", "min_steps",
-                                              "box_every")))
+                  *(f"detector.{k}" for k in ("weights", "tracker", "conf", "iou", "imgsz", "classes", "relink",
+                                              "min_steps", "box_every")))
 
 
 def inference_overrides(overrides) -> dict:

@@ -86,21 +86,28 @@ class PersonTracker:
         self.device = "cpu" if device in ("auto", "") else device
         args = getattr(self.model, "overrides", {}) or {}
         self.imgsz = dcfg.imgsz or int(args.get("imgsz") or 640)
-        self.fresh = True
+        self.relink = Relinker(dcfg.relink)
+        self.reset()
 
     def reset(self) -> None:
         self.fresh = True  # the next update starts a new tracker: ids from 1 again
+        self.relink.reset()
 
     def alive(self) -> set[int]:
         """Ids the tracker still holds: tracked now, or lost but still looked for (Ultralytics keeps a lost
-        track for the tracker's track_buffer frames, then removes it)."""
+        track for the tracker's track_buffer frames, then removes it; detector.relink keeps a person's id for
+        that many frames after)."""
         trackers = getattr(getattr(self.model, "predictor", None), "trackers", None)
         if self.fresh or not trackers:
             return set()
         t = trackers[0]
-        return {int(s.track_id) for s in [*t.tracked_stracks, *t.lost_stracks]}
+        return self.relink.alive({int(s.track_id) for s in [*t.tracked_stracks, *t.lost_stracks]})
 
     def update(self, frame: np.ndarray) -> list[Person]:
+        """The people in a frame (RGB), with ids that last (the tracker's, re-linked: Relinker)."""
+        return self.relink.update(frame, self._track(frame))
+
+    def _track(self, frame: np.ndarray) -> list[Person]:
         c = self.cfg
         res = self.model.track(np.ascontiguousarray(frame[..., ::-1]), persist=not self.fresh, tracker=c.tracker,
                                conf=c.conf, iou=c.iou, imgsz=self.imgsz, classes=list(c.classes),
@@ -117,3 +124,76 @@ class PersonTracker:
             kps = res.keypoints.data.float().cpu().numpy()  # (N, 17, 3)
         return [Person(int(ids[i]), boxes[i], float(scores[i]), None if kps is None else kps[i])
                 for i in range(len(ids))]
+
+
+def appearance(frame: np.ndarray, box) -> np.ndarray:
+    """(72,) unit vector: the hue-saturation histogram (18 x 4 bins, square-rooted) of a box of an RGB frame."""
+    import cv2
+
+    H, W = frame.shape[:2]
+    x1, y1 = max(0, int(box[0])), max(0, int(box[1]))
+    x2, y2 = min(W, max(int(round(box[2])), x1 + 2)), min(H, max(int(round(box[3])), y1 + 2))
+    hsv = cv2.cvtColor(np.ascontiguousarray(frame[y1:y2, x1:x2]), cv2.COLOR_RGB2HSV)
+    h = np.sqrt(cv2.calcHist([hsv], [0, 1], None, [18, 4], [0, 180, 0, 256]).ravel())
+    return h / (np.linalg.norm(h) + 1e-9)
+
+
+class Relinker:
+    """Gives a person back their id when the tracker loses them and starts a new track for them (two people
+    crossing: one box for both for a while): a new track that starts within RELINK_DISTANCE box heights of
+    where a person not in view was last seen, at most `steps` sampled frames ago, and whose colour histogram
+    is at least RELINK_SIMILARITY alike, takes that person's id. Causal (streaming equals offline); ids it
+    hands out count from 1 per video. steps=0: the tracker's own ids."""
+    RELINK_DISTANCE = 1.5
+    RELINK_SIMILARITY = 0.5
+
+    def __init__(self, steps: int):
+        self.steps = steps
+        self.reset()
+
+    def reset(self) -> None:
+        self.ids: dict[int, int] = {}     # the tracker's id -> the person's id
+        self.seen: dict[int, tuple] = {}  # the person's id -> (step last seen, box, appearance)
+        self.step = 0
+
+    def alive(self, tracker_ids: set[int]) -> set[int]:
+        """The people's ids of the tracker's live ids, and of people seen within the last `steps` frames."""
+        if not self.steps:
+            return tracker_ids
+        return {self.ids[i] for i in tracker_ids if i in self.ids} | \
+            {pid for pid, (st, _, _) in self.seen.items() if self.step - st <= self.steps}
+
+    def update(self, frame: np.ndarray, people: list[Person]) -> list[Person]:
+        self.step += 1
+        if not self.steps:
+            return people
+        now, used = {p.track_id for p in people}, set()
+        for p in people:
+            look = appearance(frame, p.box)
+            if p.track_id not in self.ids:
+                taken = {self.ids[i] for i in now if i in self.ids}  # people in view under another track
+                self.ids[p.track_id] = self._match(p.box, look, taken)
+            if self.ids[p.track_id] in used:  # a lost track the tracker found again beside its re-link
+                self.ids[p.track_id] = max(self.ids.values()) + 1
+            pid = self.ids[p.track_id]
+            used.add(pid)
+            old = self.seen.get(pid)
+            mean = look if old is None else 0.8 * old[2] + 0.2 * look  # the look of the last few frames
+            self.seen[pid] = (self.step, np.asarray(p.box, np.float32), mean / (np.linalg.norm(mean) + 1e-9))
+            p.track_id = pid
+        return people
+
+    def _match(self, box, look: np.ndarray, taken: set[int]) -> int:
+        """The id of the lost person this new track is, or a new id."""
+        best, score = None, self.RELINK_SIMILARITY
+        centre = np.array([box[0] + box[2], box[1] + box[3]]) / 2
+        for pid, (st, b, a) in self.seen.items():
+            if pid in taken or st == self.step or self.step - st > self.steps:
+                continue
+            if np.linalg.norm(np.array([b[0] + b[2], b[1] + b[3]]) / 2 - centre) > self.RELINK_DISTANCE * (b[3] - b[1]):
+                continue
+            s = float(a @ look)
+            if s > score:
+                best, score = pid, s
+        return best if best is not None else max([0, *self.ids.values()]) + 1
+
