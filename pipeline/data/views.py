@@ -335,3 +335,16 @@ class FrameEncoder:
     def encode(self, frames: np.ndarray, boxes=None) -> np.ndarray:
         feats = self.encode_streams(frames, boxes)
         return np.concatenate([feats[k] for k in self.streams], 1)
+
+    def encode_people(self, items: list[tuple]) -> dict[str, np.ndarray]:
+        """{stream: (N, D)} of N people's views: items [(their ViewRenderer, frame (H,W,3), box x1,y1,x2,y2 in its
+        pixels, the detected person whose keypoints the pose stream reads, or None)], each person's views rendered
+        by their own renderer (it carries their crop and previous frame), then each stream in one batch."""
+        images = {k: [] for k in self.image_streams}
+        for renderer, frame, box, _ in items:
+            for k, v in renderer.render(frame[None], [box]).items():
+                images[k].append(v)  # (1, S, S, 3)
+        out = {k: self.encoders[k].encode(np.concatenate(v)) for k, v in images.items()}
+        if POSE in self.streams:
+            out[POSE] = self.pose([person for *_, person in items], items[0][1].shape[:2])
+        return out

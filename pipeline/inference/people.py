@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.data.views import POSE, ViewRenderer
+from pipeline.data.views import ViewRenderer
 from pipeline.errors import ConfigError
 from pipeline.inference.results import step_at
 
@@ -71,21 +71,16 @@ class PeopleEncoder:
         """Per frame, [(Person, features (D,))]: the views of every person of every frame rendered first, then
         each stream through the backbone in one batch."""
         self.frame_hw = frames.shape[1:3]
-        found, images = [], {k: [] for k in self.encoder.image_streams}
+        found, items = [], []
         for f in frames:
             t0 = time.perf_counter()
             people = self.tracker.update(f)
             self.detect_s += time.perf_counter() - t0
             found.append(people)
-            for p in people:
-                for k, v in self._renderer(p.track_id).render(f[None], [p.box]).items():
-                    images[k].append(v)  # (1, S, S, 3)
-        n = sum(len(p) for p in found)
-        if not n:
+            items += [(self._renderer(p.track_id), f, p.box, p) for p in people]  # pose: the same detection
+        if not items:
             return [[] for _ in frames]
-        feats = {k: self.encoder.encoders[k].encode(np.concatenate(v)) for k, v in images.items()}  # (N, D) each
-        if POSE in self.encoder.streams:  # each person's own keypoints, from the same detection
-            feats[POSE] = self.encoder.pose([p for people in found for p in people], self.frame_hw)
+        feats = self.encoder.encode_people(items)  # {stream: (N, D)}
         feats = np.concatenate([feats[k] for k in self.encoder.streams], 1)  # (N, streams * D)
         out, i = [], 0
         for people in found:

@@ -53,13 +53,8 @@ def encode_people(path: str, samples: list, backbone, vcfg, views=None, flip: bo
         """jobs: [(sample, t, frame, box in its pixels, detected people)] -> features appended per sample."""
         if not jobs:
             return
-        images = {k: [] for k in enc.image_streams}
-        for s, t, f, box, _ in jobs:
-            for k, v in renderers[s.key].render(f[None], [box]).items():
-                images[k].append(v)  # (1, S, S, 3)
-        out = {k: enc.encoders[k].encode(np.concatenate(v)) for k, v in images.items()}  # (N, D) per stream
-        if pose:  # the detected person who is the annotated one
-            out[POSE] = enc.pose([matching_person(p, box) for _, _, _, box, p in jobs], jobs[0][2].shape[:2])
+        out = enc.encode_people([(renderers[s.key], f, box, matching_person(p, box) if pose else None)
+                                 for s, t, f, box, p in jobs])  # pose: the detected person who is the annotated one
         for i, (s, t, *_) in enumerate(jobs):
             for k in enc.streams:
                 feats[s.key][k].append(out[k][i])

@@ -9,7 +9,6 @@ train.log, curves.png, confusion_val.png, failures.txt (when some videos could n
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import re
@@ -25,23 +24,15 @@ from pipeline.config import Config, save_config
 from pipeline.data import datasets as data_mod
 from pipeline.data.views import mirror
 from pipeline.errors import TrainError
-from pipeline.io import atomic_torch_save
 from pipeline.models.cache import FeatureCache
-from pipeline.models.checkpoint import load_checkpoint, make_checkpoint
+from pipeline.models.checkpoint import make_checkpoint
 from pipeline.models.heads import build_head, crop_average, length_mask, pad_batch
 from pipeline.models.runtime import backbone_from_config
+from pipeline.training import loop
 from pipeline.training.clips import Clip, load_feature_clips
 from pipeline.training.distributed import Dist
 from pipeline.training.finetune import BackboneTail, TrunkEncoder, load_frame_clips
-from pipeline.training.loop import (
-    Validation,
-    fit,
-    optimizer_for,
-    seed_everything,
-    start_run,
-    write_failures,
-    write_metrics,
-)
+from pipeline.training.loop import Validation, fit, optimizer_for, start_run, write_failures, write_metrics
 from pipeline.training.metrics import classification_report, plot_confusion, plot_curves
 
 log = logging.getLogger("vap.train")
@@ -336,25 +327,18 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
 
 def refit(cfg: Config, out: Path, clips: list[Clip], num_classes: int, feature_dim: int, best: dict, device,
           progress: bool = False, dist: Dist | None = None):
-    """Model selection is done: train a fresh head on train + val for the selected number of epochs
-    (same seed, schedule compressed to those epochs, same class balancing) and make it best.pt. Small
-    datasets gain the validation clips; the reported validation metrics stay those of the selection run."""
-    rcfg = copy.deepcopy(cfg)
-    rcfg.train.epochs = best["epoch"]
-    rcfg.train.warmup_epochs = min(cfg.train.warmup_epochs, max(0, best["epoch"] - 1))
-    rng = seed_everything(cfg.train.seed)
-    head = build_head(cfg.head, feature_dim, num_classes, groups=len(cfg.views.streams)).to(device)
-    opt, sched = optimizer_for(rcfg, [{"params": head.parameters(), "lr": cfg.train.lr}])
+    """Model selection is done: a fresh head trains on train + val for the selected number of epochs (same
+    class balancing) and becomes best.pt (loop.refit). Small datasets gain the validation clips."""
     weight, sampler_w = balance(cfg, clips, num_classes, device)
-    from tqdm import tqdm
-
     dist = dist or Dist()
-    model = dist.wrap(TrainStep(head))
-    for epoch in tqdm(range(rcfg.train.epochs), desc="refit", unit="epoch", disable=not progress,
-                      dynamic_ncols=True):
-        train_one_epoch(head, None, clips, opt, rcfg, rng, weight, device, sampler_w, dist, epoch, model)
-        sched.step()
-    ckpt = load_checkpoint(out / "best.pt")
-    ckpt.update(head_state=head.state_dict(), refit=dict(epochs=rcfg.train.epochs, clips=len(clips)))
-    atomic_torch_save(ckpt, out / "best.pt")
-    log.info("refit on %d clips for %d epochs -> best.pt", len(clips), rcfg.train.epochs)
+    model = {}  # the head in its TrainStep (DistributedDataParallel under torchrun), once built
+
+    def build():
+        head = build_head(cfg.head, feature_dim, num_classes, groups=len(cfg.views.streams)).to(device)
+        model["step"] = dist.wrap(TrainStep(head))
+        return head
+
+    def train_epoch(head, opt, rcfg, rng, epoch):
+        train_one_epoch(head, None, clips, opt, rcfg, rng, weight, device, sampler_w, dist, epoch, model["step"])
+
+    loop.refit(cfg, out, build, train_epoch, best, progress, clips=len(clips))

@@ -146,3 +146,33 @@ def fit(cfg: Config, out: Path, state: dict | None, head, optimizer, scheduler, 
             log.info("early stop: no better validation score for %d epochs", stale)
             break
     return history, best
+
+
+def refit(cfg: Config, out: Path, build: Callable[[], torch.nn.Module], train_epoch: Callable, best: dict,
+          progress: bool, **record) -> None:
+    """Validation has picked the epoch count (best["epoch"]): a fresh head (build(), after the run's seed is set
+    again) trains for that many epochs (schedule compressed to them) with train_epoch(head, optimizer, cfg, rng,
+    epoch) on the training and validation data, and becomes best.pt's head; record (e.g. clips=N) goes into its
+    "refit" entry. The validation figures in metrics.json stay those of the selection run."""
+    import copy
+
+    from tqdm import tqdm
+
+    from pipeline.models.checkpoint import load_checkpoint
+
+    rcfg = copy.deepcopy(cfg)
+    rcfg.train.epochs = best["epoch"]
+    rcfg.train.warmup_epochs = min(cfg.train.warmup_epochs, max(0, best["epoch"] - 1))
+    rng = seed_everything(cfg.train.seed)
+    head = build()
+    opt, sched = optimizer_for(rcfg, [{"params": head.parameters(), "lr": cfg.train.lr}])
+    for epoch in tqdm(range(rcfg.train.epochs), desc="refit", unit="epoch", disable=not progress,
+                      dynamic_ncols=True):
+        train_epoch(head, opt, rcfg, rng, epoch)
+        sched.step()
+    ckpt = load_checkpoint(out / "best.pt")
+    ckpt.update(head_state=head.state_dict(), refit=dict(epochs=rcfg.train.epochs, **record))
+    atomic_torch_save(ckpt, out / "best.pt")
+    log.info("refit on %s for %d epochs -> best.pt", ", ".join(f"{v} {k}" for k, v in record.items()),
+             rcfg.train.epochs)
+

@@ -31,6 +31,7 @@ from pipeline.models.checkpoint import make_checkpoint
 from pipeline.models.heads import build_head, pad_batch
 from pipeline.models.person_cache import extract_people
 from pipeline.models.runtime import backbone_from_config
+from pipeline.training import loop
 from pipeline.training.distributed import Dist
 from pipeline.training.loop import Validation, fit, optimizer_for, start_run, write_failures, write_metrics
 from pipeline.training.metrics import next_event_report, plot_confusion, plot_curves
@@ -293,29 +294,17 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
 
 def refit(cfg: Config, out: Path, seqs: list[Sequence], num_classes: int, feature_dim: int, best: dict, device,
           progress: bool = False, dist: Dist | None = None) -> None:
-    """As classify.refit: validation has picked the epoch count; a fresh head trains on the training and the
-    validation videos for that many epochs (same seed, schedule compressed to them) and becomes best.pt. The
-    validation figures in metrics.json stay those of the selection run."""
-    import copy
-
-    from tqdm import tqdm
-
-    from pipeline.io import atomic_torch_save
-    from pipeline.models.checkpoint import load_checkpoint
-    from pipeline.training.loop import seed_everything
-
-    rcfg = copy.deepcopy(cfg)
-    rcfg.train.epochs = best["epoch"]
-    rcfg.train.warmup_epochs = min(cfg.train.warmup_epochs, max(0, best["epoch"] - 1))
-    rng = seed_everything(cfg.train.seed)
-    head = build_head(cfg.head, feature_dim, num_classes, next_event=True, groups=len(cfg.views.streams)).to(device)
-    opt, sched = optimizer_for(rcfg, [{"params": head.parameters(), "lr": cfg.train.lr}])
+    """As classify.refit: a fresh head trains on the training and the validation videos for the epoch count
+    validation picked and becomes best.pt (loop.refit)."""
     dist = dist or Dist()
-    model = dist.wrap(head)
-    for _ in tqdm(range(rcfg.train.epochs), desc="refit", unit="epoch", disable=not progress, dynamic_ncols=True):
-        train_one_epoch(head, seqs, opt, rcfg, rng, device, dist, model)
-        sched.step()
-    ckpt = load_checkpoint(out / "best.pt")
-    ckpt.update(head_state=head.state_dict(), refit=dict(epochs=rcfg.train.epochs, videos=len(seqs)))
-    atomic_torch_save(ckpt, out / "best.pt")
-    log.info("refit on %d videos for %d epochs -> best.pt", len(seqs), rcfg.train.epochs)
+    model = {}  # the head in DistributedDataParallel under torchrun, once built
+
+    def build():
+        head = build_head(cfg.head, feature_dim, num_classes, next_event=True, groups=len(cfg.views.streams))
+        model["head"] = dist.wrap(head.to(device))
+        return head
+
+    def train_epoch(head, opt, rcfg, rng, epoch):
+        train_one_epoch(head, seqs, opt, rcfg, rng, device, dist, model["head"])
+
+    loop.refit(cfg, out, build, train_epoch, best, progress, videos=len(seqs))
