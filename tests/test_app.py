@@ -195,11 +195,12 @@ def test_concurrent_analyses_never_share_a_predictor(tiny_ckpt, synth_test):
     videos = sorted(synth_test.glob("*/*_000.mp4"))
     with models.predictor(str(tiny_ckpt)) as p:
         alone = {v: p.predict(v).step_probs for v in videos}
-    got, barrier = {}, threading.Barrier(len(videos))
+    got, start, held = {}, threading.Barrier(len(videos)), threading.Barrier(len(videos))
 
     def one(v):
-        barrier.wait()
+        start.wait()
         with models.predictor(str(tiny_ckpt)) as p:
+            held.wait()  # every analysis holds a predictor before any predicts: all of them run at once
             got[v] = p.predict(v).step_probs
 
     threads = [threading.Thread(target=one, args=(v,)) for v in videos]
