@@ -181,6 +181,9 @@ class Relinker:
             mean = look if old is None else 0.8 * old[2] + 0.2 * look  # the look of the last few frames
             self.seen[pid] = (self.step, np.asarray(p.box, np.float32), mean / (np.linalg.norm(mean) + 1e-9))
             p.track_id = pid
+        # people gone for longer than `steps` can be neither re-linked nor alive: forget them, or a stream that
+        # runs for hours would look through everyone it ever saw at each new track
+        self.seen = {pid: v for pid, v in self.seen.items() if self.step - v[0] <= self.steps}
         return people
 
     def _match(self, box, look: np.ndarray, taken: set[int]) -> int:
