@@ -13,6 +13,7 @@ import torch
 from pipeline.config import Config, load_config, parse_override
 from pipeline.errors import CheckpointError, ConfigError
 from pipeline.models.backbones import backbone_spec, create_backbone
+from pipeline.models.backbones.base import BUILD_LOCK
 from pipeline.models.heads import build_head
 from pipeline.models.runtime import runtime_args, with_runtime
 
@@ -117,7 +118,8 @@ def backbone_of(ckpt: dict, device: str = "auto", batch_size: int | None = None,
 
 def head_of(ckpt: dict, device="cpu"):
     cfg = config_of(ckpt)
-    head = build_head(cfg.head, ckpt["feature_dim"], len(ckpt["classes"]),
-                      next_event=ckpt.get("kind") == "next_event", groups=len(cfg.views.streams))
+    with BUILD_LOCK:  # its random init draws from the global generator a backbone build may be seeding
+        head = build_head(cfg.head, ckpt["feature_dim"], len(ckpt["classes"]),
+                          next_event=ckpt.get("kind") == "next_event", groups=len(cfg.views.streams))
     head.load_state_dict(ckpt["head_state"])
     return head.to(device).eval()

@@ -26,7 +26,12 @@ import torch.nn.functional as F
 from pipeline.errors import BackboneError
 
 _REGISTRY: dict[str, Callable[..., "Backbone"]] = {}
-_BUILD_LOCK = threading.Lock()  # create_backbone's seeded construction, one at a time
+# Held while a module is built from PyTorch's global random generator: create_backbone's seeded
+# construction, and checkpoint.head_of's head (random init, then the saved weights). Another thread
+# building at the same time would draw from the same generator in between, and a random-init backbone
+# would come out different (its fingerprint no longer the checkpoint's): the app builds predictors
+# for concurrent analyses in threads.
+BUILD_LOCK = threading.RLock()
 _PATTERNS: list[tuple[Callable[[str], bool], Callable[..., "Backbone"]]] = []
 
 
@@ -60,7 +65,7 @@ def create_backbone(name: str, weights: str = "default", input_size: int = 224,
     # Random-init weights come from a fixed seed, so the same spec always gives the same model
     # (and fingerprint): a checkpoint can rebuild it, and the feature cache stays valid. The seed is
     # PyTorch's global one: two threads building at once (the app's analyses) would interleave draws.
-    with _BUILD_LOCK, torch.random.fork_rng(devices=[]):
+    with BUILD_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         bb = fn(name=name, weights=weights, input_size=input_size)
     if grid > 1:
