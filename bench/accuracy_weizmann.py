@@ -93,14 +93,17 @@ def write_lists(root: Path, test_actors: list[str], out: Path, exclude: list[str
 
 def run(data: Path, protocol: str, heads: list[str], overrides: list[str], work: Path,
         config: str | None = None, seed: int | None = None, inner: bool = False,
-        predict_with: list[str] = ()) -> dict:
+        predict_with: list[str] = (), only: list[str] = ()) -> dict:
     """Train and score every fold of the protocol with each head. inner=True scores the inner
     validation actors of inner_folds() instead, the outer test actors left out (model choice).
     predict_with: prediction-time settings (e.g. backbone.precision=int8) under which each fold's
-    model is scored a second time (top1_with), beside its score as trained."""
+    model is scored a second time (top1_with), beside its score as trained. only: run just the folds
+    whose test actors include one of these (a quicker check of the protocol)."""
     results = {}
     extra = [f"train.seed={seed}"] if seed is not None else []
     plan = inner_folds(protocol) if inner else [(t, []) for t in folds(protocol)]
+    if only:
+        plan = [(t, x) for t, x in plan if set(t) & set(only)]
     for head in heads:
         per_fold = []
         for k, (test_actors, exclude) in enumerate(plan):
@@ -230,6 +233,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--predict-with", default="",
                     help="comma-separated prediction-time settings under which each fold's model is scored again "
                          "(top1_with), e.g. backbone.runtime=onnxruntime,backbone.precision=int8")
+    ap.add_argument("--only", default="", help="comma-separated actors: run only the folds that test them "
+                                                "(a quick check; the README's figures are every fold)")
     ap.add_argument("overrides", nargs="*")
     args, data = parse_args(ap, argv)
     if data is None:
@@ -258,7 +263,8 @@ def main(argv=None) -> dict:
     with work_folder(args.work) as work:
         for seed in seeds:
             by_seed[seed] = run(data, args.protocol, args.heads.split(","), args.overrides, work, args.config, seed,
-                                predict_with=[x for x in args.predict_with.split(",") if x])
+                                predict_with=[x for x in args.predict_with.split(",") if x],
+                                only=[x for x in args.only.split(",") if x])
     res = by_seed[seeds[0]]
     out = dict(machine=describe(), benchmark="accuracy_weizmann", protocol=args.protocol,
                config=args.config or "configs/weizmann.yaml",

@@ -63,6 +63,7 @@ def test_bad_videos_are_recorded_not_fatal(tmp_path, videos):
     assert "broken.avi" in text and "empty file" in text
 
 
+@pytest.mark.slow  # spawns processes (the quick tier stays under 3 minutes)
 def test_extraction_resumes_after_kill_9(tmp_path):
     """Kill `vap extract` halfway with SIGKILL: complete entries survive, the rerun encodes only the rest."""
     from pipeline.data.synthetic import make_dataset

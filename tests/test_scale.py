@@ -71,6 +71,7 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]  # every line parses: nothing torn
 
 
+@pytest.mark.slow  # spawns processes (the quick tier stays under 3 minutes)
 def test_ray_predict_rows_equal_the_local_engine_and_resume(tmp_path, folder, tiny_ckpt):
     _need_ray()
     local, ray_out = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
@@ -231,6 +232,7 @@ def test_ray_driver_killed_then_rerun_finishes_without_duplicates(tmp_path, synt
     assert len(rows) == 16 == len({r["path"] for r in rows})
 
 
+@pytest.mark.slow  # spawns processes (the quick tier stays under 3 minutes)
 def test_ddp_two_processes_write_one_run_directory_and_resume(tmp_path, synth_test):
     """vap train --nproc 2: real torchrun processes (gloo); rank 0 alone writes the run directory, the
     other's scratch folder is gone; --resume continues from last.pt in both processes."""
@@ -263,6 +265,7 @@ def test_ddp_two_processes_write_one_run_directory_and_resume(tmp_path, synth_te
     assert code == 2 and "nope: no such file or folder" in err
 
 
+@pytest.mark.slow  # spawns processes (the quick tier stays under 3 minutes)
 def test_ddp_next_event_training_runs_in_two_processes(tmp_path):
     """The next-event task under torchrun too: every process draws the same windows and trains on its share."""
     code, out, err = run_vap("synth", "--sequences", "4", "--seconds", "8", "--out", tmp_path / "seq")
