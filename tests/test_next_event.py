@@ -154,6 +154,44 @@ def test_compose_keeps_groups_and_follows_grammar(tmp_path):
         compose(clips, grammar, tmp_path / "x", 1, 4, r"^([a-z]+)_", ["zed"], progress=False)
 
 
+def test_compose_with_clip_durations_plays_each_clip_once_whole(tmp_path):
+    """duration: clip (actions that happen once in their clip, as UT-Interaction's): every segment is its
+    clip from the first frame to the last, played once - never a slice that misses the action or a loop
+    that shows it twice; the last segment is cut at the sequence's end. A rerun keeps the videos it would
+    write the same way and rewrites those another plan changes."""
+    from pipeline.data.compose import compose
+    from pipeline.data.synthetic import render_clip
+    from pipeline.data.video import probe
+
+    clips, lengths = tmp_path / "clips", {}
+    for i, a in enumerate(("wave", "jump", "squat")):
+        lengths[a] = 0.8 + 0.4 * i  # 0.8, 1.2, 1.6 s: each action its own length
+        write_video(clips / a / f"ann_{a}.mp4", render_clip(a, np.random.default_rng(i), duration=lengths[a]), fps=25)
+    grammar = grammar_from_dict(dict(actions=["wave", "jump", "squat"], duration="clip",
+                                     transitions=dict(wave={"jump": 1.0}, jump={"squat": 1.0}, squat={"wave": 1.0})))
+    assert grammar.duration is None and grammar.to_dict()["duration"] == "clip"
+    with pytest.raises(GrammarError, match="duration: clip"):  # synthetic sequences need seconds
+        grammar.sample(np.random.default_rng(0), 5)
+    out = tmp_path / "out"
+    compose(clips, grammar, out, sequences=2, seconds=5, fps=10, progress=False)
+    for v in load_annotations(out / "annotations.csv").videos:
+        *whole, last = v.segments
+        assert len(whole) >= 2 and all(g.end - g.start == pytest.approx(lengths[g.label], abs=0.051) for g in whole)
+        assert last.end - last.start <= lengths[last.label] + 0.051 and last.end == pytest.approx(5.0)
+        assert probe(v.path).duration == pytest.approx(5.0, abs=0.11)
+    manifest = json.loads((out / "compose.json").read_text())
+    assert {sg["offset"] for m in manifest["sequences"] for sg in m["segments"]} == {0.0}
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")}
+    compose(clips, grammar, out, sequences=2, seconds=5, fps=10, progress=False)  # the same plan: kept
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.mp4")} == mtimes
+    compose(clips, grammar, out, sequences=2, seconds=4, fps=10, progress=False)  # another plan: rewritten
+    assert all(p.stat().st_mtime_ns != mtimes[p.name] for p in out.glob("*.mp4"))
+    assert all(probe(v.path).duration == pytest.approx(4.0, abs=0.11)
+               for v in load_annotations(out / "annotations.csv").videos)
+    with pytest.raises(GrammarError, match="or clip"):
+        grammar_from_dict(dict(actions=["a", "b"], transitions=dict(a={"b": 1}, b={"a": 1}), duration="loop"))
+
+
 def test_next_event_head_streams_like_full_pass():
     from pipeline.config import HeadConfig
     from pipeline.models.heads import build_head

@@ -2,7 +2,8 @@
 
 Anyone with a class-folder dataset of trimmed clips can then train and evaluate next-event
 prediction: each sequence walks the grammar's Markov chain and, for every segment, plays a random
-clip of that action (looped or cut to the segment's random duration), at one size and frame rate.
+clip of that action (looped or cut to the segment's random duration, or with the grammar's `duration: clip`
+played once whole: for actions that happen once in their clip), at one size and frame rate.
 With group_by (a regex on file names whose first group names e.g. the actor) a sequence uses the
 clips of one group only and its file name starts with the group, so actor-disjoint train/test
 sequences come from composing different groups (`groups=`), and data.group_by still works on them.
@@ -38,6 +39,22 @@ def _segment_frames(frames: np.ndarray, src_fps: float, n: int, fps: float, offs
     return frames[idx]
 
 
+def _previous_segments(manifest: Path) -> dict[str, list]:
+    """video name -> its planned segments, from an earlier compose.json in the same folder ({} if none)."""
+    try:
+        return {m["video"]: m["segments"] for m in json.loads(manifest.read_text())["sequences"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _same_plan(old: list | None, new: list) -> bool:
+    """The same segments (action, span, clip; the offset into the clip where the old manifest has one:
+    manifests before it was recorded lack it)."""
+    if old is None or len(old) != len(new):
+        return False
+    return all({k: v for k, v in n.items() if k in o} == o for o, n in zip(old, new))
+
+
 def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int = 8,
             seconds: float = 30.0, group_by: str = "", groups: list[str] | None = None, seed: int = 0,
             fps: float = 25.0, size: tuple[int, int] | None = None, progress: bool = True) -> dict:
@@ -71,16 +88,16 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
     rows, manifest, failures = [], [], {}
     decoded: dict[str, tuple[np.ndarray, float]] = {}
     plan = [(names[i % len(names)], i) for i in range(sequences)]
-    for group, i in tqdm(sorted(plan), desc="compose", unit="video", disable=not progress):
-        rng = np.random.default_rng([seed, i])
-        name = f"{group}_seq_{i:03d}.mp4"
-        frames_out, segs, t = [], [], 0
-        for action, dur in grammar.sample(rng, seconds):
-            pool = [p for p in by_group[group][action] if p not in failures]
-            while pool:  # a clip that cannot be decoded is skipped for good
-                clip = pool[int(rng.integers(len(pool)))]
-                if clip in decoded:
-                    break
+    # a video already written is kept only if the last composition there planned it the same way (a
+    # rerun resumes; another grammar, seed or set of clips rewrites it)
+    before = _previous_segments(out / "compose.json")
+
+    def draw(rng, group, action):
+        """A readable clip of `action` for `group`, decoded once: (path, frames, fps)."""
+        pool = [p for p in by_group[group][action] if p not in failures]
+        while pool:  # a clip that cannot be decoded is skipped for good
+            clip = pool[int(rng.integers(len(pool)))]
+            if clip not in decoded:
                 try:
                     f, ts = load_frames(clip, sampling="all")
                 except VideoError as e:
@@ -89,22 +106,43 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
                     continue
                 src_fps = (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] > ts[0] else fps
                 decoded[clip] = (f, src_fps)
-                break
-            if not pool:
-                raise DataError(f"{clips}: no readable clip of '{action}' for group '{group}' "
-                                f"({len(failures)} clip(s) failed to decode)")
-            f, src_fps = decoded[clip]
+            return (clip, *decoded[clip])
+        raise DataError(f"{clips}: no readable clip of '{action}' for group '{group}' "
+                        f"({len(failures)} clip(s) failed to decode)")
+
+    for group, i in tqdm(sorted(plan), desc="compose", unit="video", disable=not progress):
+        rng = np.random.default_rng([seed, i])
+        name = f"{group}_seq_{i:03d}.mp4"
+        frames_out, segs, t = [], [], 0
+        total = int(round(seconds * fps))
+        if grammar.duration is None:  # each segment one whole clip, played once; the last one cut
+            actions = iter(grammar.walk(rng))
+            while t < total:
+                action = next(actions)
+                clip, f, src_fps = draw(rng, group, action)
+                n = min(max(1, int(round(len(f) / src_fps * fps))), total - t)
+                segs.append((action, clip, f, src_fps, n, 0.0))
+                t += n
+        else:
+            for action, dur in grammar.sample(rng, seconds):
+                clip, f, src_fps = draw(rng, group, action)
+                n = max(1, int(round(dur * fps)))
+                offset = float(rng.uniform(0, max(len(f) / src_fps - n / fps, 0.0)))
+                segs.append((action, clip, f, src_fps, n, offset))
+                t += n
+        t, planned = 0, []
+        for action, clip, f, src_fps, n, offset in segs:
             if size is None:
                 size = (f.shape[2] // 2 * 2, f.shape[1] // 2 * 2)
-            n = max(1, int(round(dur * fps)))
-            offset = float(rng.uniform(0, max(len(f) / src_fps - n / fps, 0.0)))
             frames_out.append(_fit(_segment_frames(f, src_fps, n, fps, offset), *size))
             rows.append((name, t / fps, (t + n) / fps, action))
-            segs.append(dict(action=action, start=round(t / fps, 3), end=round((t + n) / fps, 3),
-                             clip=str(Path(clip).relative_to(Path(clips).resolve()))
-                             if Path(clip).is_relative_to(Path(clips).resolve()) else clip))
+            planned.append(dict(action=action, start=round(t / fps, 3), end=round((t + n) / fps, 3),
+                                clip=str(Path(clip).relative_to(Path(clips).resolve()))
+                                if Path(clip).is_relative_to(Path(clips).resolve()) else clip,
+                                offset=round(offset, 4)))
             t += n
-        if not (out / name).exists():
+        segs = planned
+        if not (out / name).exists() or not _same_plan(before.get(name), segs):
             write_video(out / name, np.concatenate(frames_out), fps)
         manifest.append(dict(video=name, group=group, segments=segs))
         if len(decoded) > 64:  # bounded memory: clips of other groups are not needed again soon

@@ -11,7 +11,8 @@ YAML:
     transitions:                       # every action needs a row; rows sum to 1
       wave: {clap: 0.8, jump: 0.2}
       ...
-    duration: [2.0, 4.0]               # seconds, uniform per segment
+    duration: [2.0, 4.0]               # seconds, uniform per segment; or `clip` (compose only): each
+                                       # segment is one whole trimmed clip, played once from its start
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import GrammarError  # noqa: F401 (importable from here as before)
+from pipeline.errors import GrammarError  # (importable from here as before)
 from pipeline.io import read_yaml
 
 
@@ -29,14 +30,27 @@ class Grammar:
     actions: list[str]
     transitions: np.ndarray      # (A, A) rows sum to 1: P(next = b | current = a)
     start: np.ndarray            # (A,) P(first action)
-    duration: tuple[float, float]
+    # (min, max) seconds, uniform per segment; None = "clip": a composed segment lasts as long as the clip
+    # drawn for it (non-periodic actions - a punch, a handshake - happen once somewhere in their clip: a
+    # slice or a loop of it would label steps that do not show the action, or show it twice)
+    duration: tuple[float, float] | None
 
     @property
     def index(self) -> dict[str, int]:
         return {a: i for i, a in enumerate(self.actions)}
 
+    def walk(self, rng: np.random.Generator):
+        """Actions following the chain, without end (segments of clip duration: compose.py)."""
+        a = int(rng.choice(len(self.actions), p=self.start))
+        while True:
+            yield self.actions[a]
+            a = int(rng.choice(len(self.actions), p=self.transitions[a]))
+
     def sample(self, rng: np.random.Generator, total: float) -> list[tuple[str, float]]:
         """(action, duration) segments until `total` seconds are covered (the last one is cut)."""
+        if self.duration is None:
+            raise GrammarError("duration: clip - segment lengths come from the clips; compose from trimmed "
+                               "clips (vap compose), or give duration: [min, max] seconds")
         out, t = [], 0.0
         a = int(rng.choice(len(self.actions), p=self.start))
         while t < total - 1e-9:
@@ -71,7 +85,7 @@ class Grammar:
                     start={self.actions[i]: round(float(self.start[i]), 6) for i in idx if self.start[i] > 0},
                     transitions={self.actions[i]: {self.actions[j]: round(float(self.transitions[i, j]), 6)
                                                    for j in idx if self.transitions[i, j] > 0} for i in idx},
-                    duration=list(self.duration))
+                    duration="clip" if self.duration is None else list(self.duration))
 
 
 def grammar_from_dict(d: dict, source: str = "grammar") -> Grammar:
@@ -108,9 +122,11 @@ def grammar_from_dict(d: dict, source: str = "grammar") -> Grammar:
     T = np.stack([row(trans[a], f"transitions.{a}") for a in actions])
     start = row(d["start"], "start") if d.get("start") else np.full(len(actions), 1 / len(actions))
     dur = d.get("duration", [2.0, 4.0])
+    if dur == "clip":
+        return Grammar(actions, T, start, None)
     if (not isinstance(dur, (list, tuple)) or len(dur) != 2 or not all(isinstance(x, (int, float)) for x in dur)
             or not 0 < dur[0] <= dur[1]):
-        raise GrammarError(f"{source}: 'duration' must be [min, max] seconds with 0 < min <= max")
+        raise GrammarError(f"{source}: 'duration' must be [min, max] seconds with 0 < min <= max, or clip")
     return Grammar(actions, T, start, (float(dur[0]), float(dur[1])))
 
 
