@@ -169,9 +169,10 @@ class TrainConfig:
     speed_min: float = opt(0.8, "lower bound of the random playback-speed jitter (1.0 and 1.0 = off)", gt=0)
     speed_max: float = opt(1.25, "upper bound of the random playback-speed jitter", gt=0)
     flip_aug: Literal["auto", "true", "false"] = opt("auto",
-        "horizontal-flip augmentation - half the training clips use the features of their mirrored frames "
-        "(extracted once more and cached): auto = on unless a class name says a direction (left, right, "
-        "clockwise: walk_left/walk_right, swipe gestures), which a mirror would swap | true | false")
+        "horizontal-flip augmentation - half the training clips (next_event task: windows) use the features of "
+        "their mirrored frames (extracted once more and cached): auto = on unless a class name says a direction "
+        "(left, right, clockwise: walk_left/walk_right, swipe gestures), which a mirror would swap; for the "
+        "next_event task auto = off (no gain measured on composed sequences) | true | false")
     step_loss_weight: float = opt(0.0,
         "weight of the per-step loss (every step predicts the clip's label) beside the clip loss; 0 (the "
         "clip loss alone) gives the best clip top-1 on unseen people (+4 points on UT-Interaction), 0.5 "

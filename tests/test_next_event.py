@@ -355,6 +355,56 @@ def test_predict_cli_reports_next_event(tiny_next, small_seq, tmp_path):
     assert rows[0]["next_label"] == row["next"]["label"]
 
 
+def test_next_event_flip_reads_the_mirrored_features_of_half_the_windows(tiny_next, small_seq, tmp_path):
+    """train.flip_aug=true for the next-event task: vap train fills the mirrored frames' features of every
+    training and validation video (refit trains on both: vap extract finds them all cached), and an epoch
+    reads about half its windows from the mirrored features of the same video - none with flip_aug=false.
+    auto is off for this task (no gain measured): the run's config records auto -> false."""
+    import yaml
+
+    from pipeline.config import load_config
+    from pipeline.models.heads import build_head
+    from pipeline.training.next_event import Sequence, train_one_epoch
+
+    ckpt, cache = tiny_next
+    assert yaml.safe_load((ckpt.parent / "config.yaml").read_text())["train"]["flip_aug"] == "false"
+    code, stdout, err = run_vap("extract", "--data", small_seq[0], "--cache", cache, "--quiet", *TINY_NEXT)
+    assert code == 0 and json.loads(stdout)["mirrored"]["videos"] == 0, err  # auto: nothing mirrored
+    code, _, err = run_vap("train", "--data", small_seq[0], "--out", tmp_path / "run", "--cache", cache, "--quiet",
+                           *TINY_NEXT, "train.flip_aug=true")
+    assert code == 0, err
+    code, stdout, err = run_vap("extract", "--data", small_seq[0], "--cache", cache, "--quiet", *TINY_NEXT,
+                                "train.flip_aug=true")
+    summary = json.loads(stdout)
+    assert code == 0 and summary["extracted"] == 0, err
+    assert summary["mirrored"] == dict(videos=6, extracted=0, reused=6), summary
+
+    T, D = 40, 16  # video i: plain features 2i, mirrored 2i + 1; the model records what each window read
+    seqs = [Sequence(f"v{i}", torch.full((T, D), 2.0 * i), np.arange(T) / 5, torch.randint(0, 3, (T,)),
+                     torch.randint(0, 3, (T,)), torch.ones(T), [], torch.full((T, D), 2.0 * i + 1))
+            for i in range(4)]
+
+    class Recorder(torch.nn.Module):
+        def __init__(self, head):
+            super().__init__()
+            self.head, self.seen = head, []
+
+        def forward(self, x, lengths):
+            assert bool((x == x[:, :1, :1]).all())  # each window reads one video's features, all plain or all mirrored
+            self.seen += x[:, 0, 0].tolist()
+            return self.head(x, lengths)
+
+    for flip, share in (("true", (0.25, 0.75)), ("false", (0.0, 0.0))):
+        cfg = load_config(None, ["train.task=next_event", "train.seq_len=8", "train.batch_size=4",
+                                 f"train.flip_aug={flip}", "head.hidden_size=8", "head.proj_dim=8"])
+        head = build_head(cfg.head, D, 3, next_event=True)
+        rec = Recorder(head)
+        train_one_epoch(head, seqs, torch.optim.AdamW(head.parameters()), cfg, np.random.default_rng(0), "cpu",
+                        model=rec)
+        mirrored = [v % 2 == 1 for v in rec.seen]
+        assert len(rec.seen) == 40 and share[0] <= np.mean(mirrored) <= share[1], (flip, np.mean(mirrored))
+
+
 def test_next_event_resume_and_bad_annotations(tiny_next, small_seq, tmp_path):
     _, cache = tiny_next
     args = ["--data", small_seq[0], "--cache", cache, "--quiet", "--out", tmp_path / "r", *TINY_NEXT]

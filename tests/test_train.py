@@ -147,7 +147,7 @@ def test_flip_auto_is_off_for_classes_that_name_a_direction(tiny_ckpt):
     mirror turns walk_left into walk_right. The run records the decision, in config.yaml and best.pt."""
     import yaml
 
-    from pipeline.training.classify import directional
+    from pipeline.training.loop import directional
 
     assert directional(["wave", "walk_right", "Swiping Left", "turn_clockwise"]) == [
         "walk_right", "Swiping Left", "turn_clockwise"]

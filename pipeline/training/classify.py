@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline.config import Config, save_config
+from pipeline.config import Config
 from pipeline.data import datasets as data_mod
 from pipeline.data.views import mirror
 from pipeline.errors import TrainError
@@ -208,15 +207,6 @@ def balance(cfg: Config, clips: list[Clip], num_classes: int, device) -> tuple[t
     return None, None
 
 
-# class names that a mirror image would swap: walk_left <-> walk_right, a clockwise turn <-> anticlockwise
-DIRECTION_WORDS = re.compile(r"left|right|clockwise", re.IGNORECASE)
-
-
-def directional(classes: list[str]) -> list[str]:
-    """The class names that say a horizontal direction (train.flip_aug=auto turns flipping off for them)."""
-    return [c for c in classes if DIRECTION_WORDS.search(c)]
-
-
 def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist | None = None) -> dict:
     """dist: this process's place under torchrun (distributed.py); None in one process."""
     dist = dist or Dist()
@@ -225,12 +215,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
     train_ds, val_ds = prepare_data(cfg, out)
     classes = train_ds.classes
     log.info("classes (%d): %s; train %d clips, val %d clips", len(classes), classes, len(train_ds), len(val_ds))
-    if cfg.train.flip_aug == "auto":  # decided here, once the classes are known; the run's config records it
-        named = directional(classes)
-        cfg.train.flip_aug = "false" if named else "true"
-        log.info("train.flip_aug=auto -> %s%s", cfg.train.flip_aug,
-                 f" (class names with a direction: {named})" if named else "")
-        save_config(cfg, out / "config.yaml")
+    loop.resolve_flip(cfg, classes, out)
 
     finetune, blocks = cfg.train.finetune_backbone, cfg.train.finetune_blocks
     trains_backbone = finetune or blocks > 0

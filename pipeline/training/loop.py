@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,27 @@ def start_run(cfg: Config, out: Path) -> tuple[np.random.Generator, torch.device
     """config.yaml into the run directory, every seed set; (rng, training device)."""
     save_config(cfg, out / "config.yaml")
     return seed_everything(cfg.train.seed), resolve_device(cfg.train.device)
+
+
+# class names that a mirror image would swap: walk_left <-> walk_right, a clockwise turn <-> anticlockwise
+DIRECTION_WORDS = re.compile(r"left|right|clockwise", re.IGNORECASE)
+
+
+def directional(classes: list[str]) -> list[str]:
+    """The class names that say a horizontal direction (train.flip_aug=auto turns flipping off for them)."""
+    return [c for c in classes if DIRECTION_WORDS.search(c)]
+
+
+def resolve_flip(cfg: Config, classes: list[str], out: Path) -> bool:
+    """train.flip_aug=auto decided once the classes are known (on unless a class name says a direction),
+    recorded in the run's config.yaml; True when training reads mirrored features. Both tasks."""
+    if cfg.train.flip_aug == "auto":
+        named = directional(classes)
+        cfg.train.flip_aug = "false" if named else "true"
+        log.info("train.flip_aug=auto -> %s%s", cfg.train.flip_aug,
+                 f" (class names with a direction: {named})" if named else "")
+        save_config(cfg, out / "config.yaml")
+    return cfg.train.flip_aug == "true"
 
 
 def lr_lambda(cfg: Config):
