@@ -91,3 +91,33 @@ def test_stratified_split_is_reproducible_and_group_disjoint(folder):
     g_tr, g_val = stratified_split(ds, 0.25, seed=0, group_by=r"^([a-z]+)_")
     actors = lambda d: {s.path.rsplit("/", 1)[1].split("_")[0] for s in d.samples}  # noqa: E731
     assert len(actors(g_val)) == 1 and not actors(g_tr) & actors(g_val) and len(g_val) == 3
+
+
+def test_a_group_regex_that_matches_no_file_name_is_an_error(folder, tmp_path, caplog):
+    """data.group_by that matches none of the names would make every file its own group - validation
+    sharing people with training without a word (a clip regex given for composed sequences did that):
+    one-line error through vap train, for clips and for annotated videos; a partial match warns."""
+    from conftest import run_vap
+
+    seq = tmp_path / "seq"
+    for name in ("ann_seq_000.avi", "bob_seq_001.avi"):
+        write_video(seq / name, counter_frames(20, 16, 16))
+    ann = seq / "annotations.csv"
+    ann.write_text("video,start,end,label\n" + "".join(f"{seq / n},0,0.4,run\n{seq / n},0.4,0.8,sit\n"
+                                                         for n in ("ann_seq_000.avi", "bob_seq_001.avi")))
+    for data in (folder, ann):
+        code, _, err = run_vap("train", "--data", data, "--out", tmp_path / "r", "--quiet", r"data.group_by=^\d+_(\d+)_",
+                               "backbone.name=tiny_cnn", "backbone.input_size=64")
+        assert code == 2 and "Traceback" not in err, err
+        assert "data.group_by='^\\d+_(\\d+)_' matches none of the" in err.strip().splitlines()[-1], err
+    import logging
+
+    ds = load_dataset(folder)
+    # on the logger itself: the in-process CLI above replaced the root handlers (basicConfig(force=True))
+    logging.getLogger("vap.data").addHandler(caplog.handler)
+    try:
+        stratified_split(ds, 0.25, seed=0, group_by=r"^(ann)_")  # ann's clips match, the others do not
+    finally:
+        logging.getLogger("vap.data").removeHandler(caplog.handler)
+    assert f"does not match {len(ds) - 3} of {len(ds)} file names" in caplog.text
+

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.data.datasets import DataError, group_of, load_class_folders
+from pipeline.data.datasets import DataError, groups_of, load_class_folders
 from pipeline.data.grammar import Grammar
 from pipeline.data.segments import write_annotations
 from pipeline.data.video import VideoError, load_frames
@@ -70,8 +70,9 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
     if missing:
         raise DataError(f"{clips}: grammar action(s) {missing} have no class folder (classes: {ds.classes})")
     by_group: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    for s in ds.samples:
-        by_group[group_of(s.path, group_by) if group_by else "all"][s.label].append(s.path)
+    paths = [s.path for s in ds.samples]
+    for s, g in zip(ds.samples, groups_of(paths, group_by, str(clips)) if group_by else ["all"] * len(paths)):
+        by_group[g][s.label].append(s.path)
     names = sorted(by_group)
     if groups:
         unknown = [g for g in groups if g not in by_group]

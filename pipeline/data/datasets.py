@@ -6,6 +6,7 @@ Paths are absolute. Bad input raises DataError with one line naming the file and
 from __future__ import annotations
 
 import csv
+import logging
 import random
 import re
 from collections import defaultdict
@@ -14,6 +15,8 @@ from pathlib import Path
 from pipeline.data.samples import Dataset, Sample  # noqa: F401 (importable from here as before)
 from pipeline.errors import DataError  # noqa: F401 (importable from here as before)
 from pipeline.io import atomic_write_csv
+
+log = logging.getLogger("vap.data")
 
 DEFAULT_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
 
@@ -202,6 +205,21 @@ def group_of(path: str, pattern: str) -> str:
     return (m.group(1) if m and m.groups() else m.group(0)) if m else Path(path).name
 
 
+def groups_of(paths: list[str], pattern: str, source: str = "") -> list[str]:
+    """group_of each path, checking the pattern: one that matches no file name is an error (every file
+    would be its own group, so validation would share people with training, silently); files it misses
+    among others are each their own group, with a warning naming how many."""
+    missed = [p for p in paths if not re.search(pattern, Path(p).name)]
+    if paths and len(missed) == len(paths):
+        raise DataError(f"{source + ': ' if source else ''}data.group_by='{pattern}' matches none of the "
+                        f"{len(paths)} file names (e.g. '{Path(paths[0]).name}'); its first group should name "
+                        f"the person or camera of each file")
+    if missed:
+        log.warning("data.group_by='%s' does not match %d of %d file names (e.g. '%s'): each is a group of its own",
+                    pattern, len(missed), len(paths), Path(missed[0]).name)
+    return [group_of(p, pattern) for p in paths]
+
+
 def hold_out(keys, fraction: float, seed: int) -> set[str]:
     """The keys (groups, or videos) of a reproducible validation share: a seeded shuffle of the distinct
     keys, round(n * fraction) of them, at least one and never all. Needs at least 2 distinct keys."""
@@ -221,7 +239,8 @@ def stratified_split(ds: Dataset, val_fraction: float, seed: int = 0,
     val_paths: set[str] = set()
     by_video = not group_by and any(s.person is not None for s in ds.samples)
     if group_by or by_video:
-        groups = {s.path: group_of(s.path, group_by) if group_by else s.path for s in ds.samples}
+        paths = [s.path for s in ds.samples]
+        groups = dict(zip(paths, groups_of(paths, group_by, ds.source) if group_by else paths))
         if len(set(groups.values())) < 2 and by_video:
             raise DataError(f"{ds.source}: the per-person rows name one video; validation holds out whole videos, "
                             f"so give at least 2 (or pass --val)")

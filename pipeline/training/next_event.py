@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from pipeline.config import Config, save_config
 from pipeline.data import segments as seg
-from pipeline.data.datasets import DataError, Sample, group_of, hold_out
+from pipeline.data.datasets import DataError, Sample, groups_of, hold_out
 from pipeline.data.tracks import load_timelines
 from pipeline.io import atomic_write_csv
 from pipeline.models.cache import FeatureCache, extract
@@ -59,7 +59,8 @@ class Sequence:
 def split_videos(ann: seg.Annotations, cfg: Config) -> tuple[list, list]:
     """Validation videos: by whole groups (data.group_by on file names) or a seeded share of videos."""
     vids = sorted(ann.videos, key=lambda v: v.path)
-    keys = [group_of(v.path, cfg.data.group_by) if cfg.data.group_by else v.path for v in vids]
+    keys = groups_of([v.path for v in vids], cfg.data.group_by, ann.source) if cfg.data.group_by else \
+        [v.path for v in vids]
     if len(set(keys)) < 2:
         raise DataError(f"{ann.source}: need at least 2 videos (or groups) to carve a validation split; "
                         f"pass --val")
