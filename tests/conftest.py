@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIZMANN = ROOT.parent / "shared" / "data" / "weizmann"
+UT1 = ROOT.parent / "shared" / "data" / "ut_interaction_set1"
 
 os.environ.setdefault("YOLO_OFFLINE", "True")
 os.environ.setdefault("YOLO_VERBOSE", "False")
