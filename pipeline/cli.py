@@ -172,7 +172,7 @@ def cmd_extract(args) -> int:
     from pipeline.data.segments import is_annotation_file, load_annotations
     from pipeline.models.cache import FeatureCache, extract
     from pipeline.models.runtime import backbone_from_config
-    from pipeline.training.loop import directional
+    from pipeline.training.loop import wants_flip
 
     cfg = _config(args, [f"data.train={args.data}"])
     from pipeline.data.tracks import is_people_file
@@ -183,12 +183,12 @@ def cmd_extract(args) -> int:
     if is_annotation_file(args.data):  # segment annotations (next-event task): every video they name
         ann = load_annotations(args.data)
         paths = [v.path for v in ann.videos]
-        if cfg.train.flip_aug == "true":  # the next-event task mirrors only when asked (auto: off)
+        if wants_flip(cfg.train.flip_aug, "next_event", sorted({g.label for v in ann.videos for g in v.segments})):
             mirrored = list(paths)
     else:
         ds = load_dataset(args.data, "train", tuple(cfg.data.extensions), cfg.data.ucf_split)
         paths = [s.path for s in ds.samples]
-        if cfg.train.flip_aug == "true" or (cfg.train.flip_aug == "auto" and not directional(ds.classes)):
+        if wants_flip(cfg.train.flip_aug, "classification", ds.classes):  # clips: what classification reads
             mirrored = list(paths)
         try:  # a split-aware source also has evaluation clips: extract those too
             paths += [s.path for s in load_dataset(args.data, "eval", tuple(cfg.data.extensions),
@@ -242,7 +242,7 @@ def _extract_people(args, cfg) -> int:
     from pipeline.models.cache import FeatureCache
     from pipeline.models.person_cache import extract_people
     from pipeline.models.runtime import backbone_from_config
-    from pipeline.training.loop import directional
+    from pipeline.training.loop import wants_flip
 
     if args.engine != "local":
         raise ClusterError(f"{args.data}: per-person rows are extracted by the local engine (or by vap train)")
@@ -264,8 +264,7 @@ def _extract_people(args, cfg) -> int:
     bb, cache = backbone_from_config(cfg.backbone), FeatureCache.from_config(cfg)
     kw = dict(progress=not args.quiet, views=cfg.views, detector=cfg.detector)
     res = extract_people(samples, bb, cfg.video, cache, **kw)
-    flip = cfg.train.flip_aug == "true" or (cfg.train.flip_aug == "auto" and cfg.train.task != "next_event"
-                                            and not directional(classes))  # next events: auto is off
+    flip = wants_flip(cfg.train.flip_aug, cfg.train.task, classes)
     res_flip = extract_people([s for s in samples if s.key in res.keys], bb, cfg.video, cache, flip=True, **kw) \
         if flip else None
     if args.failures and res.failures:

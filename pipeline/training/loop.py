@@ -45,14 +45,25 @@ def directional(classes: list[str]) -> list[str]:
     return [c for c in classes if DIRECTION_WORDS.search(c)]
 
 
+def wants_flip(flip_aug: str, task: str, classes: list[str]) -> bool:
+    """Whether training reads mirrored features (train.flip_aug): true, false, or auto - on for
+    classification unless a class name says a direction, off for the next-event task (no gain measured on
+    composed sequences, docs/results.md, and one more extraction of every video). vap train and vap
+    extract both ask this."""
+    if flip_aug != "auto":
+        return flip_aug == "true"
+    return task != "next_event" and not directional(classes)
+
+
 def resolve_flip(cfg: Config, classes: list[str], out: Path) -> bool:
-    """train.flip_aug=auto decided once the classes are known (on unless a class name says a direction),
-    recorded in the run's config.yaml; True when training reads mirrored features. Both tasks."""
+    """train.flip_aug=auto decided once the classes are known (wants_flip), recorded in the run's
+    config.yaml; True when training reads mirrored features."""
     if cfg.train.flip_aug == "auto":
+        cfg.train.flip_aug = "true" if wants_flip("auto", cfg.train.task, classes) else "false"
         named = directional(classes)
-        cfg.train.flip_aug = "false" if named else "true"
         log.info("train.flip_aug=auto -> %s%s", cfg.train.flip_aug,
-                 f" (class names with a direction: {named})" if named else "")
+                 " (the next-event task mirrors only with train.flip_aug=true)" if cfg.train.task == "next_event"
+                 else f" (class names with a direction: {named})" if named else "")
         save_config(cfg, out / "config.yaml")
     return cfg.train.flip_aug == "true"
 

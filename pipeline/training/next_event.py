@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import Config, save_config
+from pipeline.config import Config
 from pipeline.data import segments as seg
 from pipeline.data.datasets import DataError, Sample, groups_of, hold_out
 from pipeline.data.tracks import load_timelines
@@ -135,8 +135,8 @@ def sample_windows(seqs: list[Sequence], n: int, seq_len: int, rng: np.random.Ge
 
 def batch_of(pieces: list[tuple[Sequence, slice, bool]], device):
     """Features (B,T,D) (of the mirrored frames where a piece's flag says so), lengths (B,), targets
-    cur/nxt (B,T) long (-1 pads), tte (B,T) (NaN pads). The targets of a mirrored window are its own:
-    flip augmentation is only on when no class name says a direction (train.flip_aug=auto)."""
+    cur/nxt (B,T) long (-1 pads), tte (B,T) (NaN pads). A mirrored window keeps its targets: flipping is
+    asked for (train.flip_aug=true) where no label says a direction a mirror would swap."""
     x, lengths = pad_batch([(s.feats_flip if f else s.feats)[sl] for s, sl, f in pieces])
     cur = pad_batch([s.cur[sl] for s, sl, _ in pieces], -1)[0]
     nxt = pad_batch([s.nxt[sl] for s, sl, _ in pieces], -1)[0]
@@ -253,14 +253,9 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
                       for sp, vs in (("train", train_v), ("val", val_v)) for v in vs])
     backbone = backbone_from_config(cfg.backbone)
     cache = FeatureCache.from_config(cfg)
-    # flip augmentation: only when asked (train.flip_aug=true). auto means off for this task: on composed
-    # Weizmann and UT-Interaction sequences it changed nothing (docs/results.md) and costs one more
-    # extraction of every training video. The validation videos are read mirrored too when refit trains on them
-    if cfg.train.flip_aug == "auto":
-        cfg.train.flip_aug = "false"
-        log.info("train.flip_aug=auto -> false (the next-event task mirrors only with train.flip_aug=true)")
-        save_config(cfg, out / "config.yaml")
-    flip_train = cfg.train.flip_aug == "true"
+    # flip augmentation only with train.flip_aug=true (auto is off for this task: loop.wants_flip); the
+    # validation videos are read mirrored too when refit trains on them
+    flip_train = loop.resolve_flip(cfg, sorted({g.label for v in train_v + val_v for g in v.segments}), out)
     flipped = train_v + (val_v if cfg.train.refit else []) if flip_train else []
     dist.prefill_cache([([v.path for v in train_v if v.person is None], flip_train),
                         ([v.path for v in val_v if v.person is None], flip_train and cfg.train.refit)],
