@@ -214,23 +214,31 @@ def cmd_extract(args) -> int:
         res_flip = extract([p for p in mirrored if p in res.keys], bb, cfg.video, cache, progress=not args.quiet,
                            flip=True, views=cfg.views, detector=cfg.detector) if mirrored else None
         backbone_name, fingerprint, cache_root = bb.name, bb.fingerprint, cache.root
+    line = f"{res.extracted} extracted, {res.reused} already cached, {len(res.failures)} failed" + (
+        f"; mirrored frames (train.flip_aug): {res_flip.extracted} extracted, {res_flip.reused} already cached"
+        if res_flip else "")
+    return _report_extraction(args, cfg, res, res_flip, t0, line, dict(videos=len(paths)), dict(videos=len(mirrored)),
+                              cache_root, backbone_name, fingerprint, workers)
+
+
+def _report_extraction(args, cfg, res, res_flip, t0, line: str, head: dict, mirrored: dict, cache_root,
+                       backbone_name: str, fingerprint: str, workers: int) -> int:
+    """vap extract's ending, for clips and per-person rows alike: the failures file, a line per skipped video
+    and the summary line on stderr, the JSON summary (head's keys first) on stdout; exit status 1 on failures."""
     if args.failures and res.failures:
         from pipeline.io import atomic_write_text
 
         atomic_write_text(args.failures, "".join(f"{e}\n" for e in res.failures.values()))
-    summary = dict(videos=len(paths), extracted=res.extracted, reused=res.reused, failed=len(res.failures),
-                   frames_encoded=res.frames + (res_flip.frames if res_flip else 0),
-                   seconds=round(time.time() - t0, 2), cache=str(cache_root),
-                   backbone=backbone_name, fingerprint=fingerprint, streams=list(cfg.views.streams),
-                   mirrored=dict(videos=len(mirrored), extracted=res_flip.extracted if res_flip else 0,
-                                 reused=res_flip.reused if res_flip else 0),
-                   engine=args.engine, workers=workers, failures=list(res.failures.values()))
     for e in res.failures.values():
         print(f"skipped: {e}", file=sys.stderr)
-    print(f"{res.extracted} extracted, {res.reused} already cached, {len(res.failures)} failed"
-          + (f"; mirrored frames (train.flip_aug): {res_flip.extracted} extracted, {res_flip.reused} already cached"
-             if res_flip else ""), file=sys.stderr)
-    _print_json(summary)
+    print(line, file=sys.stderr)
+    _print_json(dict(**head, extracted=res.extracted, reused=res.reused, failed=len(res.failures),
+                     frames_encoded=res.frames + (res_flip.frames if res_flip else 0),
+                     seconds=round(time.time() - t0, 2), cache=str(cache_root), backbone=backbone_name,
+                     fingerprint=fingerprint, streams=list(cfg.views.streams),
+                     mirrored=dict(**mirrored, extracted=res_flip.extracted if res_flip else 0,
+                                   reused=res_flip.reused if res_flip else 0),
+                     engine=args.engine, workers=workers, failures=list(res.failures.values())))
     return 1 if res.failures else 0
 
 
@@ -267,23 +275,11 @@ def _extract_people(args, cfg) -> int:
     flip = wants_flip(cfg.train.flip_aug, cfg.train.task, classes)
     res_flip = extract_people([s for s in samples if s.key in res.keys], bb, cfg.video, cache, flip=True, **kw) \
         if flip else None
-    if args.failures and res.failures:
-        from pipeline.io import atomic_write_text
-
-        atomic_write_text(args.failures, "".join(f"{e}\n" for e in res.failures.values()))
-    for e in res.failures.values():
-        print(f"skipped: {e}", file=sys.stderr)
-    print(f"{len(samples)} per-person rows in {len({s.path for s in samples})} videos: {res.extracted} videos "
-          f"encoded, {res.reused} rows already cached, {len(res.failures)} failed", file=sys.stderr)
-    _print_json(dict(videos=len({s.path for s in samples}), rows=len(samples), extracted=res.extracted,
-                     reused=res.reused, failed=len(res.failures),
-                     frames_encoded=res.frames + (res_flip.frames if res_flip else 0),
-                     seconds=round(time.time() - t0, 2), cache=str(cache.root), backbone=bb.name,
-                     fingerprint=bb.fingerprint, streams=list(cfg.views.streams),
-                     mirrored=dict(rows=len(samples) if flip else 0, extracted=res_flip.extracted if res_flip else 0,
-                                   reused=res_flip.reused if res_flip else 0),
-                     engine=args.engine, workers=1, failures=list(res.failures.values())))
-    return 1 if res.failures else 0
+    videos = len({s.path for s in samples})
+    line = (f"{len(samples)} per-person rows in {videos} videos: {res.extracted} videos encoded, {res.reused} rows "
+            f"already cached, {len(res.failures)} failed")
+    return _report_extraction(args, cfg, res, res_flip, t0, line, dict(videos=videos, rows=len(samples)),
+                              dict(rows=len(samples) if flip else 0), cache.root, bb.name, bb.fingerprint, 1)
 
 
 def cmd_synth(args) -> int:
