@@ -16,12 +16,12 @@ from pipeline.data.segments import AnnotatedVideo, Segment, boundaries, check_du
 from conftest import ROOT, TINY, run_vap, write_video
 
 GRAMMAR = ROOT / "configs" / "grammars" / "synthetic.yaml"
-# whole-frame features and no skip read-out: the setup the README's synthetic next-event numbers were
-# measured with. With the newer defaults (views.streams=[crop,diff], head.skip=true) a CI run gave
-# next_top1 0.674 against the 0.68 this test asks (current action 0.86): not investigated yet.
+# The default views and head (crop + diff, skip read-out): since the smaller default head they are no
+# worse than the whole frame here (0.757 against 0.737 over all steps, docs/results.md), so the one
+# slow training of this file is the configuration users get. Smaller input, 5 fps and 30 epochs keep it
+# to about 40 s on 2 cores; ONNX Runtime gives fp32 features as PyTorch's (to ~1e-6), ~3x faster.
 TRAIN_OVERRIDES = ["backbone.input_size=160", "video.fps=5", "train.epochs=30", "train.patience=0",
-                   "data.val_fraction=0.2", "views.streams=[frame]", "head.skip=false",
-                   "backbone.runtime=onnxruntime"]  # fp32 features as PyTorch's (to ~1e-6), ~3x faster
+                   "data.val_fraction=0.2", "backbone.runtime=onnxruntime"]
 
 
 def _csv(path: Path, text: str) -> Path:
@@ -282,6 +282,8 @@ def test_next_action_near_bayes_limit(next_ckpt, seq_data, tmp_path):
     labels = [b.label for v in test.videos for b in v.segments[1:]]
     freq = max(labels.count(c) for c in set(labels)) / len(labels)
     bayes = g.bayes_limit()
+    print("synthetic next events, default views:", {k: rep[k] for k in ("current_top1", "next_top1", "time_to_end_mae_s")},
+          "1 s before:", rep["anticipation"]["1s"]["top1"], "Bayes limit:", bayes)
     assert rep["current_top1"] > 0.8, rep
     assert rep["next_top1"] >= bayes - 0.12, rep
     assert rep["next_top1"] >= freq + 0.3, (rep, freq)
@@ -298,21 +300,6 @@ def test_next_action_near_bayes_limit(next_ckpt, seq_data, tmp_path):
     cls = ck["classes"]
     for a in g.actions:
         assert cls[int(T[cls.index(a)].argmax())] == g.actions[int(g.transitions[g.index[a]].argmax())]
-
-
-@pytest.mark.slow
-def test_next_action_with_the_default_views(seq_data, tmp_path):
-    """The default views (crop + diff) and head: the regression against the whole frame (0.674 against
-    0.731 with the 256-state head) is gone with the smaller, more regularised default head: 0.757 over
-    all steps, 0.753 1 s before a boundary (docs/results.md)."""
-    defaults = [o for o in TRAIN_OVERRIDES if not o.startswith(("views.", "head.skip"))]
-    code, _, err = run_vap("train", "--data", seq_data[0], "--out", tmp_path / "run", "--cache", tmp_path / "cache",
-                           "--quiet", *defaults)
-    assert code == 0, err
-    code, stdout, err = run_vap("eval", "--checkpoint", tmp_path / "run" / "best.pt", "--data", seq_data[1],
-                                "--cache", tmp_path / "cache", "--quiet")
-    assert code == 0, err
-    assert json.loads(stdout)["next_top1"] >= load_grammar(GRAMMAR).bayes_limit() - 0.12
 
 
 def test_streaming_next_event_equals_offline(tiny_next, small_seq):
