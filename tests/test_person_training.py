@@ -275,3 +275,40 @@ def test_a_real_model_trained_per_person_labels_tracked_people(people_videos, tm
               for v in sorted(people_videos.glob("people_*.mp4"))]
     s = score_people(counts, minutes=2 * 6.0 / 60)
     assert s["recall"] >= 0.8 and s["segment_top1"] >= 0.65 and s["step_top1"] >= 0.6, s  # measured 0.77 / 0.77
+
+
+def test_torchrun_processes_split_the_per_person_encoding_by_video(scenes, tmp_path, monkeypatch):
+    """vap train --nproc N: before training, each process encodes the people of its share of the videos
+    (Dist.prefill_cache; all of a video's people in one process, one decode), mirrored too with flip; then
+    what every process reads is already cached. One process plays rank 0 then rank 1 here (no process group:
+    the barrier is a no-op)."""
+    import pipeline.models.person_cache as person_cache
+    from pipeline.config import load_config
+    from pipeline.data.tracks import load_people
+    from pipeline.models.cache import FeatureCache
+    from pipeline.models.runtime import backbone_from_config
+    from pipeline.training.distributed import Dist
+
+    cfg = load_config(None, list(TINY))
+    ds = load_people(scenes / "people.csv")
+    bb, cache = backbone_from_config(cfg.backbone), FeatureCache(tmp_path / "c")
+    real, calls = person_cache.extract_people, []
+
+    def recording(samples, *a, flip=False, **kw):
+        calls.append((rank, flip, sorted({s.path for s in samples})))
+        return real(samples, *a, flip=flip, **kw)
+
+    monkeypatch.setattr(person_cache, "extract_people", recording)
+    monkeypatch.setattr(Dist, "barrier", lambda self: None)
+    for rank in (0, 1):
+        Dist(rank=rank, world=2).prefill_cache([(list(ds.samples), True)], bb, cfg, cache)
+    videos = sorted({s.path for s in ds.samples})
+    share = {r: [c[2] for c in calls if c[0] == r] for r in (0, 1)}
+    assert [c[:2] for c in calls] == [(0, False), (0, True), (1, False), (1, True)]  # each rank: views, mirrored
+    assert share[0][0] == share[0][1] and share[1][0] == share[1][1]
+    assert not set(share[0][0]) & set(share[1][0]) and sorted(share[0][0] + share[1][0]) == videos
+    assert len(share[0][0]) == len(share[1][0]) == len(videos) // 2
+    # what training then reads (load_feature_clips): every row and its mirror already there
+    for flip in (False, True):
+        res = real(list(ds.samples), bb, cfg.video, cache, progress=False, flip=flip, views=cfg.views)
+        assert res.extracted == 0 and res.reused == len(ds.samples) and not res.failures

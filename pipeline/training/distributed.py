@@ -76,18 +76,31 @@ class Dist:
         per = math.ceil(len(items) / self.world)
         return self.shard([items[i % len(items)] for i in range(per * self.world)])
 
-    def prefill_cache(self, jobs: list[tuple[list[str], bool]], encoder, cfg, cache) -> None:
-        """Each process encodes its share of the videos of jobs ([(paths, with their mirrored frames)])
-        into the shared cache, then all wait until every share is there (each then reads all of it).
-        Nothing in one process: the task's own extraction does it all."""
+    def prefill_cache(self, jobs: list[tuple[list, bool]], encoder, cfg, cache) -> None:
+        """Each process encodes its share of the videos of jobs ([(items, with their mirrored frames)]) into
+        the shared cache, then all wait until every share is there (each then reads all of it). An item is a
+        video path, or a per-person sample (data.samples.Sample with a person): a video's people go to one
+        process, which renders them in one decode (models/person_cache.py). Nothing in one process: the
+        task's own extraction does it all."""
         if not self.enabled:
             return
-        for paths, flip in jobs:
-            res = extract(self.shard(paths), encoder, cfg.video, cache, progress=False, views=cfg.views,
-                          detector=cfg.detector)
-            if flip:
-                extract(list(res.keys), encoder, cfg.video, cache, progress=False, flip=True, views=cfg.views,
-                        detector=cfg.detector)
+        from pipeline.models.person_cache import extract_people
+
+        kw = dict(views=cfg.views, detector=cfg.detector)
+        for items, flip in jobs:
+            paths = [x for x in items if isinstance(x, str)]
+            people = [x for x in items if not isinstance(x, str)]
+            if paths:
+                res = extract(self.shard(paths), encoder, cfg.video, cache, progress=False, **kw)
+                if flip:
+                    extract(list(res.keys), encoder, cfg.video, cache, progress=False, flip=True, **kw)
+            if people:
+                mine = set(self.shard(sorted({s.path for s in people})))
+                share = [s for s in people if s.path in mine]
+                res = extract_people(share, encoder, cfg.video, cache, progress=False, **kw)
+                if flip:
+                    extract_people([s for s in share if s.key in res.keys], encoder, cfg.video, cache, progress=False,
+                                   flip=True, **kw)
         self.barrier()
 
     def batch_size(self, batch_size: int) -> int:

@@ -257,8 +257,8 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
     # validation videos are read mirrored too when refit trains on them
     flip_train = loop.resolve_flip(cfg, sorted({g.label for v in train_v + val_v for g in v.segments}), out)
     flipped = train_v + (val_v if cfg.train.refit else []) if flip_train else []
-    dist.prefill_cache([([v.path for v in train_v if v.person is None], flip_train),
-                        ([v.path for v in val_v if v.person is None], flip_train and cfg.train.refit)],
+    dist.prefill_cache([([v.path if v.person is None else Sample(v.path, "", v.person) for v in vs], flip)
+                        for vs, flip in ((train_v, flip_train), (val_v, flip_train and cfg.train.refit))],
                        backbone, cfg, cache)
     feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
     feats_flip = encode_videos([v for v in flipped if v.key in feats], backbone, cfg, cache, progress, ann.source,
