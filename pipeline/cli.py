@@ -256,11 +256,10 @@ def _extract_people(args, cfg) -> int:
         raise ClusterError(f"{args.data}: per-person rows are extracted by the local engine (or by vap train)")
     _local_only(args)
     if cfg.train.task == "next_event":  # each person's whole timeline, as the next-event task reads it
-        from pipeline.data.datasets import Sample
         from pipeline.data.tracks import load_person_timelines
 
         ann = load_person_timelines(args.data)
-        samples, classes = [Sample(v.path, "", v.person) for v in ann.videos], ann.labels
+        samples, classes = [v.sample for v in ann.videos], ann.labels
     else:  # each row, as classification reads it
         samples = load_dataset(args.data, "train", tuple(cfg.data.extensions)).samples
         try:  # the evaluation rows of a file with a split column too

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.samples import Sample
 from pipeline.errors import DataError
 from pipeline.io import atomic_write_csv
 
@@ -44,6 +45,11 @@ class AnnotatedVideo:
     def key(self) -> str:
         """The video's path, or for one person's timeline the path and the person (tracks.PersonSpan.ident)."""
         return self.path if self.person is None else f"{self.path}#{self.person.ident}"
+
+    @property
+    def sample(self) -> Sample:
+        """The video (or one person's timeline) as an unlabelled sample: what the extractors take."""
+        return Sample(self.path, "", self.person)
 
 
 @dataclass

@@ -246,9 +246,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
         # which does not refit)
         flip_train = cfg.train.flip_aug == "true"
         flip_val = flip_train and cfg.train.refit and trainable is None
-        dist.prefill_cache([([s.path if s.person is None else s for s in train_ds.samples], flip_train),
-                            ([s.path if s.person is None else s for s in val_ds.samples], flip_val)], encoder, cfg,
-                           cache)
+        dist.prefill_cache([(train_ds.samples, flip_train), (val_ds.samples, flip_val)], encoder, cfg, cache)
         train_clips, f1 = load_feature_clips(train_ds, classes, encoder, cfg, cache, progress, flip=flip_train)
         val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress, flip=flip_val)
     if trainable is not None and state is not None and state.get("backbone_state"):

@@ -77,19 +77,18 @@ class Dist:
         return self.shard([items[i % len(items)] for i in range(per * self.world)])
 
     def prefill_cache(self, jobs: list[tuple[list, bool]], encoder, cfg, cache) -> None:
-        """Each process encodes its share of the videos of jobs ([(items, with their mirrored frames)]) into
-        the shared cache, then all wait until every share is there (each then reads all of it). An item is a
-        video path, or a per-person sample (data.samples.Sample with a person): a video's people go to one
-        process, which renders them in one decode (models/person_cache.py). Nothing in one process: the
-        task's own extraction does it all."""
+        """Each process encodes its share of the videos of jobs ([(samples, with their mirrored frames)]:
+        data.samples.Sample) into the shared cache, then all wait until every share is there (each then reads
+        all of it). A per-person sample's video goes to one process with all its people, rendered in one
+        decode (models/person_cache.py). Nothing in one process: the task's own extraction does it all."""
         if not self.enabled:
             return
         from pipeline.models.person_cache import extract_people
 
         kw = dict(views=cfg.views, detector=cfg.detector)
         for items, flip in jobs:
-            paths = [x for x in items if isinstance(x, str)]
-            people = [x for x in items if not isinstance(x, str)]
+            paths = [s.path for s in items if s.person is None]
+            people = [s for s in items if s.person is not None]
             if paths:
                 res = extract(self.shard(paths), encoder, cfg.video, cache, progress=False, **kw)
                 if flip:

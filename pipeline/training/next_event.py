@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from pipeline.config import Config
 from pipeline.data import segments as seg
-from pipeline.data.datasets import DataError, Sample, groups_of, hold_out
+from pipeline.data.datasets import DataError, groups_of, hold_out
 from pipeline.data.tracks import load_timelines
 from pipeline.io import atomic_write_csv
 from pipeline.models.cache import FeatureCache, extract
@@ -76,7 +76,7 @@ def encode_videos(videos: list, backbone, cfg: Config, cache: FeatureCache, prog
     flip=True: the features of the mirrored frames (train.flip_aug)."""
     kw = dict(views=cfg.views, detector=cfg.detector, flip=flip)
     res = extract([v.path for v in videos if v.person is None], backbone, cfg.video, cache, progress, **kw)
-    people = [Sample(v.path, "", v.person) for v in videos if v.person is not None]
+    people = [v.sample for v in videos if v.person is not None]
     if people:
         pres = extract_people(people, backbone, cfg.video, cache, progress, **kw)
         res.keys.update(pres.keys)
@@ -257,9 +257,8 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
     # validation videos are read mirrored too when refit trains on them
     flip_train = loop.resolve_flip(cfg, sorted({g.label for v in train_v + val_v for g in v.segments}), out)
     flipped = train_v + (val_v if cfg.train.refit else []) if flip_train else []
-    dist.prefill_cache([([v.path if v.person is None else Sample(v.path, "", v.person) for v in vs], flip)
-                        for vs, flip in ((train_v, flip_train), (val_v, flip_train and cfg.train.refit))],
-                       backbone, cfg, cache)
+    dist.prefill_cache([([v.sample for v in train_v], flip_train),
+                        ([v.sample for v in val_v], flip_train and cfg.train.refit)], backbone, cfg, cache)
     feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
     feats_flip = encode_videos([v for v in flipped if v.key in feats], backbone, cfg, cache, progress, ann.source,
                                flip=True)[0] if flipped else {}
