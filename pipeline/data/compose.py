@@ -114,7 +114,7 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
     for group, i in tqdm(sorted(plan), desc="compose", unit="video", disable=not progress):
         rng = np.random.default_rng([seed, i])
         name = f"{group}_seq_{i:03d}.mp4"
-        frames_out, segs, t = [], [], 0
+        parts, t = [], 0  # (action, clip, frames, fps, steps, offset s) of each segment
         total = int(round(seconds * fps))
         if grammar.duration is None:  # each segment one whole clip, played once; the last one cut
             actions = iter(grammar.walk(rng))
@@ -122,29 +122,28 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
                 action = next(actions)
                 clip, f, src_fps = draw(rng, group, action)
                 n = min(max(1, int(round(len(f) / src_fps * fps))), total - t)
-                segs.append((action, clip, f, src_fps, n, 0.0))
+                parts.append((action, clip, f, src_fps, n, 0.0))
                 t += n
         else:
             for action, dur in grammar.sample(rng, seconds):
                 clip, f, src_fps = draw(rng, group, action)
                 n = max(1, int(round(dur * fps)))
                 offset = float(rng.uniform(0, max(len(f) / src_fps - n / fps, 0.0)))
-                segs.append((action, clip, f, src_fps, n, offset))
+                parts.append((action, clip, f, src_fps, n, offset))
                 t += n
-        t, planned = 0, []
-        for action, clip, f, src_fps, n, offset in segs:
-            if size is None:
-                size = (f.shape[2] // 2 * 2, f.shape[1] // 2 * 2)
-            frames_out.append(_fit(_segment_frames(f, src_fps, n, fps, offset), *size))
+        if size is None:
+            size = (parts[0][2].shape[2] // 2 * 2, parts[0][2].shape[1] // 2 * 2)
+        t, segs = 0, []
+        for action, clip, _, _, n, offset in parts:
             rows.append((name, t / fps, (t + n) / fps, action))
-            planned.append(dict(action=action, start=round(t / fps, 3), end=round((t + n) / fps, 3),
-                                clip=str(Path(clip).relative_to(Path(clips).resolve()))
-                                if Path(clip).is_relative_to(Path(clips).resolve()) else clip,
-                                offset=round(offset, 4)))
+            segs.append(dict(action=action, start=round(t / fps, 3), end=round((t + n) / fps, 3),
+                             clip=str(Path(clip).relative_to(Path(clips).resolve()))
+                             if Path(clip).is_relative_to(Path(clips).resolve()) else clip,
+                             offset=round(offset, 4)))
             t += n
-        segs = planned
-        if not (out / name).exists() or not _same_plan(before.get(name), segs):
-            write_video(out / name, np.concatenate(frames_out), fps)
+        if not (out / name).exists() or not _same_plan(before.get(name), segs):  # render only what is written
+            write_video(out / name, np.concatenate([_fit(_segment_frames(f, src_fps, n, fps, offset), *size)
+                                                    for _, _, f, src_fps, n, offset in parts]), fps)
         manifest.append(dict(video=name, group=group, segments=segs))
         if len(decoded) > 64:  # bounded memory: clips of other groups are not needed again soon
             decoded.clear()
