@@ -321,6 +321,17 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    """'WxH' -> (width, height), even (H.264)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise DataError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 640x360") from None
+    if w < 2 or h < 2:
+        raise DataError(f"--size {text!r}: width and height must be at least 2")
+    return w // 2 * 2, h // 2 * 2
+
+
 def cmd_compose(args) -> int:
     from pipeline.data.compose import compose
     from pipeline.data.grammar import load_grammar
@@ -328,7 +339,7 @@ def cmd_compose(args) -> int:
     g = load_grammar(args.grammar)
     summary = compose(args.clips, g, args.out, args.sequences, args.seconds, args.group_by,
                       args.groups.split(",") if args.groups else None, args.seed, args.fps,
-                      progress=not args.quiet)
+                      _size(args.size) if args.size else None, progress=not args.quiet)
     for e in summary["failed_clips"].values():
         print(f"skipped: {e}", file=sys.stderr)
     print(f"wrote {summary['videos']} sequences and {summary['annotations']}", file=sys.stderr)
@@ -581,6 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "keeps one group per sequence")
     p.add_argument("--groups", help="comma-separated groups to use (default: all, in turn)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the written videos")
+    p.add_argument("--size", help="WIDTHxHEIGHT of the written videos, every clip scaled to fit with its aspect "
+                                  "kept (default: the largest clip's size, clips unscaled)")
     p.add_argument("--seed", type=int, default=0)
     _quiet(p)
 

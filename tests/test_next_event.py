@@ -192,6 +192,46 @@ def test_compose_with_clip_durations_plays_each_clip_once_whole(tmp_path):
         grammar_from_dict(dict(actions=["a", "b"], transitions=dict(a={"b": 1}, b={"a": 1}), duration="loop"))
 
 
+def test_compose_keeps_each_clips_shape_on_one_canvas(tmp_path):
+    """Clips of other shapes (UT-Interaction's are each cropped around their pair) are centred on one canvas
+    with black bars, never stretched to the first clip's shape: by default the largest clip's size, every
+    clip unscaled; with size= each scaled to fit, aspect kept. A rerun at another size rewrites the videos."""
+    from pipeline.data.compose import compose
+    from pipeline.data.video import load_frames
+
+    clips = tmp_path / "clips"
+    write_video(clips / "wave" / "ann_wave.mp4", np.full((10, 48, 64, 3), 200, np.uint8), fps=10)  # wide
+    write_video(clips / "jump" / "ann_jump.mp4", np.full((10, 48, 32, 3), 120, np.uint8), fps=10)  # tall
+    grammar = grammar_from_dict(dict(actions=["wave", "jump"], duration="clip", start=dict(wave=1.0),
+                                     transitions=dict(wave={"jump": 1.0}, jump={"wave": 1.0})))
+    out = tmp_path / "out"
+    s = compose(clips, grammar, out, sequences=1, seconds=4, fps=10, progress=False)
+    assert s["size"] == [64, 48]
+    (v,) = load_annotations(out / "annotations.csv").videos
+    f, ts = load_frames(v.path, sampling="all")
+    assert f.shape[1:3] == (48, 64)
+    mean = lambda a: float(a.mean())  # noqa: E731
+    wave, jump = (f[(ts > g.start + 0.05) & (ts < g.end - 0.05)] for g in v.segments[:2])
+    assert [g.label for g in v.segments[:2]] == ["wave", "jump"]
+    assert abs(mean(wave) - 200) < 8  # the largest clip fills the canvas
+    assert abs(mean(jump[:, :, 20:44]) - 120) < 8 and mean(jump[:, :, :12]) < 8 and mean(jump[:, :, 52:]) < 8
+    mtime = Path(v.path).stat().st_mtime_ns
+    spec = _csv(tmp_path / "g.yaml", "actions: [wave, jump]\nstart: {wave: 1}\nduration: clip\n"
+                                     "transitions: {wave: {jump: 1}, jump: {wave: 1}}\n")
+    args = ["compose", "--clips", str(clips), "--grammar", str(spec), "--out", str(out), "--sequences", "1",
+            "--seconds", "4", "--fps", "10", "--quiet", "--size"]
+    code, _, err = run_vap(*args, "96")
+    assert code == 2 and "--size '96': expected WIDTHxHEIGHT" in err
+    code, stdout, _ = run_vap(*args, "96x96")
+    assert code == 0 and json.loads(stdout)["size"] == [96, 96]
+    assert Path(v.path).stat().st_mtime_ns != mtime  # another size: rewritten
+    f, ts = load_frames(v.path, sampling="all")
+    wave, jump = (f[(ts > g.start + 0.05) & (ts < g.end - 0.05)] for g in v.segments[:2])
+    # wave 64x48 x1.5 -> 96x72 (rows 12-84); jump 32x48 x2 -> 64x96 (columns 16-80)
+    assert abs(mean(wave[:, 16:80]) - 200) < 8 and mean(wave[:, :8]) < 8 and mean(wave[:, 88:]) < 8
+    assert abs(mean(jump[:, :, 20:76]) - 120) < 8 and mean(jump[:, :, :12]) < 8 and mean(jump[:, :, 84:]) < 8
+
+
 def test_next_event_head_streams_like_full_pass():
     from pipeline.config import HeadConfig
     from pipeline.models.heads import build_head

@@ -3,7 +3,10 @@
 Anyone with a class-folder dataset of trimmed clips can then train and evaluate next-event
 prediction: each sequence walks the grammar's Markov chain and, for every segment, plays a random
 clip of that action (looped or cut to the segment's random duration, or with the grammar's `duration: clip`
-played once whole: for actions that happen once in their clip), at one size and frame rate.
+played once whole: for actions that happen once in their clip), at one frame rate and on one canvas: by
+default the size of the largest clip, every clip centred on it unscaled (clips of one camera keep their
+people's size); with `size` every clip is scaled to fit it. Aspect ratios are kept (black bars), never
+stretched.
 With group_by (a regex on file names whose first group names e.g. the actor) a sequence uses the
 clips of one group only and its file name starts with the group, so actor-disjoint train/test
 sequences come from composing different groups (`groups=`), and data.group_by still works on them.
@@ -21,15 +24,44 @@ import numpy as np
 from pipeline.data.datasets import DataError, groups_of, load_class_folders
 from pipeline.data.grammar import Grammar
 from pipeline.data.segments import write_annotations
-from pipeline.data.video import VideoError, load_frames
+from pipeline.data.video import VideoError, load_frames, probe
 from pipeline.data.writer import write_video
 from pipeline.io import atomic_write_text
 
+# how a clip is put on the sequence's canvas; a manifest written with another placement is not resumed
+PLACEMENT = "fit-keep-aspect"
 
-def _fit(frames: np.ndarray, width: int, height: int) -> np.ndarray:
-    if frames.shape[1:3] == (height, width):
+
+def _fit(frames: np.ndarray, width: int, height: int, enlarge: bool = True) -> np.ndarray:
+    """(N, h, w, 3) frames on a width x height canvas: scaled with their aspect ratio kept to fit it (not
+    enlarged when enlarge=False), centred, black around. Stretching clips of other shapes to one size (as
+    compose did before) squashes the people in them: a model trained on the trimmed clips read the composed
+    UT-Interaction segments 20 points worse (docs/results.md)."""
+    h, w = frames.shape[1:3]
+    if (h, w) == (height, width):
         return frames
-    return np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames])
+    s = min(width / w, height / h, np.inf if enlarge else 1.0)
+    nw, nh = min(width, max(1, round(w * s))), min(height, max(1, round(h * s)))
+    y0, x0 = (height - nh) // 2, (width - nw) // 2
+    out = np.zeros((len(frames), height, width, frames.shape[3]), frames.dtype)
+    interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    for i, f in enumerate(frames):
+        out[i, y0:y0 + nh, x0:x0 + nw] = f if (nh, nw) == (h, w) else cv2.resize(f, (nw, nh), interpolation=interp)
+    return out
+
+
+def _canvas(paths: list[str]) -> tuple[int, int] | None:
+    """(width, height), even, that holds the largest of the clips unscaled; None if none can be probed."""
+    sizes = []
+    for p in paths:
+        try:
+            info = probe(p)
+        except VideoError:
+            continue  # drawn later, recorded as a failure there
+        sizes.append((info.width, info.height))
+    if not sizes:
+        return None
+    return tuple(-(-max(s[i] for s in sizes) // 2) * 2 for i in (0, 1))
 
 
 def _segment_frames(frames: np.ndarray, src_fps: float, n: int, fps: float, offset: float) -> np.ndarray:
@@ -39,11 +71,15 @@ def _segment_frames(frames: np.ndarray, src_fps: float, n: int, fps: float, offs
     return frames[idx]
 
 
-def _previous_segments(manifest: Path) -> dict[str, list]:
-    """video name -> its planned segments, from an earlier compose.json in the same folder ({} if none)."""
+def _previous_segments(manifest: Path, size: tuple[int, int] | None) -> dict[str, list]:
+    """video name -> its planned segments, from an earlier compose.json in the same folder ({} if none, or
+    if its videos have another size or placement)."""
     try:
-        return {m["video"]: m["segments"] for m in json.loads(manifest.read_text())["sequences"]}
-    except (OSError, ValueError, KeyError, TypeError):
+        old = json.loads(manifest.read_text())
+        if old.get("placement") != PLACEMENT or (size is not None and old.get("size") != list(size)):
+            return {}
+        return {m["video"]: m["segments"] for m in old["sequences"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
 
@@ -60,6 +96,7 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
             fps: float = 25.0, size: tuple[int, int] | None = None, progress: bool = True) -> dict:
     """Write `sequences` composed videos (spread over the groups in turn) and their annotations.
 
+    size: (width, height) of the written videos (clips scaled to fit, aspect kept); None = the largest clip's.
     Returns a summary dict. Clips that cannot be decoded are skipped and listed; a group lacking a
     clip of some grammar action raises DataError naming the group and the action.
     """
@@ -89,9 +126,13 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
     rows, manifest, failures = [], [], {}
     decoded: dict[str, tuple[np.ndarray, float]] = {}
     plan = [(names[i % len(names)], i) for i in range(sequences)]
+    # one canvas for every sequence: the largest clip of the groups used, so that no clip is scaled (clips of
+    # one camera keep their people's size); a clip of another shape is centred on it, not stretched
+    user_size = size is not None
+    size = size or _canvas([p for g in {g for g, _ in plan} for a in grammar.actions for p in by_group[g][a]])
     # a video already written is kept only if the last composition there planned it the same way (a
-    # rerun resumes; another grammar, seed or set of clips rewrites it)
-    before = _previous_segments(out / "compose.json")
+    # rerun resumes; another grammar, seed, size or set of clips rewrites it)
+    before = _previous_segments(out / "compose.json", size)
 
     def draw(rng, group, action):
         """A readable clip of `action` for `group`, decoded once: (path, frames, fps)."""
@@ -142,7 +183,8 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
                              offset=round(offset, 4)))
             t += n
         if not (out / name).exists() or not _same_plan(before.get(name), segs):  # render only what is written
-            write_video(out / name, np.concatenate([_fit(_segment_frames(f, src_fps, n, fps, offset), *size)
+            write_video(out / name, np.concatenate([_fit(_segment_frames(f, src_fps, n, fps, offset), *size,
+                                                         enlarge=user_size)
                                                     for _, _, f, src_fps, n, offset in parts]), fps)
         manifest.append(dict(video=name, group=group, segments=segs))
         if len(decoded) > 64:  # bounded memory: clips of other groups are not needed again soon
@@ -150,7 +192,7 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
     write_annotations(out / "annotations.csv", sorted(rows, key=lambda r: (r[0], r[1])))
     summary = dict(out=str(out), annotations=str(out / "annotations.csv"), videos=len(manifest),
                    groups=sorted({m["group"] for m in manifest}), seconds_each=seconds, fps=fps,
-                   size=list(size) if size else None, grammar=grammar.to_dict(), seed=seed,
+                   size=list(size) if size else None, placement=PLACEMENT, grammar=grammar.to_dict(), seed=seed,
                    failed_clips=failures)
     atomic_write_text(out / "compose.json", json.dumps(dict(summary, sequences=manifest), indent=1))
     return summary
