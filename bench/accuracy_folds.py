@@ -12,11 +12,16 @@ extracted once into one cache and reused by every fold, head and seed.
     python bench/accuracy_folds.py --dataset ut1 [--seeds 0,1,2] [--heads lstm,meanpool] [--reference]
     python bench/accuracy_folds.py --dataset weizmann --seeds 0,1,2 --reference
     python bench/accuracy_folds.py --dataset ut1 --candidates "name: k=v k=v; name2: k=v"   # compare recipes
+    python bench/accuracy_folds.py --dataset ut1 --heads lstm --files    # + the test clips as other files
 
 Datasets (../shared/data): weizmann - 3 folds of 3 actors (6 training actors each); ut1 - UT-Interaction
 set 1, 5 folds of 2 sequences (8 training sequences each). --reference adds the whole-frame recipe
 (`views.streams=[frame]`, the default head). Prints JSON: per candidate and head, top-1 mean over
 seeds, per seed (all test clips of the folds together), per fold.
+
+--files also scores every fold's model on its test clips written as other files would come (FILE_VARIANTS:
+re-encoded to H.264 at the same rate, resampled to 25 fps, at half the resolution, centred on a frame 1.5x
+their size with black around): files the model never saw, of the same people.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +61,60 @@ def clips(root: Path, group_re: str) -> list[tuple[str, str, str]]:
         m = re.match(group_re, Path(smp.path).name)
         if m:
             out.append((smp.path, smp.label, m.group(1)))
+    return out
+
+
+def _variant_frames(name: str, frames: np.ndarray, fps: float) -> tuple[np.ndarray, float]:
+    from pipeline.data.compose import _fit, _segment_frames
+
+    h, w = frames.shape[1:3]
+    if name == "fps25":
+        return _segment_frames(frames, fps, max(1, round(len(frames) / fps * 25)), 25.0, 0.0), 25.0
+    if name == "half":
+        return np.stack([cv2.resize(f, (w // 4 * 2, h // 4 * 2), interpolation=cv2.INTER_AREA) for f in frames]), fps
+    if name == "canvas":
+        return _fit(frames, w * 3 // 4 * 2, h * 3 // 4 * 2, enlarge=False), fps
+    return frames, fps  # h264: the same frames, re-encoded
+
+
+# how the test clips are rewritten for --files (each an H.264 .mp4 through pipeline.data.writer)
+FILE_VARIANTS = ("h264", "fps25", "half", "canvas")
+
+
+def write_variants(test_csv: Path, out: Path) -> dict[str, Path]:
+    """{variant: test CSV of the fold's test clips rewritten that way}; files already written are kept."""
+    from pipeline.data.video import load_frames
+    from pipeline.data.writer import write_video
+
+    rows = [line.split(",") for line in test_csv.read_text().split("\n")[1:] if line]
+    csvs = {}
+    for v in FILE_VARIANTS:
+        lines = []
+        for path, label in rows:
+            dst = out / v / (Path(path).stem + ".mp4")
+            if not dst.is_file():
+                frames, ts = load_frames(path, sampling="all")
+                fps = (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] > ts[0] else 25.0
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                write_video(dst, *_variant_frames(v, frames, fps))
+            lines.append(f"{dst},{label}")
+        csvs[v] = test_csv.with_name(f"test_{v}.csv")
+        csvs[v].write_text("path,label\n" + "\n".join(lines) + "\n")
+    return csvs
+
+
+def score_variants(run_dir: Path, csvs: dict[str, Path]) -> dict[str, float]:
+    """vap eval of the fold's best.pt on each variant's CSV: {variant: top-1} (reused when already scored)."""
+    out = {}
+    for v, csv in csvs.items():
+        rep_file = run_dir / f"eval_{v}" / "eval.json"
+        if not rep_file.is_file():
+            with contextlib.redirect_stdout(sys.stderr):
+                rc = vap(["eval", "--checkpoint", str(run_dir / "best.pt"), "--data", str(csv),
+                          "--out", str(rep_file.parent), "--quiet"])
+            if rc != 0:
+                raise SystemExit(f"vap eval failed on {csv} (exit {rc})")
+        out[v] = json.loads(rep_file.read_text())["top1"]
     return out
 
 
@@ -94,7 +154,7 @@ def _train_and_eval(train_csv: Path, test_csv: Path, run_dir: Path, overrides: l
 
 
 def evaluate(dataset: str, overrides: list[str], heads: list[str], seeds: list[int], work: Path,
-             cache: Path) -> dict:
+             cache: Path, files: bool = False) -> dict:
     root, group_re, folds = DATASETS[dataset]
     items = clips(root, group_re)
     out = {}
@@ -106,18 +166,27 @@ def evaluate(dataset: str, overrides: list[str], heads: list[str], seeds: list[i
                 train_csv, test_csv = write_fold(items, test_groups, work / f"fold{k}")
                 ov = [*overrides, f"head.type={head}", f"train.seed={seed}"]
                 res = run_fold(train_csv, test_csv, work / f"fold{k}" / f"{head}-s{seed}", ov, cache)
+                if files:
+                    res = dict(res, files=score_variants(work / f"fold{k}" / f"{head}-s{seed}",
+                                                         write_variants(test_csv, work.parent / "files")))
                 folds_res.append(res)
                 print(f"{dataset} {' '.join(overrides) or 'default'} {head} seed {seed} fold {k}: "
                       f"top1 {res['top1']:.3f}", file=sys.stderr)
             # clip-weighted: the folds differ in size by a clip or two
             correct = sum(f["top1"] * f["clips"] for f in folds_res)
-            per_seed.append(dict(seed=seed, top1=round(correct / sum(f["clips"] for f in folds_res), 4),
+            n = sum(f["clips"] for f in folds_res)
+            per_seed.append(dict(seed=seed, top1=round(correct / n, 4),
+                                 **({"files": {v: round(sum(f["files"][v] * f["clips"] for f in folds_res) / n, 4)
+                                               for v in FILE_VARIANTS}} if files else {}),
                                  folds=[f["top1"] for f in folds_res],
                                  val_top1=[f["val_top1"] for f in folds_res],
                                  seconds=round(sum(f["seconds"] for f in folds_res), 1)))
         top1 = [s["top1"] for s in per_seed]
         out[head] = dict(top1_mean=round(float(np.mean(top1)), 4), top1_std_over_seeds=round(float(np.std(top1)), 4),
                          per_seed=top1, seeds=per_seed)
+        if files:  # top-1 on the rewritten test clips, mean over seeds
+            out[head]["files_top1_mean"] = {v: round(float(np.mean([s["files"][v] for s in per_seed])), 4)
+                                            for v in FILE_VARIANTS}
     return out
 
 
@@ -140,6 +209,8 @@ def main(argv=None) -> dict:
                                                      "(NAME alone: the defaults)")
     ap.add_argument("--work", help="folder for the fold runs, kept and resumed (default: temporary)")
     ap.add_argument("--cache", help="feature cache folder (default: WORK/cache)")
+    ap.add_argument("--files", action="store_true", help="also score the test clips rewritten as other files "
+                                                         "(FILE_VARIANTS; written once under WORK/files)")
     ap.add_argument("overrides", nargs="*", help="key=value on every run (default: none - the default config)")
     args = ap.parse_args(argv)
     root = DATASETS[args.dataset][0]
@@ -157,13 +228,14 @@ def main(argv=None) -> dict:
         results = {}
         for name, ov in cands.items():
             res = evaluate(args.dataset, [*args.overrides, *ov], heads, seeds, work / re.sub(r"\W+", "_", name),
-                           cache)
+                           cache, args.files)
             results[name] = dict(overrides=[*args.overrides, *ov], heads=res)
     out = dict(machine=describe(), benchmark="accuracy_folds", dataset=args.dataset,
                folds=DATASETS[args.dataset][2], seeds=seeds, results=results, seconds=round(time.time() - t0, 1))
     print(json.dumps(out, indent=2))
     for name, r in results.items():
-        print(f"{name}: " + ", ".join(f"{h} {v['top1_mean']:.3f} {v['per_seed']}" for h, v in r["heads"].items()),
+        print(f"{name}: " + ", ".join(f"{h} {v['top1_mean']:.3f} {v['per_seed']}" + (
+            f" files {v['files_top1_mean']}" if "files_top1_mean" in v else "") for h, v in r["heads"].items()),
               file=sys.stderr)
     return out
 

@@ -35,3 +35,39 @@ def test_run_all_quick(tmp_path):
     md = (tmp_path / "res.md").read_text()
     assert "### streaming" in md and "| padded + masked (ours) |" in md
     assert md.startswith("Machine: ") and "CPU flags: " in md  # the CPU that made the numbers, first
+
+
+def test_accuracy_folds_rewrites_test_clips_as_other_files(tmp_path):
+    """bench/accuracy_folds.py --files: each test clip becomes real H.264 files of the same frames, at 25 fps,
+    at half the size and on a frame 1.5x its size (centred, black around), listed in one test CSV per variant."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from accuracy_folds import FILE_VARIANTS, write_variants
+
+    from pipeline.data.video import load_frames, probe
+
+    from conftest import write_video
+
+    clip = tmp_path / "punch" / "1_1_4.avi"
+    write_video(clip, np.full((30, 48, 64, 3), 180, np.uint8), fps=30)  # 1 s at 30 fps, 64x48
+    test_csv = tmp_path / "test.csv"
+    test_csv.write_text(f"path,label\n{clip},punch\n")
+    csvs = write_variants(test_csv, tmp_path / "files")
+    assert set(csvs) == set(FILE_VARIANTS)
+    info = {}
+    for v, csv in csvs.items():
+        (row,) = csv.read_text().splitlines()[1:]
+        path, label = row.split(",")
+        assert label == "punch" and path.endswith(f"/{v}/1_1_4.mp4")
+        info[v] = probe(path)
+        assert info[v].duration == pytest.approx(1.0, abs=0.1)
+    assert (info["h264"].width, info["h264"].height, round(info["h264"].fps)) == (64, 48, 30)
+    assert round(info["fps25"].fps) == 25 and (info["fps25"].width, info["fps25"].height) == (64, 48)
+    assert (info["half"].width, info["half"].height) == (32, 24)
+    assert (info["canvas"].width, info["canvas"].height) == (96, 72)
+    f, _ = load_frames(info["canvas"].path, sampling="all")
+    assert abs(float(f[:, 20:52, 24:72].mean()) - 180) < 8 and float(f[:, :, :12].mean()) < 8  # centred, unscaled
+    mtime = os.stat(info["half"].path).st_mtime_ns
+    write_variants(test_csv, tmp_path / "files")  # a rerun keeps what is written
+    assert os.stat(info["half"].path).st_mtime_ns == mtime
