@@ -75,6 +75,10 @@ class ViewsConfig:
         "inside the crop: motion) | flow (DIS optical flow inside the crop, as an image) | pose (the person's "
         "17 keypoints from detector.weights, a pose model, normalised to its box, with confidences: no "
         "backbone pass); features concatenated in this order")
+    trim_borders: bool = opt(True,
+        "crop, diff, flow - leave out black bars around the picture (a letterboxed or pillarboxed file: rows and "
+        "columns where no frame so far showed picture): the moving region and its crop are those of the file "
+        "without them (bars cost 16 points on UT-Interaction without it, 10 with it; docs/results.md)")
     crop_margin: float = opt(0.25,
         "margin added around the moving region on each side, as a fraction of its size", ge=0)
     crop_min: float = opt(0.3, "smallest crop side, as a fraction of the frame's shorter side", gt=0, le=1)

@@ -103,6 +103,69 @@ def test_stream_ids_and_config_errors():
         load_config(None, ["views.streams=[frame,depth]"])
 
 
+def _bars(frames: np.ndarray, top: int, left: int, h: int, w: int) -> np.ndarray:
+    """The frames centred on a larger black frame (h, w) at (top, left): a letterboxed / pillarboxed file."""
+    out = np.zeros((len(frames), h, w, 3), np.uint8)
+    out[:, top:top + frames.shape[1], left:left + frames.shape[2]] = frames
+    return out
+
+
+def test_black_bars_are_left_out_of_the_moving_views():
+    """views.trim_borders: a letterboxed or pillarboxed copy of a video gives the moving views of the video
+    itself - exactly, frame for frame, for the motion crop and for a person's box - because the bars (where no
+    frame so far showed picture) are cut away before the moving region is looked for. Without it the crop
+    sees the bars (another picture); a fade-in from black does not fix the bars too early, and a larger picture
+    later widens what is kept."""
+    from pipeline.data.views import content_box
+
+    frames = scene(14, [(10, 50, 6), (130, 80, -4)])  # (14, 120, 160, 3)
+    boxed = _bars(frames, 30, 50, 180, 260)
+    assert content_box(boxed[0]) == (30, 150, 50, 210) and content_box(frames[0]) == (0, 120, 0, 160)
+    assert content_box(np.zeros((40, 60, 3), np.uint8)) is None
+    noisy = boxed[0].copy()
+    noisy[5, 5] = noisy[170, 250] = 255  # lone compression specks in the bars are not picture
+    assert content_box(noisy) == (30, 150, 50, 210)
+    streams = ["crop", "diff"]
+    on, off = ViewsConfig(streams=streams), ViewsConfig(streams=streams, trim_borders=False)  # on by default
+    assert stream_id("crop", on) != stream_id("crop", off) and stream_id("diff", on) != stream_id("diff", off)
+    assert stream_id("frame", on) == ""  # the whole frame is the file's, bars and all
+    plain = ViewRenderer(streams, on, 64).render(frames)
+    trimmed = ViewRenderer(streams, on, 64).render(boxed)
+    for k in streams:
+        assert np.array_equal(plain[k], trimmed[k]), k
+    assert np.abs(ViewRenderer(streams, off, 64).render(boxed)["crop"].astype(int)
+                  - plain["crop"].astype(int)).mean() > 10
+    fade = np.concatenate([np.zeros((3, 180, 260, 3), np.uint8), boxed])  # starts black
+    r = ViewRenderer(streams, on, 64)
+    r.render(fade[:3])
+    assert r.content is None
+    assert np.array_equal(r.render(fade[3:])["crop"][5:], plain["crop"][5:])  # once the picture is in
+    r.render(_bars(scene(3, [], h=160, w=240), 10, 10, 180, 260))  # a larger picture later (clips composed into
+    assert r.content == (10, 170, 10, 250)                           # one file): the kept box grows to hold it
+    r.render(boxed[:2])
+    assert r.content == (10, 170, 10, 250)  # and never shrinks: a dark part of the scene is not a bar
+    person = [(8 + 6 * i, 45, 40 + 6 * i, 75) for i in range(14)]  # one person's box in the plain frames
+    shifted = [(x1 + 50, y1 + 30, x2 + 50, y2 + 30) for x1, y1, x2, y2 in person]
+    assert np.array_equal(ViewRenderer(streams, on, 64).render(frames, person)["crop"],
+                          ViewRenderer(streams, on, 64).render(boxed, shifted)["crop"])
+
+
+def test_black_bars_of_a_real_file_are_left_out(tmp_path):
+    """The same through the real encoder and decoder: an H.264 file and its pillarboxed copy give motion
+    crops that differ only by compression with trim_borders, and by far more without it."""
+    frames = scene(20, [(10, 50, 6)])
+    write_video(tmp_path / "a.mp4", frames, fps=10)
+    write_video(tmp_path / "b.mp4", _bars(frames, 0, 60, 120, 280), fps=10)
+    a, _ = load_frames(tmp_path / "a.mp4", sampling="all")
+    b, _ = load_frames(tmp_path / "b.mp4", sampling="all")
+    err = {}
+    for trim in (True, False):
+        cfg = ViewsConfig(streams=["crop"], trim_borders=trim)
+        ca, cb = (ViewRenderer(["crop"], cfg, 64).render(x)["crop"].astype(int) for x in (a, b))
+        err[trim] = float(np.abs(ca - cb).mean())
+    assert err[True] < 4 and err[False] > 4 * err[True], err
+
+
 def test_extract_caches_each_stream_once(tmp_path):
     from pipeline.config import VideoConfig
     from pipeline.models.backbones import create_backbone
@@ -167,7 +230,8 @@ def test_checkpoints_from_before_views_mean_the_whole_frame():
     old = Config().to_dict()
     del old["views"]  # a checkpoint written before views.streams existed
     assert config_of(dict(config=old)).views.streams == ["frame"]
-    old["views"] = {"streams": ["crop", "diff"]}  # saved before diff_direction and motion_size existed
+    old["views"] = {"streams": ["crop", "diff"]}  # saved before diff_direction, motion_size, trim_borders existed
     v = config_of(dict(config=old)).views
     assert not v.diff_direction and v.motion_size == 0  # an untinted diff at the backbone's size, as trained
+    assert not v.trim_borders and Config().views.trim_borders  # bars left in, as trained
     assert config_of(dict(config=Config().to_dict())).views.streams == Config().views.streams

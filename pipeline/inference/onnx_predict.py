@@ -56,8 +56,8 @@ class OnnxModel:
         self.mean = np.array(b["mean"], np.float32).reshape(1, 1, 3)
         self.std = np.array(b["std"], np.float32).reshape(1, 1, 3)
         self.batch_size = 32
-        self.views = ViewsConfig(**{"streams": ["frame"], "diff_direction": False, "motion_size": 0,
-                                    **self.meta.get("views", {})})  # older model.json: as saved_config
+        self.views = ViewsConfig(**{"streams": ["frame"], "diff_direction": False, "motion_size": 0,  # older
+                                    "trim_borders": False, **self.meta.get("views", {})})  # model.json: as saved_config
         self.motion_size = stream_size("diff", self.views, self.size)  # as FrameEncoder will ask for it
         if "pose" in self.views.streams:  # keypoints come from an Ultralytics model, which needs torch
             raise CheckpointError("this model reads the pose stream (views.streams has pose): the ONNX engine runs "

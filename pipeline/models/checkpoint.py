@@ -55,10 +55,11 @@ def load_checkpoint(path: str | Path) -> dict:
 def saved_config(ckpt: dict) -> dict:
     """The checkpoint's config dict, with what older versions did implicitly made explicit: models
     saved before views.streams existed were trained on the whole frame, before views.diff_direction
-    on an untinted difference, before views.motion_size on motion images at the backbone's input size."""
+    on an untinted difference, before views.motion_size on motion images at the backbone's input size, before
+    views.trim_borders on views with any black bars left in."""
     cfg = dict(ckpt["config"])
     cfg["views"] = {"streams": ["frame"], "diff_direction": False, "motion_size": 0,  # as before these keys
-                    **cfg.get("views", {})}
+                    "trim_borders": False, **cfg.get("views", {})}
     return cfg
 
 
