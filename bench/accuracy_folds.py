@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.capabilities import describe  # noqa: E402
 from pipeline.cli import main as vap  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
 from pipeline.data.datasets import load_dataset  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -127,10 +128,16 @@ def write_fold(items, test_groups: list[str], out: Path) -> tuple[Path, Path]:
 
 
 def run_fold(train_csv: Path, test_csv: Path, run_dir: Path, overrides: list[str], cache: Path) -> dict:
-    """vap train + vap eval of one fold; a rerun with the same --work and overrides reads fold.json instead."""
+    """vap train + vap eval of one fold; a rerun with the same --work, overrides and resulting config (the
+    defaults may have changed since) reads fold.json instead."""
     done = run_dir / "fold.json"
-    if done.is_file() and json.loads(done.read_text())["overrides"] == overrides:
-        return json.loads(done.read_text())["result"]
+    config = load_config(None, overrides).to_dict()
+    if done.is_file():
+        old = json.loads(done.read_text())
+        if old["overrides"] == overrides and old.get("config") == config:
+            return old["result"]
+    for stale in run_dir.glob("eval_*/eval.json"):  # --files scores of a model this run replaces
+        stale.unlink()
     t0 = time.time()
     with contextlib.redirect_stdout(sys.stderr):  # the commands' own output; stdout is the bench's JSON
         _train_and_eval(train_csv, test_csv, run_dir, overrides, cache)
@@ -138,7 +145,7 @@ def run_fold(train_csv: Path, test_csv: Path, run_dir: Path, overrides: list[str
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
     res = dict(top1=rep["top1"], clips=rep["num_clips"], val_top1=metrics.get("val_top1"),
                seconds=round(time.time() - t0, 1))
-    done.write_text(json.dumps(dict(overrides=overrides, result=res)))
+    done.write_text(json.dumps(dict(overrides=overrides, config=config, result=res)))
     return res
 
 
