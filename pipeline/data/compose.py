@@ -35,8 +35,8 @@ PLACEMENT = "fit-keep-aspect"
 def _fit(frames: np.ndarray, width: int, height: int, enlarge: bool = True) -> np.ndarray:
     """(N, h, w, 3) frames on a width x height canvas: scaled with their aspect ratio kept to fit it (not
     enlarged when enlarge=False), centred, black around. Stretching clips of other shapes to one size (as
-    compose did before) squashes the people in them: a model trained on the trimmed clips read the composed
-    UT-Interaction segments 20 points worse (docs/results.md)."""
+    compose did before) squashed the people in them: the UT-Interaction next-event bench's model, trained on
+    such sequences, read 16 points better once they kept their shape (docs/results.md)."""
     h, w = frames.shape[1:3]
     if (h, w) == (height, width):
         return frames
