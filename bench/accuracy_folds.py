@@ -84,7 +84,7 @@ FILE_VARIANTS = ("h264", "fps25", "half", "canvas")
 
 def write_variants(test_csv: Path, out: Path) -> dict[str, Path]:
     """{variant: test CSV of the fold's test clips rewritten that way}; files already written are kept."""
-    from pipeline.data.video import load_frames
+    from pipeline.data.video import frame_rate, load_frames
     from pipeline.data.writer import write_video
 
     rows = [line.split(",") for line in test_csv.read_text().split("\n")[1:] if line]
@@ -95,9 +95,8 @@ def write_variants(test_csv: Path, out: Path) -> dict[str, Path]:
             dst = out / v / (Path(path).stem + ".mp4")
             if not dst.is_file():
                 frames, ts = load_frames(path, sampling="all")
-                fps = (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] > ts[0] else 25.0
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                write_video(dst, *_variant_frames(v, frames, fps))
+                write_video(dst, *_variant_frames(v, frames, frame_rate(ts, 25.0)))
             lines.append(f"{dst},{label}")
         csvs[v] = test_csv.with_name(f"test_{v}.csv")
         csvs[v].write_text("path,label\n" + "\n".join(lines) + "\n")

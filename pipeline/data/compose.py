@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.data.datasets import DataError, groups_of, load_class_folders
 from pipeline.data.grammar import Grammar
 from pipeline.data.segments import write_annotations
-from pipeline.data.video import VideoError, load_frames, probe
+from pipeline.data.video import VideoError, frame_rate, load_frames, probe
 from pipeline.data.writer import write_video
 from pipeline.io import atomic_write_text
 
@@ -146,7 +146,7 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
                     failures[clip] = str(e)
                     pool.remove(clip)
                     continue
-                src_fps = (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] > ts[0] else fps
+                src_fps = frame_rate(ts, fps)
                 decoded[clip] = (f, src_fps)
             return (clip, *decoded[clip])
         raise DataError(f"{clips}: no readable clip of '{action}' for group '{group}' "

@@ -334,6 +334,12 @@ def load_frames(path, **kwargs) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
 
 
+def frame_rate(ts: np.ndarray, default: float) -> float:
+    """Frames per second of consecutive decoded frames' timestamps (T,); default for a single frame or a
+    clip without timing."""
+    return (len(ts) - 1) / (ts[-1] - ts[0]) if len(ts) > 1 and ts[-1] > ts[0] else default
+
+
 def video_kwargs(vcfg) -> dict:
     """iter_frames keyword arguments from a VideoConfig."""
     return dict(sampling=vcfg.sampling, fps=vcfg.fps, num_frames=vcfg.num_frames,
