@@ -98,6 +98,12 @@ class ViewsConfig:
     flow_gain: float = opt(16.0, "flow stream - grey levels per pixel of motion at the crop's size (128 = still)")
 
 
+# What a model saved before a views key existed was trained with (its checkpoint or model.json lacks the
+# key): the whole frame before views.streams, an untinted difference before diff_direction, motion images at
+# the backbone's size before motion_size, bars left in before trim_borders. Read under the saved views.
+VIEWS_BEFORE_KEYS = {"streams": ["frame"], "diff_direction": False, "motion_size": 0, "trim_borders": False}
+
+
 @dataclass
 class BackboneConfig:
     """the per-frame CNN and how it runs"""

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.config import VideoConfig, ViewsConfig  # plain dataclasses, no torch
+from pipeline.config import VIEWS_BEFORE_KEYS, VideoConfig, ViewsConfig  # plain dataclasses, no torch
 from pipeline.data.views import FrameEncoder, stream_size
 from pipeline.errors import CheckpointError
 from pipeline.inference.results import Outputs, StreamPredictorBase, VideoPredictorBase
@@ -56,8 +56,7 @@ class OnnxModel:
         self.mean = np.array(b["mean"], np.float32).reshape(1, 1, 3)
         self.std = np.array(b["std"], np.float32).reshape(1, 1, 3)
         self.batch_size = 32
-        self.views = ViewsConfig(**{"streams": ["frame"], "diff_direction": False, "motion_size": 0,  # older
-                                    "trim_borders": False, **self.meta.get("views", {})})  # model.json: as saved_config
+        self.views = ViewsConfig(**{**copy.deepcopy(VIEWS_BEFORE_KEYS), **self.meta.get("views", {})})  # older model.json too
         self.motion_size = stream_size("diff", self.views, self.size)  # as FrameEncoder will ask for it
         if "pose" in self.views.streams:  # keypoints come from an Ultralytics model, which needs torch
             raise CheckpointError("this model reads the pose stream (views.streams has pose): the ONNX engine runs "

@@ -6,11 +6,12 @@ optimizer, scheduler, history, best, stale.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 
-from pipeline.config import Config, load_config, parse_override
+from pipeline.config import VIEWS_BEFORE_KEYS, Config, load_config, parse_override
 from pipeline.errors import CheckpointError, ConfigError
 from pipeline.models.backbones import backbone_spec, create_backbone
 from pipeline.models.backbones.base import BUILD_LOCK
@@ -53,13 +54,10 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def saved_config(ckpt: dict) -> dict:
-    """The checkpoint's config dict, with what older versions did implicitly made explicit: models
-    saved before views.streams existed were trained on the whole frame, before views.diff_direction
-    on an untinted difference, before views.motion_size on motion images at the backbone's input size, before
-    views.trim_borders on views with any black bars left in."""
+    """The checkpoint's config dict, with what older versions did implicitly made explicit: the views keys
+    a model was saved without mean what it was trained with (config.VIEWS_BEFORE_KEYS)."""
     cfg = dict(ckpt["config"])
-    cfg["views"] = {"streams": ["frame"], "diff_direction": False, "motion_size": 0,  # as before these keys
-                    "trim_borders": False, **cfg.get("views", {})}
+    cfg["views"] = {**copy.deepcopy(VIEWS_BEFORE_KEYS), **cfg.get("views", {})}
     return cfg
 
 
