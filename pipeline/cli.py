@@ -170,13 +170,14 @@ def cmd_eval(args) -> int:
 def cmd_extract(args) -> int:
     from pipeline.data.datasets import load_dataset
     from pipeline.data.segments import is_annotation_file, load_annotations
+    from pipeline.data.tracks import is_people_file
     from pipeline.models.cache import FeatureCache, extract
     from pipeline.models.runtime import backbone_from_config
     from pipeline.training.loop import wants_flip
 
-    cfg = _config(args, [f"data.train={args.data}"])
-    from pipeline.data.tracks import is_people_file
-
+    # segment annotations are read by the next-event task, at its rate (config.TASK_DEFAULTS), as vap train does
+    segments = is_annotation_file(args.data) and not is_people_file(args.data)
+    cfg = _config(args, [f"data.train={args.data}"] + (["train.task=next_event"] if segments else []))
     if is_people_file(args.data):
         return _extract_people(args, cfg)
     mirrored: list[str] = []  # what training will also read mirrored (train.flip_aug), filled here too

@@ -87,6 +87,30 @@ def test_cache_folder_precedence(tmp_path, monkeypatch):
     assert load_config().cache.dir == Config().cache.dir
 
 
+def test_the_next_event_task_has_its_own_defaults_under_what_is_given(tmp_path):
+    """train.task=next_event takes TASK_DEFAULTS for the keys nothing gave; a key given by a file, an override
+    or a saved config keeps its value even where it equals the dataclass default."""
+    from pipeline.config import TASK_DEFAULTS
+
+    plain, nxt = load_config(), load_config(None, ["train.task=next_event"])
+    assert (plain.video.fps, plain.data.val_fraction) == (10.0, 0.2)
+    assert (nxt.video.fps, nxt.data.val_fraction, nxt.head.hidden_size, nxt.head.input_dropout, nxt.train.epochs,
+            nxt.train.patience) == (5.0, 0.34, 128, 0.5, 40, 15)
+    assert (plain.head.hidden_size, plain.train.epochs) == (64, 80)
+    assert set(TASK_DEFAULTS["next_event"]) == {"video.fps", "head.hidden_size", "head.input_dropout", "train.epochs",
+                                                "train.patience", "data.val_fraction"}
+    given = load_config(None, ["train.task=next_event", "video.fps=10"])
+    assert (given.video.fps, given.data.val_fraction) == (10.0, 0.34)
+    p = tmp_path / "x.yaml"
+    p.write_text("train:\n  task: next_event\ndata:\n  val_fraction: 0.2\n")
+    from_file = load_config(p)
+    assert (from_file.data.val_fraction, from_file.video.fps) == (0.2, 5.0)
+    saved = Config().to_dict()  # a checkpoint's config holds every key: nothing is replaced
+    saved["train"]["task"] = "next_event"
+    assert load_config(None, base=saved).video.fps == 10.0
+    assert "(next_event task: 0.34)" in default_yaml()
+
+
 def test_cli_cache_flag_beats_the_environment(tmp_path, monkeypatch, capsys):
     from pipeline.cli import main
     from pipeline.data.synthetic import make_dataset

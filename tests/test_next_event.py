@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from pipeline.data.datasets import DataError
 from pipeline.data.grammar import GrammarError, cycle_grammar, grammar_from_dict, load_grammar
@@ -447,6 +448,19 @@ def test_next_event_resume_and_bad_annotations(tiny_next, small_seq, tmp_path):
     assert json.loads(stdout)["extracted"] == 6
     code, stdout, err = run_vap("extract", "--data", small_seq[0], "--cache", cache, "--quiet", *TINY)
     assert json.loads(stdout)["reused"] == 6
+    # no rate given: vap extract reads annotations at the next-event task's own (config.TASK_DEFAULTS), as
+    # vap train does, so training finds every feature it needs already cached
+    own_rate, c5 = [a for a in TINY if not a.startswith("video.fps=")], tmp_path / "c5"
+    code, stdout, err = run_vap("extract", "--data", small_seq[0], "--cache", c5, "--quiet", *own_rate)
+    assert code == 0 and json.loads(stdout)["extracted"] == 6, err
+    cached = sorted(c5.rglob("*.npz"))
+    code, _, err = run_vap("train", "--data", small_seq[0], "--cache", c5, "--quiet", "--out", tmp_path / "r5",
+                           *own_rate, "train.epochs=1")
+    assert code == 0, err
+    saved = yaml.safe_load((tmp_path / "r5" / "config.yaml").read_text())  # the task's defaults, TINY's keys stand
+    assert (saved["video"]["fps"], saved["data"]["val_fraction"], saved["head"]["input_dropout"],
+            saved["head"]["hidden_size"]) == (5.0, 0.34, 0.5, 32)
+    assert sorted(c5.rglob("*.npz")) == cached
     v = load_annotations(small_seq[0]).videos
     bad = _csv(tmp_path / "bad.csv", f"video,start,end,label\n{v[0].path},0,5,x\n{v[1].path},0,99,x\n")
     code, _, err = run_vap("train", "--data", bad, "--cache", cache, "--quiet", "--out", tmp_path / "b", *TINY_NEXT)
