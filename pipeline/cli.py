@@ -70,6 +70,15 @@ def _config(args, extra=()):
     return cfg
 
 
+def _segment_annotations(data) -> bool:
+    """Whether --data is a segment annotation file (video,start,end,label), which the next-event task reads;
+    per-person rows (a track or a box) classify each row unless --task says otherwise."""
+    from pipeline.data.segments import is_annotation_file
+    from pipeline.data.tracks import is_people_file
+
+    return bool(data) and is_annotation_file(data) and not is_people_file(data)
+
+
 def _default_run_dir(prefix: str) -> Path:
     return Path("runs") / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -115,13 +124,8 @@ def cmd_train(args) -> int:
     if args.resume:
         cfg = config_for_resume(out, args.overrides)
     else:
-        from pipeline.data.segments import is_annotation_file
-        from pipeline.data.tracks import is_people_file
-
         extra = [f"data.train={args.data}"] + ([f"data.val={args.val}"] if args.val else [])
-        # segment annotations train the next-event task; per-person rows (a track or a box) classify each row
-        segments = args.data and is_annotation_file(args.data) and not is_people_file(args.data)
-        task = args.task or ("next_event" if segments else None)
+        task = args.task or ("next_event" if _segment_annotations(args.data) else None)
         cfg = _config(args, extra + ([f"train.task={task}"] if task else []))
     if args.cache:
         cfg.cache.dir = args.cache
@@ -169,19 +173,19 @@ def cmd_eval(args) -> int:
 
 def cmd_extract(args) -> int:
     from pipeline.data.datasets import load_dataset
-    from pipeline.data.segments import is_annotation_file, load_annotations
+    from pipeline.data.segments import load_annotations
     from pipeline.data.tracks import is_people_file
     from pipeline.models.cache import FeatureCache, extract
     from pipeline.models.runtime import backbone_from_config
     from pipeline.training.loop import wants_flip
 
     # segment annotations are read by the next-event task, at its rate (config.TASK_DEFAULTS), as vap train does
-    segments = is_annotation_file(args.data) and not is_people_file(args.data)
+    segments = _segment_annotations(args.data)
     cfg = _config(args, [f"data.train={args.data}"] + (["train.task=next_event"] if segments else []))
     if is_people_file(args.data):
         return _extract_people(args, cfg)
     mirrored: list[str] = []  # what training will also read mirrored (train.flip_aug), filled here too
-    if is_annotation_file(args.data):  # segment annotations (next-event task): every video they name
+    if segments:  # segment annotations (next-event task): every video they name
         ann = load_annotations(args.data)
         paths = [v.path for v in ann.videos]
         if wants_flip(cfg.train.flip_aug, "next_event", sorted({g.label for v in ann.videos for g in v.segments})):
