@@ -127,3 +127,43 @@ def test_a_header_that_claims_billions_of_frames_costs_no_memory(tmp_path):
     assert info.num_frames <= bad.stat().st_size // 4 and info.frames_expected < 20_000
     assert decoded == 8  # the second of real video, at 8 fps
     assert chunk_len(0, 0, 32) >= 1  # a header with no picture size: no ZeroDivisionError
+
+
+def rotated_mp4(path, frames: np.ndarray, degrees: int):
+    """An mp4 of `frames` whose track header asks players to turn it `degrees` clockwise, as a phone stores a
+    portrait or upside-down recording: landscape frames plus a display matrix in the tkhd box (ISO 14496-12:
+    nine 32-bit fixed-point numbers at a fixed place after the box's times, ids and volume)."""
+    import struct
+
+    write_video(path, frames, fps=25)
+    data = bytearray(path.read_bytes())
+    i = data.find(b"tkhd")
+    assert i > 0 and data.count(b"tkhd") == 1
+    at = i + 8 + (20 if data[i + 4] == 0 else 32) + 16  # after type, version/flags, times/id/duration, the rest
+    one, w = 0x10000, 0x40000000  # 1.0 in 16.16, and in 2.30 for the last column
+    cos, sin = {90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
+    matrix = [cos * one, sin * one, 0, -sin * one, cos * one, 0, 0, 0, w]
+    assert struct.unpack(">9i", data[at:at + 36]) == (one, 0, 0, 0, one, 0, 0, 0, w)  # the identity was there
+    data[at:at + 36] = struct.pack(">9i", *matrix)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("dec", DECODERS)
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_a_phone_video_turned_by_its_metadata_decodes_upright(tmp_path, dec, degrees):
+    """Phones record portrait video as landscape frames plus a rotation in the file's metadata; frames read
+    sideways would show the model people lying down. Both decoders return the frames as a player shows
+    them, and the reported size (what decode-time downscaling and the app use) is the turned one."""
+    frames = np.zeros((20, 96, 160, 3), np.uint8)  # four coloured quadrants: any turn or mirror shows
+    frames[:, :48, :80], frames[:, :48, 80:] = (255, 0, 0), (0, 255, 0)
+    frames[:, 48:, :80], frames[:, 48:, 80:] = (0, 0, 255), (255, 255, 255)
+    p = rotated_mp4(tmp_path / f"phone{degrees}.mp4", frames, degrees)
+    upright = np.rot90(frames[0], k=-degrees // 90)  # turned clockwise
+    got, _ = load_frames(p, decoder=dec)
+    assert got.shape[1:] == upright.shape
+    assert np.abs(got[0].astype(int) - upright).mean() < 8  # H.264's edges only
+    info = probe(p, decoder=dec)
+    assert (info.height, info.width) == upright.shape[:2]
+    small, _ = load_frames(p, decoder=dec, max_side=64)
+    assert max(small.shape[1:3]) == 64 and (small.shape[1] > small.shape[2]) == (degrees != 180)
