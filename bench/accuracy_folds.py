@@ -13,6 +13,7 @@ extracted once into one cache and reused by every fold, head and seed.
     python bench/accuracy_folds.py --dataset weizmann --seeds 0,1,2 --reference
     python bench/accuracy_folds.py --dataset ut1 --candidates "name: k=v k=v; name2: k=v"   # compare recipes
     python bench/accuracy_folds.py --dataset ut1 --heads lstm --files    # + the test clips as other files
+    python bench/accuracy_folds.py --dataset ut1 --heads lstm --files shaky   # + only the hand-held copies
 
 Datasets (../shared/data): weizmann - 3 folds of 3 actors (6 training actors each); ut1 - UT-Interaction
 set 1, 5 folds of 2 sequences (8 training sequences each). --reference adds the whole-frame recipe
@@ -21,7 +22,8 @@ seeds, per seed (all test clips of the folds together), per fold.
 
 --files also scores every fold's model on its test clips written as other files would come (FILE_VARIANTS:
 re-encoded to H.264 at the same rate, resampled to 25 fps, at half the resolution, centred on a frame 1.5x
-their size with black around): files the model never saw, of the same people.
+their size with black around, filmed by a swaying hand-held camera): files the model never saw, of the same
+people. `--files shaky,h264` scores only those.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import re
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -75,21 +78,42 @@ def _variant_frames(name: str, frames: np.ndarray, fps: float) -> tuple[np.ndarr
         return np.stack([cv2.resize(f, (w // 4 * 2, h // 4 * 2), interpolation=cv2.INTER_AREA) for f in frames]), fps
     if name == "canvas":
         return _fit(frames, w * 3 // 4 * 2, h * 3 // 4 * 2, enlarge=False), fps
+    if name == "shaky":
+        return handheld(frames, fps, seed=zlib.crc32(frames[0].tobytes()[:4096])), fps
     return frames, fps  # h264: the same frames, re-encoded
 
 
+def handheld(frames: np.ndarray, fps: float, seed: int) -> np.ndarray:
+    """The clip as a hand-held camera would film it: the picture sways (a smooth random path of shifts up to
+    5 % of the frame and turns up to 1.5 degrees, 0.3-1.5 Hz), zoomed 1.12x so that it always fills the frame."""
+    rng = np.random.default_rng(seed)
+    T, h, w = frames.shape[:3]
+    t = np.arange(T) / fps
+
+    def path(amp: float) -> np.ndarray:  # (T,) within +-amp
+        return amp * sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) for f in rng.uniform(0.3, 1.5, 3)) / 3
+
+    dx, dy, turn = path(0.05 * w), path(0.05 * h), path(1.5)
+    out = np.empty_like(frames)
+    for i, f in enumerate(frames):
+        M = cv2.getRotationMatrix2D((w / 2, h / 2), turn[i], 1.12)
+        M[:, 2] += (dx[i], dy[i])
+        out[i] = cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return out
+
+
 # how the test clips are rewritten for --files (each an H.264 .mp4 through pipeline.data.writer)
-FILE_VARIANTS = ("h264", "fps25", "half", "canvas")
+FILE_VARIANTS = ("h264", "fps25", "half", "canvas", "shaky")
 
 
-def write_variants(test_csv: Path, out: Path) -> dict[str, Path]:
+def write_variants(test_csv: Path, out: Path, variants=FILE_VARIANTS) -> dict[str, Path]:
     """{variant: test CSV of the fold's test clips rewritten that way}; files already written are kept."""
     from pipeline.data.video import frame_rate, load_frames
     from pipeline.data.writer import write_video
 
     rows = [line.split(",") for line in test_csv.read_text().split("\n")[1:] if line]
     csvs = {}
-    for v in FILE_VARIANTS:
+    for v in variants:
         lines = []
         for path, label in rows:
             dst = out / v / (Path(path).stem + ".mp4")
@@ -160,7 +184,7 @@ def _train_and_eval(train_csv: Path, test_csv: Path, run_dir: Path, overrides: l
 
 
 def evaluate(dataset: str, overrides: list[str], heads: list[str], seeds: list[int], work: Path,
-             cache: Path, files: bool = False) -> dict:
+             cache: Path, files: tuple = ()) -> dict:
     root, group_re, folds = DATASETS[dataset]
     items = clips(root, group_re)
     out = {}
@@ -174,7 +198,7 @@ def evaluate(dataset: str, overrides: list[str], heads: list[str], seeds: list[i
                 res = run_fold(train_csv, test_csv, work / f"fold{k}" / f"{head}-s{seed}", ov, cache)
                 if files:
                     res = dict(res, files=score_variants(work / f"fold{k}" / f"{head}-s{seed}",
-                                                         write_variants(test_csv, work.parent / "files")))
+                                                         write_variants(test_csv, work.parent / "files", files)))
                 folds_res.append(res)
                 print(f"{dataset} {' '.join(overrides) or 'default'} {head} seed {seed} fold {k}: "
                       f"top1 {res['top1']:.3f}", file=sys.stderr)
@@ -183,7 +207,7 @@ def evaluate(dataset: str, overrides: list[str], heads: list[str], seeds: list[i
             n = sum(f["clips"] for f in folds_res)
             per_seed.append(dict(seed=seed, top1=round(correct / n, 4),
                                  **({"files": {v: round(sum(f["files"][v] * f["clips"] for f in folds_res) / n, 4)
-                                               for v in FILE_VARIANTS}} if files else {}),
+                                               for v in files}} if files else {}),
                                  folds=[f["top1"] for f in folds_res],
                                  val_top1=[f["val_top1"] for f in folds_res],
                                  seconds=round(sum(f["seconds"] for f in folds_res), 1)))
@@ -192,7 +216,7 @@ def evaluate(dataset: str, overrides: list[str], heads: list[str], seeds: list[i
                          per_seed=top1, seeds=per_seed)
         if files:  # top-1 on the rewritten test clips, mean over seeds
             out[head]["files_top1_mean"] = {v: round(float(np.mean([s["files"][v] for s in per_seed])), 4)
-                                            for v in FILE_VARIANTS}
+                                            for v in files}
     return out
 
 
@@ -215,10 +239,14 @@ def main(argv=None) -> dict:
                                                      "(NAME alone: the defaults)")
     ap.add_argument("--work", help="folder for the fold runs, kept and resumed (default: temporary)")
     ap.add_argument("--cache", help="feature cache folder (default: WORK/cache)")
-    ap.add_argument("--files", action="store_true", help="also score the test clips rewritten as other files "
-                                                         "(FILE_VARIANTS; written once under WORK/files)")
+    ap.add_argument("--files", nargs="?", const=",".join(FILE_VARIANTS), default="",
+                    help="also score the test clips rewritten as other files: every one of FILE_VARIANTS, or those "
+                         "listed (--files shaky,h264); written once under WORK/files")
     ap.add_argument("overrides", nargs="*", help="key=value on every run (default: none - the default config)")
     args = ap.parse_args(argv)
+    unknown = set(filter(None, args.files.split(","))) - set(FILE_VARIANTS)
+    if unknown:
+        ap.error(f"--files: unknown {', '.join(sorted(unknown))} (one of {', '.join(FILE_VARIANTS)})")
     root = DATASETS[args.dataset][0]
     if not root.is_dir():
         print(json.dumps(dict(skipped=f"{root} not found")))
@@ -234,7 +262,7 @@ def main(argv=None) -> dict:
         results = {}
         for name, ov in cands.items():
             res = evaluate(args.dataset, [*args.overrides, *ov], heads, seeds, work / re.sub(r"\W+", "_", name),
-                           cache, args.files)
+                           cache, tuple(filter(None, args.files.split(","))))
             results[name] = dict(overrides=[*args.overrides, *ov], heads=res)
     out = dict(machine=describe(), benchmark="accuracy_folds", dataset=args.dataset,
                folds=DATASETS[args.dataset][2], seeds=seeds, results=results, seconds=round(time.time() - t0, 1))
