@@ -79,6 +79,10 @@ class ViewsConfig:
         "crop, diff, flow - leave out black bars around the picture (a letterboxed or pillarboxed file: rows and "
         "columns where no frame so far showed picture): the moving region and its crop are those of the file "
         "without them (bars cost 16 points on UT-Interaction without it, 10 with it; docs/results.md)")
+    stabilize: bool = opt(True,
+        "crop, diff, flow - follow a moving camera: each sampled frame's global motion (a shift, turn and zoom fitted to "
+        "tracked points across the whole frame, RANSAC) is taken out before frame differences, so that a hand-held "
+        "camera's sway is not read as motion; a still camera is left as it is")
     crop_margin: float = opt(0.25,
         "margin added around the moving region on each side, as a fraction of its size", ge=0)
     crop_min: float = opt(0.3, "smallest crop side, as a fraction of the frame's shorter side", gt=0, le=1)
@@ -100,8 +104,10 @@ class ViewsConfig:
 
 # What a model saved before a views key existed was trained with (its checkpoint or model.json lacks the
 # key): the whole frame before views.streams, an untinted difference before diff_direction, motion images at
-# the backbone's size before motion_size, bars left in before trim_borders. Read under the saved views.
-VIEWS_BEFORE_KEYS = {"streams": ["frame"], "diff_direction": False, "motion_size": 0, "trim_borders": False}
+# the backbone's size before motion_size, bars left in before trim_borders, no camera motion taken out before
+# stabilize. Read under the saved views.
+VIEWS_BEFORE_KEYS = {"streams": ["frame"], "diff_direction": False, "motion_size": 0, "trim_borders": False,
+                     "stabilize": False}
 
 
 @dataclass

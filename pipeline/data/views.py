@@ -13,7 +13,9 @@ Everything here is causal, so streaming equals offline: the moving region at ste
 frame differences of the last `motion_steps` sampled frames (their union, 1st-99th percentile extent,
 so two people give one box around both), padded by `crop_margin`, at least `crop_min` of the frame's
 shorter side, smoothed over time. When nothing has moved yet the crop is the whole frame; when motion
-stops the last box is kept. A moving camera makes everything move, and the crop widens to the frame.
+stops the last box is kept. A moving camera (a hand-held phone's sway, a slow pan) is taken out first
+(views.stabilize: camera_motion fits each step's global shift, turn and zoom, and the previous frame is moved
+onto the current one before they are compared), so that what is left is what moves in the scene.
 Black bars around the picture (a letterboxed or pillarboxed file) are left out of the moving streams
 (views.trim_borders). Only OpenCV and NumPy: the ONNX path (no torch) uses this module too.
 """
@@ -46,9 +48,39 @@ def stream_id(stream: str, vcfg, detector_id: str = "") -> str:
         params["direction"] = True
     if getattr(vcfg, "trim_borders", False):  # untrimmed entries keep their ids
         params["trim"] = True
+    if getattr(vcfg, "stabilize", False):  # unstabilised entries keep their ids
+        params["stabilize"] = True
     if stream in MOTION_STREAMS and getattr(vcfg, "motion_size", 0):  # 0: at the backbone's size, ids as before
         params["size"] = vcfg.motion_size  # (a size capped at the backbone's input side changes its fingerprint)
     return f"{stream}-{hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]}"
+
+
+STILL_PX = 0.3  # largest move (pixels at motion_side) of any frame corner that a still camera is allowed: noise
+
+
+def camera_motion(prev: np.ndarray, cur: np.ndarray) -> np.ndarray | None:
+    """2x3 affine map (shift, turn, zoom) that takes the picture of grey frame prev onto cur, or None for a still
+    camera (no corner of the frame moves STILL_PX) or when it cannot be told.
+
+    Points are taken all over the frame (a low corner quality, kept apart), not only the strongest corners, which
+    sit on the people: the fit must follow the background, which covers most of a frame. Tracked with pyramidal
+    Lucas-Kanade, fitted by RANSAC; at least half of the tracked points must agree, else what moves is not the
+    camera (or nothing can be told) and the frame is left as it is."""
+    pts = cv2.goodFeaturesToTrack(prev, maxCorners=300, qualityLevel=0.001, minDistance=max(4, prev.shape[1] // 40))
+    if pts is None or len(pts) < 20:
+        return None
+    nxt, ok, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None, winSize=(15, 15), maxLevel=2)
+    ok = ok.ravel() == 1
+    if ok.sum() < 20:
+        return None
+    A, inliers = cv2.estimateAffinePartial2D(pts[ok], nxt[ok], method=cv2.RANSAC, ransacReprojThreshold=1.0)
+    if A is None or inliers.sum() < 0.5 * ok.sum():
+        return None
+    h, w = prev.shape
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)
+    if np.abs(corners @ A.T - corners[:, :2]).max() < STILL_PX:
+        return None
+    return A
 
 
 class MotionTracker:
@@ -68,6 +100,7 @@ class MotionTracker:
         self.box = None             # smoothed (cx, cy, side) in frame pixels
         self.flow = None            # (h, w, 2) float32 flow prev -> current at motion_side
         self.scale = 1.0            # motion_side / the frame's longer side
+        self.camera = None          # 2x3 map previous -> current frame in frame pixels (views.stabilize), or None
 
     def update(self, frame: np.ndarray) -> tuple[float, float, float] | None:
         c = self.cfg
@@ -76,15 +109,30 @@ class MotionTracker:
         small = frame if s == 1.0 else cv2.resize(frame, (max(1, round(W * s)), max(1, round(H * s))),
                                                   interpolation=cv2.INTER_AREA)
         grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (3, 3), 0)
+        self.camera = None
         if self.prev_small is None or self.prev_small.shape != grey.shape:  # first frame, or a new size
             self.masks, self.box = [], None
             mask = np.zeros(grey.shape, np.uint8)
             self.flow = np.zeros(grey.shape + (2,), np.float32)
         else:
-            mask = (cv2.absdiff(grey, self.prev_small) > c.motion_threshold).astype(np.uint8)
+            prev, seen = self.prev_small, None
+            A = camera_motion(prev, grey) if getattr(c, "stabilize", False) else None
+            if A is not None:  # the camera moved: compare with the previous picture moved onto this one
+                size = grey.shape[::-1]
+                prev = cv2.warpAffine(prev, A, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                seen = cv2.warpAffine(np.ones_like(grey), A, size, flags=cv2.INTER_NEAREST)  # 0: not in the last frame
+                self.masks = [cv2.warpAffine(m, A, size, flags=cv2.INTER_NEAREST) for m in self.masks]  # they follow
+                self.camera = np.hstack([A[:, :2], A[:, 2:] / s]).astype(np.float32)  # in frame pixels
+            mask = (cv2.absdiff(grey, prev) > c.motion_threshold).astype(np.uint8)
+            if seen is not None:
+                mask &= cv2.erode(seen, np.ones((5, 5), np.uint8))  # a border the camera just brought in is no motion
             mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))  # drop speckle noise
             if self.dis is not None:
-                self.flow = self.dis.calc(self.prev_small, grey, None)
+                self.flow = self.dis.calc(self.prev_small, grey, None)  # at the previous frame's pixels
+                if A is not None:  # what moves in the scene, not the camera
+                    ys, xs = np.mgrid[0:grey.shape[0], 0:grey.shape[1]].astype(np.float32)
+                    self.flow -= np.stack([(A[0, 0] - 1) * xs + A[0, 1] * ys + A[0, 2],
+                                           A[1, 0] * xs + (A[1, 1] - 1) * ys + A[1, 2]], -1)
         self.prev_small = grey
         self.masks = (self.masks + [mask])[-c.motion_steps:]
         ys, xs = np.nonzero(np.maximum.reduce(self.masks))
@@ -158,6 +206,11 @@ def _crop_matrix(box, frame_hw, size: int, scale: float = 1.0) -> np.ndarray:
     return np.array([[sx / scale, 0, -x0 * sx], [0, sy / scale, -y0 * sy]], np.float32)
 
 
+def _compose(M: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """The 2x3 affine map that applies A, then M."""
+    return (np.vstack([M, [0, 0, 1]]) @ np.vstack([A, [0, 0, 1]]))[:2].astype(np.float32)
+
+
 class ViewRenderer:
     """Renders the images of each stream for consecutive frames of one video, carrying the tracker.
 
@@ -220,8 +273,10 @@ class ViewRenderer:
             if "diff" in out:
                 prev = grey if self.prev_grey is None or self.prev_grey.shape != grey.shape else self.prev_grey
                 M = _crop_matrix(box, f.shape[:2], Sm)
+                # the previous frame through the camera's move, then the crop (views.stabilize): one warp
+                Mp = M if self.tracker.camera is None else _compose(M, self.tracker.camera)
                 warp = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                a, b = cv2.warpAffine(grey, M, (Sm, Sm), **warp), cv2.warpAffine(prev, M, (Sm, Sm), **warp)
+                a, b = cv2.warpAffine(grey, M, (Sm, Sm), **warp), cv2.warpAffine(prev, Mp, (Sm, Sm), **warp)
                 out["diff"].append(diff_image(a, b, self.cfg.diff_gain, self.cfg.diff_direction))
             if "flow" in out:
                 out["flow"].append(self._flow_image(box, f.shape[:2]))
