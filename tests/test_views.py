@@ -303,8 +303,9 @@ def test_checkpoints_from_before_views_mean_the_whole_frame():
     old = Config().to_dict()
     del old["views"]  # a checkpoint written before views.streams existed
     assert config_of(dict(config=old)).views.streams == ["frame"]
-    old["views"] = {"streams": ["crop", "diff"]}  # saved before diff_direction, motion_size, trim_borders existed
+    old["views"] = {"streams": ["crop", "diff"]}  # saved before diff_direction, motion_size, trim_borders, stabilize
     v = config_of(dict(config=old)).views
     assert not v.diff_direction and v.motion_size == 0  # an untinted diff at the backbone's size, as trained
     assert not v.trim_borders and Config().views.trim_borders  # bars left in, as trained
+    assert not v.stabilize and Config().views.stabilize  # no camera motion taken out, as trained
     assert config_of(dict(config=Config().to_dict())).views.streams == Config().views.streams
