@@ -124,6 +124,9 @@ def test_a_moving_camera_is_not_read_as_motion():
     assert b["diff"][1:].mean() < 0.2 * a["diff"][1:].mean(), (b["diff"][1:].mean(), a["diff"][1:].mean())
     speed = [ViewRenderer(["flow"], c, 64).render(nothing)["flow"][1:, ..., 2].mean() for c in (off, on)]
     assert speed[1] < 0.1 * speed[0], speed  # the flow stream: the scene's motion, not the camera's
+    person = [(40, 30, 100, 90)] * len(nothing)  # a person's box (per-person views): the diff inside it too
+    diffs = [ViewRenderer(["diff"], c, 64).render(nothing, person)["diff"][1:].mean() for c in (off, on)]
+    assert diffs[1] < 0.2 * diffs[0], diffs
 
     frames, maps = swaying(scene(20, [(10, 60, 5)]))
     tr = MotionTracker(on)

@@ -262,7 +262,9 @@ class ViewRenderer:
         moving = [k for k in self.streams if k != "frame"]
         for i, f in enumerate(frames if moving else []):
             f, dx, dy = self._picture(f)  # the moving streams see the picture, not the bars around it
-            box = self.tracker.update(f) if boxes is None or self.tracker.dis is not None else None  # flow: its field
+            # a person's views (boxes given) still run the tracker for flow's field and the camera's motion
+            tracked = boxes is None or self.tracker.dis is not None or getattr(self.cfg, "stabilize", False)
+            box = self.tracker.update(f) if tracked else None
             if boxes is not None:
                 x1, y1, x2, y2 = boxes[i]
                 box = self.person.update((x1 - dx, y1 - dy, x2 - dx, y2 - dy), f.shape[:2])
