@@ -79,13 +79,14 @@ def _variant_frames(name: str, frames: np.ndarray, fps: float) -> tuple[np.ndarr
     if name == "canvas":
         return _fit(frames, w * 3 // 4 * 2, h * 3 // 4 * 2, enlarge=False), fps
     if name == "shaky":
-        return handheld(frames, fps, seed=zlib.crc32(frames[0].tobytes()[:4096])), fps
+        return handheld(frames, fps, seed=zlib.crc32(frames[0].tobytes()[:4096]))[0], fps
     return frames, fps  # h264: the same frames, re-encoded
 
 
-def handheld(frames: np.ndarray, fps: float, seed: int) -> np.ndarray:
+def handheld(frames: np.ndarray, fps: float, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """The clip as a hand-held camera would film it: the picture sways (a smooth random path of shifts up to
-    5 % of the frame and turns up to 1.5 degrees, 0.3-1.5 Hz), zoomed 1.12x so that it always fills the frame."""
+    5 % of the frame and turns up to 1.5 degrees, 0.3-1.5 Hz), zoomed 1.12x so that it always fills the frame.
+    Returns the frames and each one's 2x3 map from the original's pixels (tests/test_views.py follows a mover)."""
     rng = np.random.default_rng(seed)
     T, h, w = frames.shape[:3]
     t = np.arange(T) / fps
@@ -94,12 +95,13 @@ def handheld(frames: np.ndarray, fps: float, seed: int) -> np.ndarray:
         return amp * sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) for f in rng.uniform(0.3, 1.5, 3)) / 3
 
     dx, dy, turn = path(0.05 * w), path(0.05 * h), path(1.5)
-    out = np.empty_like(frames)
+    out, maps = np.empty_like(frames), []
     for i, f in enumerate(frames):
         M = cv2.getRotationMatrix2D((w / 2, h / 2), turn[i], 1.12)
         M[:, 2] += (dx[i], dy[i])
         out[i] = cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    return out
+        maps.append(M)
+    return out, maps
 
 
 # how the test clips are rewritten for --files (each an H.264 .mp4 through pipeline.data.writer)

@@ -95,19 +95,13 @@ def test_diff_is_tinted_by_the_way_things_move_and_at_its_own_size(dx, invert):
         "diff", ViewsConfig(motion_size=0, diff_direction=False))
 
 
-def swaying(frames: np.ndarray, amp: float = 6.0) -> tuple[np.ndarray, list[np.ndarray]]:
-    """frames as a swaying hand-held camera films them: each shifted along a smooth path (up to amp pixels),
-    turned up to a degree and zoomed 1.15x (the picture fills the frame). Returns them and each one's 2x3 map."""
-    import cv2
+def swaying(frames: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """frames (sampled at 10 fps) as a swaying hand-held camera films them, and each one's 2x3 map: the
+    benchmark's `shaky` files (bench/accuracy_folds.py's handheld)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from accuracy_folds import handheld
 
-    h, w = frames.shape[1:3]
-    out, maps = [], []
-    for i, f in enumerate(frames):
-        M = cv2.getRotationMatrix2D((w / 2, h / 2), np.sin(0.6 * i), 1.15)
-        M[:, 2] += (amp * np.sin(0.7 * i), amp * np.cos(0.5 * i))
-        out.append(cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
-        maps.append(M)
-    return np.stack(out), maps
+    return handheld(frames, 10.0, seed=0)
 
 
 def test_a_moving_camera_is_not_read_as_motion():
@@ -147,9 +141,6 @@ def test_a_real_clip_filmed_hand_held_keeps_its_moving_region():
     camera films it (bench/accuracy_folds.py's `shaky` files, zoomed 1.12x): with views.stabilize the moving
     region stays the pointing arm (measured: 2.5 % of the frame against 1.9 % still, crop 0.74 of the frame's
     side against 0.70); without it the sway is read as motion (16 %, the whole frame)."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from accuracy_folds import handheld
-
     full, _ = load_frames(UT1 / "point" / "3_1_3.avi", sampling="all")
 
     def region(clip, stabilize):  # mean share of the frame that moves, mean crop side / the shorter side
@@ -161,7 +152,10 @@ def test_a_real_clip_filmed_hand_held_keeps_its_moving_region():
         return np.mean(share), np.mean(side)
 
     still = region(full[::3], True)
-    shaky = handheld(full, 30.0, seed=1)[::3]
+    sys.path.insert(0, str(ROOT / "bench"))
+    from accuracy_folds import handheld
+
+    shaky = handheld(full, 30.0, seed=1)[0][::3]
     steady, swayed = region(shaky, True), region(shaky, False)
     assert still[0] < 0.05 and still[1] < 0.8, still  # the arm, not the frame
     assert steady[0] < 2 * still[0] and abs(steady[1] - still[1]) < 0.1, (steady, still)
