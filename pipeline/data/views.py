@@ -49,13 +49,19 @@ def stream_id(stream: str, vcfg, detector_id: str = "") -> str:
     if getattr(vcfg, "trim_borders", False):  # untrimmed entries keep their ids
         params["trim"] = True
     if getattr(vcfg, "stabilize", False):  # unstabilised entries keep their ids
-        params["stabilize"] = True
+        params["stabilize"] = CAMERA_FIT  # the first fit's entries said True
     if stream in MOTION_STREAMS and getattr(vcfg, "motion_size", 0):  # 0: at the backbone's size, ids as before
         params["size"] = vcfg.motion_size  # (a size capped at the backbone's input side changes its fingerprint)
     return f"{stream}-{hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
 STILL_PX = 0.3  # largest move (pixels at motion_side) of any frame corner that a still camera is allowed: noise
+# The camera fit's settings. They change the views of every moving frame: a change here must bump
+# CAMERA_FIT, which goes into the stabilised streams' cache ids (stream_id).
+CAMERA_FIT = 2            # 1 (2026-11-30 morning): 300 points, 15-px window, half the points to agree
+CAMERA_POINTS = 100       # points tracked; more cost more and did not fit better (docs/results.md)
+CAMERA_WINDOW = 9         # Lucas-Kanade window side (pixels at motion_side), over 3 pyramid levels
+CAMERA_AGREE = 0.4        # share of the tracked points that must agree on one move for it to be the camera's
 
 
 def camera_motion(prev: np.ndarray, cur: np.ndarray) -> np.ndarray | None:
@@ -64,17 +70,18 @@ def camera_motion(prev: np.ndarray, cur: np.ndarray) -> np.ndarray | None:
 
     Points are taken all over the frame (a low corner quality, kept apart), not only the strongest corners, which
     sit on the people: the fit must follow the background, which covers most of a frame. Tracked with pyramidal
-    Lucas-Kanade, fitted by RANSAC; at least half of the tracked points must agree, else what moves is not the
-    camera (or nothing can be told) and the frame is left as it is."""
-    pts = cv2.goodFeaturesToTrack(prev, maxCorners=300, qualityLevel=0.001, minDistance=max(4, prev.shape[1] // 40))
+    Lucas-Kanade, fitted by RANSAC (1-px tolerance); at least CAMERA_AGREE of the tracked points must agree, else
+    what moves is not the camera (or nothing can be told) and the frame is left as it is. ~0.5 ms at 160 x 120."""
+    pts = cv2.goodFeaturesToTrack(prev, maxCorners=CAMERA_POINTS, qualityLevel=0.001,
+                                  minDistance=max(4, max(prev.shape) // 16))  # 10 px at 160
     if pts is None or len(pts) < 20:
         return None
-    nxt, ok, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None, winSize=(15, 15), maxLevel=2)
+    nxt, ok, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None, winSize=(CAMERA_WINDOW, CAMERA_WINDOW), maxLevel=2)
     ok = ok.ravel() == 1
     if ok.sum() < 20:
         return None
     A, inliers = cv2.estimateAffinePartial2D(pts[ok], nxt[ok], method=cv2.RANSAC, ransacReprojThreshold=1.0)
-    if A is None or inliers.sum() < 0.5 * ok.sum():
+    if A is None or inliers.sum() < CAMERA_AGREE * ok.sum():
         return None
     h, w = prev.shape
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)
