@@ -71,3 +71,23 @@ def test_accuracy_folds_rewrites_test_clips_as_other_files(tmp_path):
     mtime = os.stat(info["half"].path).st_mtime_ns
     write_variants(test_csv, tmp_path / "files")  # a rerun keeps what is written
     assert os.stat(info["half"].path).st_mtime_ns == mtime
+
+
+@pytest.mark.slow
+def test_camera_fit_bench_scores_fits_against_the_known_sway(capsys):
+    """bench/camera_fit.py on two real clips: every setting is scored against the hand-held camera's known path,
+    and the views' own fit finds it (few moving steps refused, corners within a fraction of a pixel)."""
+    from conftest import UT1
+
+    if not UT1.is_dir():
+        pytest.skip(f"{UT1} not present: real-data bench skipped")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from camera_fit import SETTINGS, main
+
+    out = main(["--every-ut", "30", "--every-weizmann", "0"])
+    assert json.loads(capsys.readouterr().out) == out and out["clips"] == 2
+    assert set(out["settings"]) == set(SETTINGS)
+    default = out["settings"]["default"]
+    assert default["moving_steps"] > 40 and default["missed"] <= 0.05 * default["moving_steps"], default
+    assert default["p90_corner_error_px"] < 0.6 and default["region_share_ratio"] < 2, default
+    assert all(s["ms_per_fit"] > 0 for s in out["settings"].values())

@@ -62,26 +62,29 @@ CAMERA_FIT = 2            # 1 (2026-11-30 morning): 300 points, 15-px window, ha
 CAMERA_POINTS = 100       # points tracked; more cost more and did not fit better (docs/results.md)
 CAMERA_WINDOW = 9         # Lucas-Kanade window side (pixels at motion_side), over 3 pyramid levels
 CAMERA_AGREE = 0.4        # share of the tracked points that must agree on one move for it to be the camera's
+CAMERA_SPACING = 16       # points at least 1/16 of the frame's longer side apart (10 px at 160)
 
 
-def camera_motion(prev: np.ndarray, cur: np.ndarray) -> np.ndarray | None:
+def camera_motion(prev: np.ndarray, cur: np.ndarray, points: int = CAMERA_POINTS, window: int = CAMERA_WINDOW,
+                  agree: float = CAMERA_AGREE, spacing: int = CAMERA_SPACING) -> np.ndarray | None:
     """2x3 affine map (shift, turn, zoom) that takes the picture of grey frame prev onto cur, or None for a still
     camera (no corner of the frame moves STILL_PX) or when it cannot be told.
 
     Points are taken all over the frame (a low corner quality, kept apart), not only the strongest corners, which
     sit on the people: the fit must follow the background, which covers most of a frame. Tracked with pyramidal
     Lucas-Kanade, fitted by RANSAC (1-px tolerance); at least CAMERA_AGREE of the tracked points must agree, else
-    what moves is not the camera (or nothing can be told) and the frame is left as it is. ~0.5 ms at 160 x 120."""
-    pts = cv2.goodFeaturesToTrack(prev, maxCorners=CAMERA_POINTS, qualityLevel=0.001,
-                                  minDistance=max(4, max(prev.shape) // 16))  # 10 px at 160
+    what moves is not the camera (or nothing can be told) and the frame is left as it is. ~0.5 ms at 160 x 120.
+    The keywords are for bench/camera_fit.py, which compares settings; the views use the defaults."""
+    pts = cv2.goodFeaturesToTrack(prev, maxCorners=points, qualityLevel=0.001,
+                                  minDistance=max(4, max(prev.shape) // spacing))
     if pts is None or len(pts) < 20:
         return None
-    nxt, ok, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None, winSize=(CAMERA_WINDOW, CAMERA_WINDOW), maxLevel=2)
+    nxt, ok, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None, winSize=(window, window), maxLevel=2)
     ok = ok.ravel() == 1
     if ok.sum() < 20:
         return None
     A, inliers = cv2.estimateAffinePartial2D(pts[ok], nxt[ok], method=cv2.RANSAC, ransacReprojThreshold=1.0)
-    if A is None or inliers.sum() < CAMERA_AGREE * ok.sum():
+    if A is None or inliers.sum() < agree * ok.sum():
         return None
     h, w = prev.shape
     corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)
