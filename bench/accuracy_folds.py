@@ -23,7 +23,8 @@ seeds, per seed (all test clips of the folds together), per fold.
 --files also scores every fold's model on its test clips written as other files would come (FILE_VARIANTS:
 re-encoded to H.264 at the same rate, resampled to 25 fps, at half the resolution, centred on a frame 1.5x
 their size with black around, filmed by a swaying hand-held camera): files the model never saw, of the same
-people. `--files shaky,h264` scores only those.
+people. `--files shaky,h264` scores only those; `--files zoom` (a diagnostic, not in the default set) the hand-held
+copies' 1.12x zoom alone, without the sway.
 """
 from __future__ import annotations
 
@@ -80,7 +81,13 @@ def _variant_frames(name: str, frames: np.ndarray, fps: float) -> tuple[np.ndarr
         return _fit(frames, w * 3 // 4 * 2, h * 3 // 4 * 2, enlarge=False), fps
     if name == "shaky":
         return handheld(frames, fps, seed=zlib.crc32(frames[0].tobytes()[:4096]))[0], fps
+    if name == "zoom":  # shaky's zoom alone, no sway: what the hand-held copies lose to the picture's edge
+        M = cv2.getRotationMatrix2D((w / 2, h / 2), 0, HANDHELD_ZOOM)
+        return np.stack([cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR) for f in frames]), fps
     return frames, fps  # h264: the same frames, re-encoded
+
+
+HANDHELD_ZOOM = 1.12  # the hand-held copies' zoom: the swayed picture always fills the frame
 
 
 def handheld(frames: np.ndarray, fps: float, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -97,15 +104,17 @@ def handheld(frames: np.ndarray, fps: float, seed: int) -> tuple[np.ndarray, lis
     dx, dy, turn = path(0.05 * w), path(0.05 * h), path(1.5)
     out, maps = np.empty_like(frames), []
     for i, f in enumerate(frames):
-        M = cv2.getRotationMatrix2D((w / 2, h / 2), turn[i], 1.12)
+        M = cv2.getRotationMatrix2D((w / 2, h / 2), turn[i], HANDHELD_ZOOM)
         M[:, 2] += (dx[i], dy[i])
         out[i] = cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         maps.append(M)
     return out, maps
 
 
-# how the test clips are rewritten for --files (each an H.264 .mp4 through pipeline.data.writer)
+# how the test clips are rewritten for --files (each an H.264 .mp4 through pipeline.data.writer); DIAGNOSTIC ones
+# only when named (--files zoom)
 FILE_VARIANTS = ("h264", "fps25", "half", "canvas", "shaky")
+DIAGNOSTIC_VARIANTS = ("zoom",)
 
 
 def write_variants(test_csv: Path, out: Path, variants=FILE_VARIANTS) -> dict[str, Path]:
@@ -246,9 +255,10 @@ def main(argv=None) -> dict:
                          "listed (--files shaky,h264); written once under WORK/files")
     ap.add_argument("overrides", nargs="*", help="key=value on every run (default: none - the default config)")
     args = ap.parse_args(argv)
-    unknown = set(filter(None, args.files.split(","))) - set(FILE_VARIANTS)
+    unknown = set(filter(None, args.files.split(","))) - set(FILE_VARIANTS + DIAGNOSTIC_VARIANTS)
     if unknown:
-        ap.error(f"--files: unknown {', '.join(sorted(unknown))} (one of {', '.join(FILE_VARIANTS)})")
+        ap.error(f"--files: unknown {', '.join(sorted(unknown))} "
+                 f"(one of {', '.join(FILE_VARIANTS + DIAGNOSTIC_VARIANTS)})")
     root = DATASETS[args.dataset][0]
     if not root.is_dir():
         print(json.dumps(dict(skipped=f"{root} not found")))

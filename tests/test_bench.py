@@ -72,6 +72,13 @@ def test_accuracy_folds_rewrites_test_clips_as_other_files(tmp_path):
     write_variants(test_csv, tmp_path / "files")  # a rerun keeps what is written
     assert os.stat(info["half"].path).st_mtime_ns == mtime
 
+    framed = np.zeros((10, 48, 64, 3), np.uint8)
+    framed[:, :2], framed[:, -2:], framed[:, :, :2], framed[:, :, -2:] = 200, 200, 200, 200  # a 2-px bright frame
+    write_video(clip, framed, fps=30)
+    (zoom_csv,) = write_variants(test_csv, tmp_path / "zoom", ("zoom",)).values()
+    f, _ = load_frames(zoom_csv.read_text().splitlines()[1].split(",")[0], sampling="all")
+    assert f.shape[1:3] == (48, 64) and float(f[:, :, :2].mean()) < 40  # the diagnostic zoom (1.12x) cuts it off
+
 
 @pytest.mark.slow
 def test_camera_fit_bench_scores_fits_against_the_known_sway(capsys):
