@@ -29,11 +29,14 @@ class PredictWorker:
 
     def __init__(self, checkpoint: str, device: str, window: float, stride: float, topk: int, overrides: list,
                  timeline: bool, render_dir: str | None, strict: bool, threads: int, per_person: bool = False):
+        import cv2
         import torch
 
         from pipeline.inference.predict import Predictor
 
         torch.set_num_threads(max(1, threads))  # before the backbone: ONNX Runtime takes the same count
+        cv2.setNumThreads(max(1, threads))  # the views' OpenCV calls too: by default every core, so each worker's
+        # warps and camera fit would compete with the other workers for theirs
         self.pred = Predictor.from_checkpoint(checkpoint, device, window=window, stride=stride, topk=topk,
                                               overrides=overrides, per_person=per_person)
         self.pred.topk = min(topk, len(self.pred.classes))

@@ -23,11 +23,14 @@ class ExtractWorker:
     """One actor of the pool: the backbone built once, then cache.extract on each batch of videos."""
 
     def __init__(self, cfg, threads: int):
+        import cv2
         import torch
 
         from pipeline.models.runtime import backbone_from_config
 
         torch.set_num_threads(max(1, threads))  # before the backbone: ONNX Runtime takes the same count
+        cv2.setNumThreads(max(1, threads))  # the views' OpenCV calls too: by default every core, so each worker's
+        # warps and camera fit would compete with the other workers for theirs
         self.cfg = cfg
         self.backbone = backbone_from_config(cfg.backbone)
         self.cache = FeatureCache.from_config(cfg)
