@@ -26,7 +26,6 @@ import time
 import zlib
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,13 +49,33 @@ SETTINGS = {
 }
 
 
-def _grey(frames: np.ndarray) -> list[np.ndarray]:
-    """Grey frames as MotionTracker compares them: the longer side at motion_side, blurred."""
-    H, W = frames.shape[1:3]
-    s = min(1.0, ViewsConfig().motion_side / max(H, W))
-    size = (max(1, round(W * s)), max(1, round(H * s)))
-    return [cv2.GaussianBlur(cv2.cvtColor(cv2.resize(f, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY),
-                             (3, 3), 0) for f in frames]
+def grey_frames(frames: np.ndarray) -> tuple[list[np.ndarray], float]:
+    """Grey frames as MotionTracker compares them (views.motion_grey) and their scale."""
+    side = ViewsConfig().motion_side
+    return [views.motion_grey(f, side)[0] for f in frames], views.motion_grey(frames[0], side)[1]
+
+
+def fit_errors(shaky: np.ndarray, maps: list, fit=views.camera_motion) -> tuple[int, list[float], float]:
+    """The fit on consecutive frames of a hand-held copy against the camera's known maps (handheld's): (moving
+    steps the fit found, the largest corner error of each moving step in pixels at the motion scale - a refused
+    fit counts its whole move -, seconds spent fitting). A step is moving when a corner moves STILL_PX."""
+    g, s = grey_frames(shaky)
+    scale = np.diag([s, s, 1.0])  # frame pixels -> motion-scale pixels
+    h, w = g[0].shape
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)
+    found, errors, seconds = 0, [], 0.0
+    for i in range(len(g) - 1):
+        true = scale @ np.vstack([maps[i + 1], [0, 0, 1]]) @ np.linalg.inv(np.vstack([maps[i], [0, 0, 1]])) \
+            @ np.linalg.inv(scale)
+        move = corners @ true[:2].T - corners[:, :2]
+        t = time.perf_counter()
+        A = fit(g[i], g[i + 1])
+        seconds += time.perf_counter() - t
+        if np.abs(move).max() < views.STILL_PX:
+            continue
+        found += A is not None
+        errors.append(np.abs(move).max() if A is None else np.abs(corners @ A.T - corners[:, :2] - move).max())
+    return found, errors, seconds
 
 
 def _region(frames: np.ndarray, fit) -> tuple[float, float]:
@@ -90,30 +109,16 @@ def clips(every_ut: int, every_weizmann: int) -> list[tuple[str, np.ndarray, np.
 
 def measure(items, setting: dict) -> dict:
     fit = functools.partial(views.camera_motion, **setting)
-    seconds, fits, missed, errors, fires, side_change, share_ratio = 0.0, 0, 0, [], 0, [], []
+    seconds, fits, found, errors, fires, side_change, share_ratio = 0.0, 0, 0, [], 0, [], []
     for _, still, shaky, maps in items:
-        g = _grey(shaky)
-        s = g[0].shape[1] / still.shape[2]  # frame pixels -> motion-scale pixels
-        scale = np.diag([s, s, 1.0])
-        h, w = g[0].shape
-        corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)
-        for i in range(len(g) - 1):
-            true = scale @ np.vstack([maps[i + 1], [0, 0, 1]]) @ np.linalg.inv(np.vstack([maps[i], [0, 0, 1]])) \
-                @ np.linalg.inv(scale)
-            move = corners @ true[:2].T - corners[:, :2]
-            t = time.perf_counter()
-            A = fit(g[i], g[i + 1])
-            seconds, fits = seconds + time.perf_counter() - t, fits + 1
-            if np.abs(move).max() < views.STILL_PX:
-                continue
-            missed += A is None
-            errors.append(np.abs(move).max() if A is None else np.abs(corners @ A.T - corners[:, :2] - move).max())
-        gs = _grey(still)
+        f, e, sec = fit_errors(shaky, maps, fit)
+        found, errors, seconds, fits = found + f, errors + e, seconds + sec, fits + len(shaky) - 1
+        gs = grey_frames(still)[0]
         fires += sum(fit(a, b) is not None for a, b in zip(gs, gs[1:]))
         a, b = _region(still, fit), _region(shaky, fit)
         side_change.append(abs(b[1] - a[1]))
         share_ratio.append(b[0] / max(a[0], 1e-3))
-    return dict(ms_per_fit=round(1000 * seconds / fits, 3), moving_steps=len(errors), missed=missed,
+    return dict(ms_per_fit=round(1000 * seconds / fits, 3), moving_steps=len(errors), missed=len(errors) - found,
                 p90_corner_error_px=round(float(np.percentile(errors, 90)), 3),
                 median_corner_error_px=round(float(np.median(errors)), 3),
                 fires_on_tripod=fires, region_side_change=round(float(np.mean(side_change)), 4),

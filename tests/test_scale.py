@@ -305,7 +305,7 @@ def test_ray_per_person_rows_equal_the_local_engine(tmp_path, tiny_ckpt):
             (b["label"], b["boxes"], b["tracks"], b["start"], b["end"]), k
 
 
-def test_ray_workers_keep_opencv_to_their_threads(tiny_ckpt, monkeypatch):
+def test_ray_workers_keep_opencv_to_their_threads(tiny_ckpt):
     """A Ray worker runs the views' OpenCV calls (warps, the camera fit) at its own thread count, as it runs the
     backbone: at OpenCV's default (every core) two workers on 2 cores ran at 0.87 of the local engine instead of
     0.95 (docs/scale.md). The actors' classes, built here in this process as Ray builds them in a worker."""

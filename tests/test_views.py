@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 
-import cv2
 import numpy as np
 import pytest
 
 from pipeline.config import ConfigError, ViewsConfig, load_config
 from pipeline.data import views
 from pipeline.data.video import load_frames
-from pipeline.data.views import STILL_PX, MotionTracker, ViewRenderer, camera_motion, mirror, stream_id
+from pipeline.data.views import MotionTracker, ViewRenderer, camera_motion, mirror, stream_id
 
 from conftest import ROOT, UT1, write_video
 
@@ -174,33 +173,14 @@ def test_the_camera_fit_finds_a_known_sway_on_a_real_clip():
     full, _ = load_frames(UT1 / "handshake" / "21_4_0.avi", sampling="all")
     sys.path.insert(0, str(ROOT / "bench"))
     from accuracy_folds import handheld
+    from camera_fit import fit_errors, grey_frames
 
     shaky, maps = handheld(full, 30.0, seed=1)
-    shaky, maps = shaky[::3], maps[::3]  # the default 10 fps of a 30-fps clip
-    H, W = full.shape[1:3]
-    s = 160 / max(H, W)  # as MotionTracker sees a frame: the longer side at motion_side, blurred grey
-    w, h = round(W * s), round(H * s)
-
-    def grey(f):
-        return cv2.GaussianBlur(cv2.cvtColor(cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA),
-                                             cv2.COLOR_RGB2GRAY), (3, 3), 0)
-
-    scale = np.diag([s, s, 1.0])
-    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float64)
-    found, errors = 0, []
-    for i in range(len(shaky) - 1):  # the true move from frame i to i + 1, in the small frame's pixels
-        true = scale @ np.vstack([maps[i + 1], [0, 0, 1]]) @ np.linalg.inv(np.vstack([maps[i], [0, 0, 1]])) \
-            @ np.linalg.inv(scale)
-        move = corners @ true[:2].T - corners[:, :2]
-        if np.abs(move).max() < STILL_PX:
-            continue
-        A = camera_motion(grey(shaky[i]), grey(shaky[i + 1]))
-        found += A is not None
-        errors.append(np.abs((corners @ A.T - corners[:, :2]) - move).max() if A is not None else np.abs(move).max())
+    found, errors, _ = fit_errors(shaky[::3], maps[::3])  # the default 10 fps of a 30-fps clip
     assert len(errors) > 40
     assert found >= 0.95 * len(errors), (found, len(errors))
     assert np.percentile(errors, 90) < 0.6, np.percentile(errors, 90)
-    still = [grey(f) for f in full[::3]]
+    still = grey_frames(full[::3])[0]
     fires = sum(camera_motion(a, b) is not None for a, b in zip(still, still[1:]))
     assert fires <= 0.1 * len(still), fires
 

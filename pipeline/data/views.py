@@ -93,6 +93,16 @@ def camera_motion(prev: np.ndarray, cur: np.ndarray, points: int = CAMERA_POINTS
     return A
 
 
+def motion_grey(frame: np.ndarray, motion_side: int) -> tuple[np.ndarray, float]:
+    """The picture motion is found on: an RGB frame (H, W, 3) scaled so that its longer side is at most
+    motion_side, grey, blurred a little (uint8 (h, w)); and the scale (h / H)."""
+    H, W = frame.shape[:2]
+    s = min(1.0, motion_side / max(H, W))
+    small = frame if s == 1.0 else cv2.resize(frame, (max(1, round(W * s)), max(1, round(H * s))),
+                                              interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (3, 3), 0), s
+
+
 class MotionTracker:
     """Causal moving-region finder over the sampled frames of one video (call reset() between videos).
 
@@ -115,10 +125,8 @@ class MotionTracker:
     def update(self, frame: np.ndarray) -> tuple[float, float, float] | None:
         c = self.cfg
         H, W = frame.shape[:2]
-        self.scale = s = min(1.0, c.motion_side / max(H, W))
-        small = frame if s == 1.0 else cv2.resize(frame, (max(1, round(W * s)), max(1, round(H * s))),
-                                                  interpolation=cv2.INTER_AREA)
-        grey = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), (3, 3), 0)
+        grey, s = motion_grey(frame, c.motion_side)
+        self.scale = s
         self.camera = None
         if self.prev_small is None or self.prev_small.shape != grey.shape:  # first frame, or a new size
             self.masks, self.box = [], None
