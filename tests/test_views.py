@@ -182,7 +182,7 @@ def test_the_camera_fit_finds_a_known_sway_on_a_real_clip():
     assert np.percentile(errors, 90) < 0.6, np.percentile(errors, 90)
     still = grey_frames(full[::3])[0]
     fires = sum(camera_motion(a, b) is not None for a, b in zip(still, still[1:]))
-    assert fires <= 0.1 * len(still), fires
+    assert fires < 0.2 * (len(still) - 1), fires  # measured 5 of 49 (either decoder); the first fit 12
 
 
 def test_stream_ids_and_config_errors(monkeypatch):
