@@ -23,8 +23,9 @@ seeds, per seed (all test clips of the folds together), per fold.
 --files also scores every fold's model on its test clips written as other files would come (FILE_VARIANTS:
 re-encoded to H.264 at the same rate, resampled to 25 fps, at half the resolution, centred on a frame 1.5x
 their size with black around, filmed by a swaying hand-held camera): files the model never saw, of the same
-people. `--files shaky,h264` scores only those; `--files zoom` (a diagnostic, not in the default set) the hand-held
-copies' 1.12x zoom alone, without the sway.
+people. `--files shaky,h264` scores only those. Diagnostics, not in the default set: `--files zoom` (the hand-held
+copies' 1.12x zoom alone, without the sway), `--files jitter` (a camera on a tripod in the wind: a random shake of
+~1 % of the frame and 0.3 degrees every frame, zoomed 1.05x).
 """
 from __future__ import annotations
 
@@ -84,6 +85,14 @@ def _variant_frames(name: str, frames: np.ndarray, fps: float) -> tuple[np.ndarr
     if name == "zoom":  # shaky's zoom alone, no sway: what the hand-held copies lose to the picture's edge
         M = cv2.getRotationMatrix2D((w / 2, h / 2), 0, HANDHELD_ZOOM)
         return np.stack([cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR) for f in frames]), fps
+    if name == "jitter":  # a camera on a tripod in the wind: a small random shake every frame, zoomed 1.05x
+        rng = np.random.default_rng(zlib.crc32(frames[0].tobytes()[:4096]))
+        out = np.empty_like(frames)
+        for i, f in enumerate(frames):
+            M = cv2.getRotationMatrix2D((w / 2, h / 2), rng.normal(0, 0.3), 1.05)
+            M[:, 2] += rng.normal(0, 0.01, 2) * (w, h)  # ~1 % of the frame, independently each frame
+            out[i] = cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        return out, fps
     return frames, fps  # h264: the same frames, re-encoded
 
 
@@ -114,7 +123,7 @@ def handheld(frames: np.ndarray, fps: float, seed: int) -> tuple[np.ndarray, lis
 # how the test clips are rewritten for --files (each an H.264 .mp4 through pipeline.data.writer); DIAGNOSTIC ones
 # only when named (--files zoom)
 FILE_VARIANTS = ("h264", "fps25", "half", "canvas", "shaky")
-DIAGNOSTIC_VARIANTS = ("zoom",)
+DIAGNOSTIC_VARIANTS = ("zoom", "jitter")
 
 
 def write_variants(test_csv: Path, out: Path, variants=FILE_VARIANTS) -> dict[str, Path]:

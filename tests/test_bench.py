@@ -79,6 +79,15 @@ def test_accuracy_folds_rewrites_test_clips_as_other_files(tmp_path):
     f, _ = load_frames(zoom_csv.read_text().splitlines()[1].split(",")[0], sampling="all")
     assert f.shape[1:3] == (48, 64) and float(f[:, :, :2].mean()) < 40  # the diagnostic zoom (1.12x) cuts it off
 
+    checks = np.kron((np.indices((6, 8)).sum(0) % 2 * 200).astype(np.uint8), np.ones((8, 8), np.uint8))  # 48 x 64
+    write_video(clip, np.repeat(np.repeat(checks[None, ..., None], 10, 0), 3, 3), fps=30)  # a still picture
+    shaken = write_variants(test_csv, tmp_path / "jitter", ("jitter", "h264"))
+    moves = {}
+    for v, csv in shaken.items():
+        f, _ = load_frames(csv.read_text().splitlines()[1].split(",")[0], sampling="all")
+        moves[v] = float(np.abs(np.diff(f.astype(np.int16), axis=0)).mean())
+    assert moves["jitter"] > 10 > 3 > moves["h264"], moves  # the diagnostic jitter shakes a still picture
+
 
 @pytest.mark.slow
 def test_camera_fit_bench_scores_fits_against_the_known_sway(capsys):
