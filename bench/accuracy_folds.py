@@ -83,16 +83,13 @@ def _variant_frames(name: str, frames: np.ndarray, fps: float) -> tuple[np.ndarr
     if name == "shaky":
         return handheld(frames, fps, seed=zlib.crc32(frames[0].tobytes()[:4096]))[0], fps
     if name == "zoom":  # shaky's zoom alone, no sway: what the hand-held copies lose to the picture's edge
-        M = cv2.getRotationMatrix2D((w / 2, h / 2), 0, HANDHELD_ZOOM)
-        return np.stack([cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR) for f in frames]), fps
+        still = np.zeros(len(frames))
+        return film(frames, still, still, still, HANDHELD_ZOOM)[0], fps
     if name == "jitter":  # a camera on a tripod in the wind: a small random shake every frame, zoomed 1.05x
         rng = np.random.default_rng(zlib.crc32(frames[0].tobytes()[:4096]))
-        out = np.empty_like(frames)
-        for i, f in enumerate(frames):
-            M = cv2.getRotationMatrix2D((w / 2, h / 2), rng.normal(0, 0.3), 1.05)
-            M[:, 2] += rng.normal(0, 0.01, 2) * (w, h)  # ~1 % of the frame, independently each frame
-            out[i] = cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        return out, fps
+        turn, shift = zip(*[(rng.normal(0, 0.3), rng.normal(0, 0.01, 2)) for _ in frames])  # ~1 % of the frame
+        shift = np.array(shift) * (w, h)
+        return film(frames, np.array(turn), shift[:, 0], shift[:, 1], 1.05)[0], fps
     return frames, fps  # h264: the same frames, re-encoded
 
 
@@ -111,9 +108,17 @@ def handheld(frames: np.ndarray, fps: float, seed: int) -> tuple[np.ndarray, lis
         return amp * sum(np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) for f in rng.uniform(0.3, 1.5, 3)) / 3
 
     dx, dy, turn = path(0.05 * w), path(0.05 * h), path(1.5)
+    return film(frames, turn, dx, dy, HANDHELD_ZOOM)
+
+
+def film(frames: np.ndarray, turn, dx, dy, zoom: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each frame as a moved camera films it: turned turn[i] degrees about the centre, zoomed, shifted (dx[i], dy[i])
+    pixels; the edge the move uncovers mirrored in. Returns the frames and each one's 2x3 map from the original's
+    pixels."""
+    h, w = frames.shape[1:3]
     out, maps = np.empty_like(frames), []
     for i, f in enumerate(frames):
-        M = cv2.getRotationMatrix2D((w / 2, h / 2), turn[i], HANDHELD_ZOOM)
+        M = cv2.getRotationMatrix2D((w / 2, h / 2), turn[i], zoom)
         M[:, 2] += (dx[i], dy[i])
         out[i] = cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         maps.append(M)

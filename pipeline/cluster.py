@@ -67,6 +67,17 @@ def _session(ray, address):
             ray.shutdown()
 
 
+def worker_threads(threads: int) -> None:
+    """Hold a Ray worker to its share of the cores: PyTorch (and so ONNX Runtime, which takes the same count) and
+    the views' OpenCV calls, which by default use every core and would compete with the other workers for theirs.
+    Call before the backbone is built."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    cv2.setNumThreads(max(1, threads))
+
+
 def pool_size(ray, workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
     """workers, or (0) as many as the cluster's CPUs (GPUs when each worker takes some) hold."""
     if workers > 0:

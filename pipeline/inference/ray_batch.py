@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cluster import pool_rows, pool_size, ray_session, stopped
+from pipeline.cluster import pool_rows, pool_size, ray_session, stopped, worker_threads
 from pipeline.inference.batch import BatchSummary, RowWriter, RunProgress, expand_sources, plan, predict_rows
 from pipeline.models.checkpoint import config_of, load_checkpoint
 
@@ -29,14 +29,9 @@ class PredictWorker:
 
     def __init__(self, checkpoint: str, device: str, window: float, stride: float, topk: int, overrides: list,
                  timeline: bool, render_dir: str | None, strict: bool, threads: int, per_person: bool = False):
-        import cv2
-        import torch
-
         from pipeline.inference.predict import Predictor
 
-        torch.set_num_threads(max(1, threads))  # before the backbone: ONNX Runtime takes the same count
-        cv2.setNumThreads(max(1, threads))  # the views' OpenCV calls too: by default every core, so each worker's
-        # warps and camera fit would compete with the other workers for theirs
+        worker_threads(threads)  # before the backbone
         self.pred = Predictor.from_checkpoint(checkpoint, device, window=window, stride=stride, topk=topk,
                                               overrides=overrides, per_person=per_person)
         self.pred.topk = min(topk, len(self.pred.classes))

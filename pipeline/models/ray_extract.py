@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cluster import pool_rows, pool_size, ray_session, stopped
+from pipeline.cluster import pool_rows, pool_size, ray_session, stopped, worker_threads
 from pipeline.models.cache import ExtractResult, FeatureCache, extract, plan_extract
 
 
@@ -23,14 +23,9 @@ class ExtractWorker:
     """One actor of the pool: the backbone built once, then cache.extract on each batch of videos."""
 
     def __init__(self, cfg, threads: int):
-        import cv2
-        import torch
-
         from pipeline.models.runtime import backbone_from_config
 
-        torch.set_num_threads(max(1, threads))  # before the backbone: ONNX Runtime takes the same count
-        cv2.setNumThreads(max(1, threads))  # the views' OpenCV calls too: by default every core, so each worker's
-        # warps and camera fit would compete with the other workers for theirs
+        worker_threads(threads)  # before the backbone
         self.cfg = cfg
         self.backbone = backbone_from_config(cfg.backbone)
         self.cache = FeatureCache.from_config(cfg)
