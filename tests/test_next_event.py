@@ -304,8 +304,10 @@ def tiny_next(tmp_path_factory, small_seq):
     from pipeline.models.checkpoint import load_checkpoint
 
     ckpt, last = load_checkpoint(out / "run" / "best.pt"), load_checkpoint(out / "run" / "last.pt")
-    assert m["refit"] and ckpt["refit"] == dict(epochs=m["best_epoch"], videos=m["train_videos"] + m["val_videos"])
-    assert any((ckpt["head_state"][k] != v).any() for k, v in last["head_state"].items())
+    assert m["refit"] and ckpt["refit"] == dict(epochs=m["best_epoch"], heads=m["heads"],
+                                                videos=m["train_videos"] + m["val_videos"])
+    first = "members.0." if m["heads"] > 1 else ""  # train.ensemble: the refit's first head
+    assert any((ckpt["head_state"][first + k] != v).any() for k, v in last["head_state"].items())
     return out / "run" / "best.pt", out / "cache"
 
 

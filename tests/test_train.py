@@ -96,13 +96,34 @@ def test_heads_learn_synthetic_actions(tmp_path, synth_data, synth_test, synth_c
 def test_refit_retrains_best_pt_on_train_plus_val(tmp_path, synth_data):
     out = tmp_path / "refit"
     cfg = load_config(None, [*TINY, f"data.train={synth_data}", "train.epochs=4", "train.patience=0",
-                             "train.refit=true"])
+                             "train.refit=true", "train.ensemble=1"])
     m = main(cfg, out, progress=False)
     best, last = load_checkpoint(out / "best.pt"), load_checkpoint(out / "last.pt")
-    assert m["refit"] and best["refit"] == dict(epochs=m["best_epoch"], clips=48)
+    assert m["refit"] and m["heads"] == 1 and best["refit"] == dict(epochs=m["best_epoch"], heads=1, clips=48)
     assert "refit" not in last  # last.pt stays the selection run, for --resume
     sel = {k: v for k, v in best["head_state"].items()}
     assert any(not torch.equal(sel[k], last["head_state"][k]) for k in sel)
+
+    # train.ensemble=3: three heads refit from seeds 0, 1, 2; the first is the one head above, and best.pt
+    # predicts with the mean of their probabilities
+    from pipeline.models.checkpoint import head_of
+    from pipeline.models.heads import EnsembleHead
+
+    cfg = load_config(None, [*TINY, f"data.train={synth_data}", "train.epochs=4", "train.patience=0",
+                             "train.refit=true", "train.ensemble=3"])
+    m3 = main(cfg, tmp_path / "ensemble", progress=False)
+    ens = load_checkpoint(tmp_path / "ensemble" / "best.pt")
+    assert m3["heads"] == 3 and ens["refit"] == dict(epochs=m3["best_epoch"], heads=3, clips=48)
+    assert m3["best_epoch"] == m["best_epoch"]  # the same selection run
+    first = {k[len("members.0."):]: v for k, v in ens["head_state"].items() if k.startswith("members.0.")}
+    assert first.keys() == sel.keys() and all(torch.equal(first[k], sel[k]) for k in sel)
+    assert any(not torch.equal(ens["head_state"][f"members.1.{k}"], sel[k]) for k in sel)
+    head = head_of(ens)
+    assert isinstance(head, EnsembleHead) and len(head.members) == 3
+    x = torch.randn(2, 5, ens["feature_dim"])
+    with torch.no_grad():
+        mean = torch.stack([torch.softmax(h(x).clip, -1) for h in head.members]).mean(0)
+        assert torch.allclose(head(x).clip.exp(), mean, atol=1e-6)
 
 
 @pytest.mark.slow  # 12-15 s: keeps the quick tier under 3 minutes
@@ -227,6 +248,6 @@ def test_refit_keeps_class_balance_sampler(tmp_path, synth_data, monkeypatch):
     cfg = load_config(None, [*TINY, f"data.train={synth_data}", "train.epochs=2", "train.patience=0",
                              "train.refit=true", "train.class_balance=sampler", "views.streams=[frame]"])
     m = main(cfg, tmp_path / "run", progress=False)
-    assert m["refit"] and len(seen) == 2 + m["best_epoch"]  # selection epochs, then the refit's
+    assert m["refit"] and len(seen) == 2 + m["heads"] * m["best_epoch"]  # selection epochs, then each refit head's
     assert all(w is not None and abs(w.sum() - 1) < 1e-9 for w in seen)
     assert len(seen[-1]) == m["train_clips"] + m["val_clips"]  # the refit samples over train + val

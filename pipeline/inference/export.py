@@ -26,7 +26,7 @@ from pipeline.inference.onnx_predict import OnnxModel
 from pipeline.inference.results import softmax
 from pipeline.io import atomic_write_text
 from pipeline.models.checkpoint import backbone_of, config_of, head_of, load_checkpoint
-from pipeline.models.heads import MeanPoolHead, RNNHead
+from pipeline.models.heads import EnsembleHead, MeanPoolHead
 from pipeline.models.onnx import export_backbone, onnx_export
 from pipeline.models.runtime import cosine, probe_frames
 
@@ -35,21 +35,31 @@ FORMAT = 1
 
 class _HeadStep(nn.Module):
     """head.step with the state as plain tensors: (h, c) of the RNN (c unused by a GRU, both unused
-    by mean-pool), the running sum of step states `acc` and the step count `n` (B, 1)."""
+    by mean-pool), the running sum of step states `acc` and the step count `n` (B, 1). An EnsembleHead's
+    members' states lie side by side: h and c (L * members, B, H), acc (B, A * members); n is shared."""
 
     def __init__(self, head):
         super().__init__()
         self.head = head
-        self.lstm = isinstance(head, RNNHead) and head.rnn_type == "lstm"
+        self.members = list(head.members) if isinstance(head, EnsembleHead) else [head]
+
+    @staticmethod
+    def _step(head, x, h, c, acc, n):
+        if isinstance(head, MeanPoolHead):
+            out, (acc2, n2) = head.step(x, (acc, n))
+            return out, h, c, acc2, n2
+        lstm = head.rnn_type == "lstm"
+        out, (rnn2, acc2, n2) = head.step(x, ((h, c) if lstm else h, acc, n))
+        h2, c2 = rnn2 if lstm else (rnn2, c)
+        return out, h2, c2, acc2, n2
 
     def forward(self, x, h, c, acc, n):
-        if isinstance(self.head, MeanPoolHead):
-            out, (acc2, n2) = self.head.step(x, (acc, n))
-            h2, c2 = h, c
-        else:
-            rnn_state = (h, c) if self.lstm else h
-            out, (rnn2, acc2, n2) = self.head.step(x, (rnn_state, acc, n))
-            h2, c2 = rnn2 if self.lstm else (rnn2, c)
+        k = len(self.members)
+        steps = [self._step(m, x, hi, ci, ai, n)
+                 for m, hi, ci, ai in zip(self.members, h.chunk(k, 0), c.chunk(k, 0), acc.chunk(k, 1))]
+        out = steps[0][0] if k == 1 else EnsembleHead.mean([s[0] for s in steps])
+        h2, c2 = torch.cat([s[1] for s in steps], 0), torch.cat([s[2] for s in steps], 0)
+        acc2, n2 = torch.cat([s[3] for s in steps], 1), steps[0][4]
         outs = [out.steps, out.clip]
         if out.next is not None:
             outs.append(out.next)
@@ -59,7 +69,11 @@ class _HeadStep(nn.Module):
 
 
 def state_sizes(head) -> dict:
-    """layers, hidden (H) and acc (A) sizes of the head's streaming state."""
+    """layers, hidden (H) and acc (A) sizes of the head's streaming state (an ensemble's: its members' side by
+    side, layers and acc times their number)."""
+    if isinstance(head, EnsembleHead):
+        one = state_sizes(head.members[0])
+        return dict(one, layers=one["layers"] * len(head.members), acc=one["acc"] * len(head.members))
     if isinstance(head, MeanPoolHead):
         return dict(layers=1, hidden=1, acc=head.inp.out_dim)
     return dict(layers=head.rnn.num_layers, hidden=head.rnn.hidden_size, acc=head.readout_dim)
@@ -93,7 +107,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> dict:
     args = (torch.zeros(B, ckpt["feature_dim"]), torch.zeros(L, B, H), torch.zeros(L, B, H), torch.zeros(B, A),
             torch.zeros(B, 1))
     next_event = ckpt.get("kind") == "next_event"
-    has_time = next_event and getattr(head, "time_regressor", None) is not None
+    has_time = next_event and getattr(_HeadStep(head).members[0], "time_regressor", None) is not None
     outputs = ["step_logits", "clip_logits"] + (["next_logits"] if next_event else []) + (
         ["time"] if has_time else []) + ["h_out", "c_out", "acc_out", "n_out"]
     dyn = {"x": {0: "b"}, "acc": {0: "b"}, "n": {0: "b"}, "h": {1: "b"}, "c": {1: "b"},
@@ -127,7 +141,7 @@ def verify(folder: Path, backbone, head, steps: int = 12) -> dict:
         small = m.motion_size
         f_ort = np.concatenate([f_ort, m.at_size(small).encode(frames)])
         f_pt = np.concatenate([f_pt, backbone.at_size(small).encode(frames)])
-    streams = head.inp.groups  # the streams' features side by side: probe the head with copies
+    streams = _HeadStep(head).members[0].inp.groups  # the streams' features side by side: probe with copies
     x = torch.from_numpy(f_pt).repeat(2, streams)[:steps]  # (steps, streams * D)
     state, pt_state, worst = m.init_state(1), None, 0.0
     for t in range(len(x)):

@@ -1,6 +1,7 @@
 """Checkpoints are plain dicts (DESIGN.md), loaded with torch.load(weights_only=True):
 
-format_version, kind, config (full resolved), classes, feature_dim, head_state, backbone (spec),
+format_version, kind, config (full resolved), classes, feature_dim, head_state (an ensemble's: members.N.*, see
+models.heads.ensemble_members), backbone (spec),
 backbone_fingerprint, backbone_state (only when fine-tuned), metrics, and for --resume: epoch,
 optimizer, scheduler, history, best, stale.
 """
@@ -15,7 +16,7 @@ from pipeline.config import VIEWS_BEFORE_KEYS, Config, load_config, parse_overri
 from pipeline.errors import CheckpointError, ConfigError
 from pipeline.models.backbones import backbone_spec, create_backbone
 from pipeline.models.backbones.base import BUILD_LOCK
-from pipeline.models.heads import build_head
+from pipeline.models.heads import build_head, ensemble_members
 from pipeline.models.runtime import runtime_args, with_runtime
 
 FORMAT_VERSION = 1
@@ -119,6 +120,7 @@ def head_of(ckpt: dict, device="cpu"):
     cfg = config_of(ckpt)
     with BUILD_LOCK:  # its random init draws from the global generator a backbone build may be seeding
         head = build_head(cfg.head, ckpt["feature_dim"], len(ckpt["classes"]),
-                          next_event=ckpt.get("kind") == "next_event", groups=len(cfg.views.streams))
+                          next_event=ckpt.get("kind") == "next_event", groups=len(cfg.views.streams),
+                          members=ensemble_members(ckpt["head_state"]))
     head.load_state_dict(ckpt["head_state"])
     return head.to(device).eval()

@@ -1,4 +1,5 @@
-"""Temporal heads over per-frame features: LSTM, GRU and a mean-pool linear baseline (TSN-style).
+"""Temporal heads over per-frame features: LSTM, GRU and a mean-pool linear baseline (TSN-style), and an
+ensemble of one of them trained from several seeds (EnsembleHead).
 
 forward(x (B,T,D), lengths (B,)) -> HeadOutput(clip (B,C), steps (B,T,C)).
 A causal head also has step(x_t (B,D), state) -> (HeadOutput(clip (B,C), steps (B,C)), state):
@@ -245,9 +246,59 @@ class MeanPoolHead(nn.Module):
         return HeadOutput(self.classifier(self.drop(z_sum / n)), self.classifier(self.drop(z))), (z_sum, n)
 
 
-def build_head(hcfg, in_dim: int, num_classes: int, next_event: bool = False, groups: int = 1) -> nn.Module:
+class EnsembleHead(nn.Module):
+    """Heads of one architecture trained from different seeds (train.ensemble), read as one head: each output is
+    the log of the members' mean probability (argmax, softmax and cross-entropy read it as they read logits), the
+    time to a segment's end the members' mean; step() carries one state per member. A head trained on a few
+    dozen clips lands a few points either way with its seed; the mean of several takes that spread out
+    (docs/results.md, "Head ensembles")."""
+
+    def __init__(self, members: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def can_stream(self) -> bool:
+        return all(getattr(m, "can_stream", False) for m in self.members)
+
+    @staticmethod
+    def mean(outs: list[HeadOutput]) -> HeadOutput:
+        """One HeadOutput from the members' (each field (B, C) or (B, T, C) logits; time (B,) or (B, T))."""
+        def log_mean_prob(ts):
+            return torch.log(torch.stack([torch.softmax(t.float(), -1) for t in ts]).mean(0).clamp_min(1e-12))
+
+        first = outs[0]
+        return HeadOutput(log_mean_prob([o.clip for o in outs]), log_mean_prob([o.steps for o in outs]),
+                          None if first.next is None else log_mean_prob([o.next for o in outs]),
+                          None if first.time is None else torch.stack([o.time for o in outs]).mean(0))
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> HeadOutput:
+        return self.mean([m(x, lengths) for m in self.members])
+
+    def step(self, x_t: torch.Tensor, state=None) -> tuple[HeadOutput, list]:
+        """state: a list of the members' states; None starts a sequence."""
+        states = state if state is not None else [None] * len(self.members)
+        outs, new = zip(*(m.step(x_t, s) for m, s in zip(self.members, states)))
+        return self.mean(list(outs)), list(new)
+
+    def transition_matrix(self) -> torch.Tensor | None:
+        mats = [m.transition_matrix() for m in self.members]
+        return None if mats[0] is None else torch.stack(mats).mean(0)
+
+
+def ensemble_members(head_state: dict) -> int:
+    """How many heads a saved head_state holds: the members of an EnsembleHead's, else 1."""
+    ids = {k.split(".")[1] for k in head_state if k.startswith("members.")}
+    return len(ids) or 1
+
+
+def build_head(hcfg, in_dim: int, num_classes: int, next_event: bool = False, groups: int = 1,
+               members: int = 1) -> nn.Module:
     """Build a head from a HeadConfig; next_event adds the next-event (and time) outputs; groups is the
-    number of streams side by side in the features (views.streams)."""
+    number of streams side by side in the features (views.streams); members > 1: an EnsembleHead of that
+    many (each initialised from the global generator in turn)."""
+    if members > 1:
+        return EnsembleHead([build_head(hcfg, in_dim, num_classes, next_event, groups) for _ in range(members)])
     common = dict(dropout=hcfg.dropout, input_dropout=hcfg.input_dropout, input_norm=hcfg.input_norm,
                   proj_dim=hcfg.proj_dim, groups=groups)
     if hcfg.type == "meanpool":

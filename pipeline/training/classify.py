@@ -303,7 +303,8 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
         val_loss=best["val_loss"], val_per_class_accuracy=rep["per_class_accuracy"],
         val_confusion_matrix=rep["confusion_matrix"], classes=classes,
         train_clips=len(train_clips), val_clips=len(val_clips), failed_videos=len(failures),
-        refit=bool(cfg.train.refit and trainable is None), processes=dist.world,
+        refit=bool(cfg.train.refit and trainable is None),
+        heads=cfg.train.ensemble if cfg.train.refit and trainable is None else 1, processes=dist.world,
         seconds=round(time.time() - t0, 2), run_dir=str(out),
         checkpoint=str(out / "best.pt"),
     ))

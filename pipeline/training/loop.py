@@ -186,26 +186,33 @@ def refit(cfg: Config, out: Path, build: Callable[[], torch.nn.Module], train_ep
     """Validation has picked the epoch count (best["epoch"]): a fresh head (build(), after the run's seed is set
     again) trains for that many epochs (schedule compressed to them) with train_epoch(head, optimizer, cfg, rng,
     epoch) on the training and validation data, and becomes best.pt's head; record (e.g. clips=N) goes into its
-    "refit" entry. The validation figures in metrics.json stay those of the selection run."""
+    "refit" entry. With train.ensemble = n > 1, n heads train so, from seeds seed, seed + 1, ... (the first is
+    the one head of ensemble = 1), and best.pt holds them as one EnsembleHead. The validation figures in
+    metrics.json stay those of the selection run."""
     import copy
 
     from tqdm import tqdm
 
     from pipeline.models.checkpoint import load_checkpoint
+    from pipeline.models.heads import EnsembleHead
 
     rcfg = copy.deepcopy(cfg)
     rcfg.train.epochs = best["epoch"]
     rcfg.train.warmup_epochs = min(cfg.train.warmup_epochs, max(0, best["epoch"] - 1))
-    rng = seed_everything(cfg.train.seed)
-    head = build()
-    opt, sched = optimizer_for(rcfg, [{"params": head.parameters(), "lr": cfg.train.lr}])
-    for epoch in tqdm(range(rcfg.train.epochs), desc="refit", unit="epoch", disable=not progress,
-                      dynamic_ncols=True):
-        train_epoch(head, opt, rcfg, rng, epoch)
-        sched.step()
+    n = cfg.train.ensemble
+    members = []
+    for i in range(n):
+        rng = seed_everything(cfg.train.seed + i)
+        head = build()
+        opt, sched = optimizer_for(rcfg, [{"params": head.parameters(), "lr": cfg.train.lr}])
+        for epoch in tqdm(range(rcfg.train.epochs), desc="refit" if n == 1 else f"refit {i + 1}/{n}", unit="epoch",
+                          disable=not progress, dynamic_ncols=True):
+            train_epoch(head, opt, rcfg, rng, epoch)
+            sched.step()
+        members.append(head.eval())
+    head = members[0] if n == 1 else EnsembleHead(members)
     ckpt = load_checkpoint(out / "best.pt")
-    ckpt.update(head_state=head.state_dict(), refit=dict(epochs=rcfg.train.epochs, **record))
+    ckpt.update(head_state=head.state_dict(), refit=dict(epochs=rcfg.train.epochs, heads=n, **record))
     atomic_torch_save(ckpt, out / "best.pt")
-    log.info("refit on %s for %d epochs -> best.pt", ", ".join(f"{v} {k}" for k, v in record.items()),
-             rcfg.train.epochs)
-
+    log.info("refit %s on %s for %d epochs -> best.pt", "one head" if n == 1 else f"{n} heads",
+             ", ".join(f"{v} {k}" for k, v in record.items()), rcfg.train.epochs)

@@ -309,7 +309,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
         task="next_event", best_epoch=best["epoch"], epochs_run=len(history),
         **{f"val_{k}": v for k, v in rep.items() if k not in ("classes", "current_confusion_matrix")},
         val_loss=best["val_loss"], classes=classes, train_videos=len(train_s), val_videos=len(val_s),
-        refit=bool(cfg.train.refit),
+        refit=bool(cfg.train.refit), heads=cfg.train.ensemble if cfg.train.refit else 1,
         failed_videos=len(failures), processes=dist.world, seconds=round(time.time() - t0, 2), run_dir=str(out),
         checkpoint=str(out / "best.pt")))
 
