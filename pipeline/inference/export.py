@@ -26,7 +26,7 @@ from pipeline.inference.onnx_predict import OnnxModel
 from pipeline.inference.results import softmax
 from pipeline.io import atomic_write_text
 from pipeline.models.checkpoint import backbone_of, config_of, head_of, load_checkpoint
-from pipeline.models.heads import EnsembleHead, MeanPoolHead
+from pipeline.models.heads import EnsembleHead, MeanPoolHead, head_members
 from pipeline.models.onnx import export_backbone, onnx_export
 from pipeline.models.runtime import cosine, probe_frames
 
@@ -41,7 +41,7 @@ class _HeadStep(nn.Module):
     def __init__(self, head):
         super().__init__()
         self.head = head
-        self.members = list(head.members) if isinstance(head, EnsembleHead) else [head]
+        self.members = head_members(head)
 
     @staticmethod
     def _step(head, x, h, c, acc, n):
@@ -107,7 +107,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> dict:
     args = (torch.zeros(B, ckpt["feature_dim"]), torch.zeros(L, B, H), torch.zeros(L, B, H), torch.zeros(B, A),
             torch.zeros(B, 1))
     next_event = ckpt.get("kind") == "next_event"
-    has_time = next_event and getattr(_HeadStep(head).members[0], "time_regressor", None) is not None
+    has_time = next_event and getattr(head_members(head)[0], "time_regressor", None) is not None
     outputs = ["step_logits", "clip_logits"] + (["next_logits"] if next_event else []) + (
         ["time"] if has_time else []) + ["h_out", "c_out", "acc_out", "n_out"]
     dyn = {"x": {0: "b"}, "acc": {0: "b"}, "n": {0: "b"}, "h": {1: "b"}, "c": {1: "b"},
@@ -141,7 +141,7 @@ def verify(folder: Path, backbone, head, steps: int = 12) -> dict:
         small = m.motion_size
         f_ort = np.concatenate([f_ort, m.at_size(small).encode(frames)])
         f_pt = np.concatenate([f_pt, backbone.at_size(small).encode(frames)])
-    streams = _HeadStep(head).members[0].inp.groups  # the streams' features side by side: probe with copies
+    streams = head_members(head)[0].inp.groups  # the streams' features side by side: probe the head with copies
     x = torch.from_numpy(f_pt).repeat(2, streams)[:steps]  # (steps, streams * D)
     state, pt_state, worst = m.init_state(1), None, 0.0
     for t in range(len(x)):

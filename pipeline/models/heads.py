@@ -286,6 +286,11 @@ class EnsembleHead(nn.Module):
         return None if mats[0] is None else torch.stack(mats).mean(0)
 
 
+def head_members(head: nn.Module) -> list[nn.Module]:
+    """The heads an EnsembleHead averages, or [head]."""
+    return list(head.members) if isinstance(head, EnsembleHead) else [head]
+
+
 def ensemble_members(head_state: dict) -> int:
     """How many heads a saved head_state holds: the members of an EnsembleHead's, else 1."""
     ids = {k.split(".")[1] for k in head_state if k.startswith("members.")}
