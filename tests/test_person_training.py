@@ -256,8 +256,14 @@ def test_the_pose_stream_of_a_row_is_the_annotated_persons(scenes, tmp_path):
 def test_a_real_model_trained_per_person_labels_tracked_people(people_videos, tmp_path):
     """EfficientNet-Lite0 + LSTM trained on the per-person rows of 8 scenes (`vap train --data people.csv`), then
     per person on 2 other scenes through the shipped detector and tracker: each person's own label is right most
-    of the time, all 6 actions scored (bench/people.py: 0.64 per segment on 8 videos against 0.47 for a model
-    of one-actor clips)."""
+    of the time, all 6 actions scored (bench/people.py: 0.62 per segment, 0.65 per step on 8 videos against
+    0.46 / 0.51 for a model of one-actor clips).
+
+    The bounds sit below every run measured, not at one run's figure: over train.seed 0-4 (five heads, AMD EPYC)
+    step 0.73-0.76 and segment 0.61 (four seeds) or 0.72 (one); one head 0.71 / 0.62 / 0.62 by segment. A
+    segment label covers about 17 of the 172 scored steps, so the segment figure moves in steps of ~0.1 with
+    one segment read differently, and a CPU's rounding can flip one: CI's machine read 0.62 where the bound
+    was 0.65."""
     from pipeline.data.people import make_people_videos
     from pipeline.inference.predict import Predictor
     from pipeline.training.people_metrics import match_people, read_truth, score_people
@@ -274,7 +280,7 @@ def test_a_real_model_trained_per_person_labels_tracked_people(people_videos, tm
     counts = [match_people(people.predict(v), truth_boxes[v.name], truth_segs[v.name])
               for v in sorted(people_videos.glob("people_*.mp4"))]
     s = score_people(counts, minutes=2 * 6.0 / 60)
-    assert s["recall"] >= 0.8 and s["segment_top1"] >= 0.65 and s["step_top1"] >= 0.6, s  # measured 0.77 / 0.77
+    assert s["recall"] >= 0.8 and s["step_top1"] >= 0.65 and s["segment_top1"] >= 0.5, s
 
 
 def test_torchrun_processes_split_the_per_person_encoding_by_video(scenes, tmp_path, monkeypatch):
