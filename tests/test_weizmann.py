@@ -75,8 +75,8 @@ def test_weizmann_actor_disjoint_train_and_eval_cli(wz_cache, wz_split, wz_singl
 
 def test_weizmann_leave_one_actor_out_matches_the_readme(monkeypatch, wz_cache):
     """The README's leave-one-actor-out number, recomputed through bench/accuracy_weizmann.py on three of
-    its nine folds (every fold costs ~15 s here; the 6-3 test above already holds out the other split's
-    actors daria, ido and lyova, so these three folds test actors that one trains on)."""
+    its nine folds (every fold costs ~40 s here with the default five heads; the 6-3 test above already holds
+    out the other split's actors daria, ido and lyova, so these three folds test actors that one trains on)."""
     monkeypatch.setenv("VAP_CACHE", str(wz_cache))
     sys.path.insert(0, str(ROOT / "bench"))
     import accuracy_weizmann
