@@ -93,9 +93,9 @@ def test_not_a_checkpoint(tmp_path):
 def test_demo_learns_its_synthetic_classes(tmp_path):
     """The first-run demo as run.sh trains it: at least 0.85 top-1 on 48 synthetic clips it never saw
     (walk_left / walk_right and wave / clap included; chance 0.17), a progress bar for each step,
-    measured seconds. Measured with today's defaults: 0.958, 0.958, 0.979 for training seeds 0-2 here
-    and 0.896 in a clean CI run of seed 0 (features equal to ~1e-6 move a head trained on 64 clips by
-    a few clips), so the bar sits below that spread."""
+    measured seconds. Measured with the demo's recipe (one head: train.ensemble=1): 0.979 for training seeds
+    0-2 here (0.958, 0.958, 0.979 with five heads), and 0.896 once in a clean CI run of seed 0 (features equal
+    to ~1e-6 move a head trained on 64 clips by a few clips), so the bar sits below that spread."""
     code, out, err = run_vap("demo", "--out", tmp_path / "demo")
     assert code == 0, err
     s = json.loads(out)
