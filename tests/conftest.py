@@ -5,6 +5,13 @@ import os
 import tempfile
 from pathlib import Path
 
+# Under pytest-xdist (scripts/test.sh runs one worker per core, at most four): each worker, and every process
+# its tests start, gets its share of the cores, not all of them - two workers that each ran PyTorch and ONNX
+# Runtime on every core would fight over them. Set before numpy and torch are imported, which read it once.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 import numpy as np
 import pytest
 
@@ -46,6 +53,19 @@ def counter_frames(n: int, h: int = 48, w: int = 64) -> np.ndarray:
         frames[i, :, (2 * i) % w: (2 * i) % w + 4] = 255
         frames[i, : h // 4, :, 0] = 0  # colour: RGB order must survive decoding
     return frames
+
+
+# The test files that take longest (measured serially on 2 cores: docs/testing.md), longest first. pytest-xdist
+# hands whole files to its workers in collection order (scripts/test.sh: --dist loadfile --no-loadscope-reorder),
+# so the long real-data files start at once and the short ones fill in around them; order within a file is kept.
+LONGEST_FIRST = ("test_weizmann.py", "test_scale.py", "test_ut_interaction.py", "test_next_event.py",
+                 "test_app.py", "test_export.py", "test_train.py", "test_cli.py", "test_people.py",
+                 "test_person_training.py", "test_bench.py", "test_cache.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONGEST_FIRST)))  # stable sort
 
 
 @pytest.fixture(autouse=True)
