@@ -55,7 +55,8 @@ def counter_frames(n: int, h: int = 48, w: int = 64) -> np.ndarray:
     return frames
 
 
-# The test files that take longest (measured serially on 2 cores: docs/testing.md), longest first. pytest-xdist
+# The test files that take longest, about longest first (a serial run on 2 cores, 2026-11-30: test_weizmann 250 s,
+# test_scale 117 s, test_ut_interaction 102 s, test_next_event 81 s, the next six 45-71 s each). pytest-xdist
 # hands whole files to its workers in collection order (scripts/test.sh: --dist loadfile --no-loadscope-reorder),
 # so the long real-data files start at once and the short ones fill in around them; order within a file is kept.
 LONGEST_FIRST = ("test_weizmann.py", "test_scale.py", "test_ut_interaction.py", "test_next_event.py",
