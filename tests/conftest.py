@@ -59,6 +59,7 @@ def counter_frames(n: int, h: int = 48, w: int = 64) -> np.ndarray:
 # test_scale 117 s, test_ut_interaction 102 s, test_next_event 81 s, the next six 45-71 s each). pytest-xdist
 # hands whole files to its workers in collection order (scripts/test.sh: --dist loadfile --no-loadscope-reorder),
 # so the long real-data files start at once and the short ones fill in around them; order within a file is kept.
+# test_app sits ahead of its serial rank: it is the quick tier's longest file (61 s of ~196 s).
 LONGEST_FIRST = ("test_weizmann.py", "test_scale.py", "test_ut_interaction.py", "test_next_event.py",
                  "test_app.py", "test_export.py", "test_train.py", "test_cli.py", "test_people.py",
                  "test_person_training.py", "test_bench.py", "test_cache.py")
