@@ -77,8 +77,10 @@ class ViewsConfig:
         "backbone pass); features concatenated in this order")
     trim_borders: bool = opt(True,
         "crop, diff, flow - leave out black bars around the picture (a letterboxed or pillarboxed file: rows and "
-        "columns where no frame so far showed picture): the moving region and its crop are those of the file "
-        "without them (bars cost 16 points on UT-Interaction without it, 10 with it; docs/results.md)")
+        "columns where no frame so far showed picture; bars that appear later count once they have stood still for "
+        "half a second at 10 fps, as in a sequence cut together from clips of other shapes): the moving region and "
+        "its crop are those of the file without them (bars cost 16 points on UT-Interaction without it, 10 with "
+        "it; docs/results.md)")
     stabilize: bool = opt(True,
         "crop, diff, flow - follow a moving camera: each sampled frame's global motion (a shift, turn and zoom fitted to "
         "tracked points across the whole frame, RANSAC) is taken out before frame differences, so that a hand-held "

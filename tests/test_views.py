@@ -210,8 +210,8 @@ def test_black_bars_are_left_out_of_the_moving_views():
     """views.trim_borders: a letterboxed or pillarboxed copy of a video gives the moving views of the video
     itself - exactly, frame for frame, for the motion crop and for a person's box - because the bars (where no
     frame so far showed picture) are cut away before the moving region is looked for. Without it the crop
-    sees the bars (another picture); a fade-in from black does not fix the bars too early, and a larger picture
-    later widens what is kept."""
+    sees the bars (another picture); a fade-in from black does not fix the bars too early, a larger picture
+    later widens what is kept at once, and narrower bars take it back only once they have stood still."""
     from pipeline.data.views import content_box
 
     frames = scene(14, [(10, 50, 6), (130, 80, -4)])  # (14, 120, 160, 3)
@@ -238,8 +238,16 @@ def test_black_bars_are_left_out_of_the_moving_views():
     assert np.array_equal(r.render(fade[3:])["crop"][5:], plain["crop"][5:])  # once the picture is in
     r.render(_bars(scene(3, [], h=160, w=240), 10, 10, 180, 260))  # a larger picture later (clips composed into
     assert r.content == (10, 170, 10, 250)                           # one file): the kept box grows to hold it
-    r.render(boxed[:2])
-    assert r.content == (10, 170, 10, 250)  # and never shrinks: a dark part of the scene is not a bar
+    steady = views.BARS_STEADY
+    r.render(boxed[:steady - 1])
+    assert r.content == (10, 170, 10, 250)  # bars for a moment (a dark part of the scene) are not bars yet
+    r.render(boxed[:1])
+    assert r.content == (30, 150, 50, 210)  # bars that stood still for BARS_STEADY frames are: the next clip's
+    flicker = np.concatenate([_bars(scene(1, [], h=120 + 2 * i, w=160), 30 - i, 50, 180, 260) for i in range(12)])
+    r = ViewRenderer(streams, on, 64)
+    r.render(_bars(scene(1, [], h=160, w=240), 10, 10, 180, 260))
+    r.render(flicker)  # a dark edge that moves every frame never stands still: the kept box stays
+    assert r.content == (10, 170, 10, 250)
     person = [(8 + 6 * i, 45, 40 + 6 * i, 75) for i in range(14)]  # one person's box in the plain frames
     shifted = [(x1 + 50, y1 + 30, x2 + 50, y2 + 30) for x1, y1, x2, y2 in person]
     assert np.array_equal(ViewRenderer(streams, on, 64).render(frames, person)["crop"],
@@ -260,6 +268,34 @@ def test_black_bars_of_a_real_file_are_left_out(tmp_path):
         ca, cb = (ViewRenderer(["crop"], cfg, 64).render(x)["crop"].astype(int) for x in (a, b))
         err[trim] = float(np.abs(ca - cb).mean())
     assert err[True] < 4 and err[False] > 4 * err[True], err
+
+
+def test_clips_of_other_shapes_composed_into_one_file_each_get_their_own_picture(tmp_path):
+    """A sequence cut together from clips of other shapes (vap compose centres each on one canvas, black
+    around: the UT-Interaction next-event bench's sequences) through the real encoder and decoder: BARS_STEADY
+    sampled frames into each clip the kept picture is that clip's, within the encoder's pixel of noise, so its
+    moving views are not those of a frame with bars in it. Before, the picture only grew, and a narrow clip
+    after a wide one kept the wide one's bars inside its crop."""
+    from pipeline.data.compose import _fit
+
+    wide = scene(15, [(10, 50, 6)], h=96, w=160, seed=1)
+    narrow = scene(15, [(20, 40, 3)], h=96, w=64, seed=2)
+    seq = np.concatenate([_fit(c, 160, 96) for c in (wide, narrow, wide)])  # pillarboxed in the middle
+    write_video(tmp_path / "seq.mp4", seq, fps=10)
+    frames, _ = load_frames(tmp_path / "seq.mp4", sampling="all")
+    r = ViewRenderer(["crop", "diff"], ViewsConfig(streams=["crop", "diff"]), 64)
+    kept = []
+    for f in frames:
+        r.render(f[None])
+        kept.append(r.content)
+    steady = views.BARS_STEADY
+
+    def near(box, want):
+        return box is not None and max(abs(a - b) for a, b in zip(box, want)) <= 2
+
+    assert all(near(k, (0, 96, 0, 160)) for k in kept[:15])
+    assert all(near(k, (0, 96, 48, 112)) for k in kept[15 + steady:30]), kept[15:30]
+    assert all(near(k, (0, 96, 0, 160)) for k in kept[30:])  # a wider picture is taken back at once
 
 
 def test_extract_caches_each_stream_once(tmp_path):

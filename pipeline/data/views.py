@@ -16,8 +16,8 @@ shorter side, smoothed over time. When nothing has moved yet the crop is the who
 stops the last box is kept. A moving camera (a hand-held phone's sway, a slow pan) is taken out first
 (views.stabilize: camera_motion fits each step's global shift, turn and zoom, and the previous frame is moved
 onto the current one before they are compared), so that what is left is what moves in the scene.
-Black bars around the picture (a letterboxed or pillarboxed file) are left out of the moving streams
-(views.trim_borders). Only OpenCV and NumPy: the ONNX path (no torch) uses this module too.
+Black bars around the picture (a letterboxed or pillarboxed file, or clips of other shapes cut together) are
+left out of the moving streams (views.trim_borders). Only OpenCV and NumPy: the ONNX path (no torch) uses this module too.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def stream_id(stream: str, vcfg, detector_id: str = "") -> str:
     if stream == "diff" and getattr(vcfg, "diff_direction", False):  # untinted entries keep their ids
         params["direction"] = True
     if getattr(vcfg, "trim_borders", False):  # untrimmed entries keep their ids
-        params["trim"] = True
+        params["trim"] = 2  # 1 (True): the kept box only grew; 2: it shrinks to bars that stand still
     if getattr(vcfg, "stabilize", False):  # unstabilised entries keep their ids
         params["stabilize"] = CAMERA_FIT  # the first fit's entries said True
     if stream in MOTION_STREAMS and getattr(vcfg, "motion_size", 0):  # 0: at the backbone's size, ids as before
@@ -191,6 +191,13 @@ class PersonBox:
 
 
 BORDER_LEVEL = 24  # grey level (0-255) over which a row or column of a frame is picture, not a black bar
+BARS_STEADY = 5    # sampled frames in a row that new bars must keep the same place before the picture shrinks
+
+
+def _dark_edge(frame: np.ndarray) -> bool:
+    """Whether any of the frame's outermost rows and columns (RGB (H, W, 3)) stays at or under BORDER_LEVEL in
+    every channel: where a bar would begin. Four lines of pixels: cheap enough for every frame."""
+    return any(int(line.max()) <= BORDER_LEVEL for line in (frame[0], frame[-1], frame[:, 0], frame[:, -1]))
 
 
 def content_box(frame: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -245,28 +252,48 @@ class ViewRenderer:
         self.person = PersonBox(vcfg)
         self.prev_grey = None  # full-size grey previous frame, for the diff stream
         self.content = None    # (y0, y1, x0, x1) of the picture inside black bars (views.trim_borders)
+        self.narrower = None   # (box, sampled frames in a row) of bars inside self.content, until they count
 
     def reset(self) -> None:
         self.tracker.reset()
         self.person = PersonBox(self.cfg)
         self.prev_grey = None
         self.content = None
+        self.narrower = None
 
     def _picture(self, f: np.ndarray) -> tuple[np.ndarray, int, int]:
         """The frame without its black bars (views.trim_borders), and the offset (x0, y0) of what is kept. The
-        bars are what no frame so far has shown picture in: the kept box only grows (a file's bars stay bars;
-        a fade-in or a dark edge of the scene is given back once it lights up), and each change of it starts
-        the moving region afresh, as a new video would."""
+        kept box grows at once where picture appears (a fade-in, a dark edge of the scene that lights up) and
+        shrinks only where bars have stood still for BARS_STEADY sampled frames (a sequence cut together from
+        clips of other shapes, each with its own bars): a dark edge that flickers does not move it. Each change
+        starts the moving region afresh, as a new video would."""
         if not getattr(self.cfg, "trim_borders", False):
             return f, 0, 0
         H, W = f.shape[:2]
-        if self.content == (0, H, 0, W):  # no bars: nothing left to find (the common case costs one look)
+        if self.content == (0, H, 0, W) and not _dark_edge(f):  # no bars: the common case costs four lines
+            self.narrower = None
             return f, 0, 0
         box = content_box(f)
         if box is not None:
             old = self.content
-            self.content = box if old is None else (min(old[0], box[0]), max(old[1], box[1]),
-                                                    min(old[2], box[2]), max(old[3], box[3]))
+            grown = box if old is None else (min(old[0], box[0]), max(old[1], box[1]),
+                                             min(old[2], box[2]), max(old[3], box[3]))
+            if old is None or max(abs(a - b) for a, b in zip(old, grown)) > 2:  # not an encoder's pixel of noise
+                self.content = grown
+            if max(abs(a - b) for a, b in zip(self.content, box)) > 2:  # bars where the kept box has picture:
+                # new bars, if they stand still
+                last = self.narrower
+                if last is not None and max(abs(a - b) for a, b in zip(last[0], box)) <= 2:  # (an encoder's
+                    # noise moves a bar's edge by a pixel) the same bars: the picture is what any of them showed
+                    b0 = last[0]
+                    self.narrower = ((min(b0[0], box[0]), max(b0[1], box[1]), min(b0[2], box[2]), max(b0[3], box[3])),
+                                     last[1] + 1)
+                else:
+                    self.narrower = (box, 1)
+                if self.narrower[1] >= BARS_STEADY:
+                    self.content, self.narrower = self.narrower[0], None
+            else:
+                self.narrower = None
         if self.content is None:
             return f, 0, 0
         y0, y1, x0, x1 = self.content
