@@ -200,6 +200,17 @@ def _dark_edge(frame: np.ndarray) -> bool:
     return any(int(line.max()) <= BORDER_LEVEL for line in (frame[0], frame[-1], frame[:, 0], frame[:, -1]))
 
 
+def _union(a: tuple, b: tuple) -> tuple:
+    """The smallest (y0, y1, x0, x1) box holding boxes a and b."""
+    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+
+
+def _moved(a: tuple, b: tuple, noise: int = 2) -> bool:
+    """Whether an edge of box b lies more than `noise` pixels from a's: an encoder's noise moves a bar's edge by a
+    pixel or two, which is no new bar."""
+    return max(abs(p - q) for p, q in zip(a, b)) > noise
+
+
 def content_box(frame: np.ndarray) -> tuple[int, int, int, int] | None:
     """(y0, y1, x0, x1) of the picture inside black bars (letterbox, pillarbox) of an RGB frame (H, W, 3): the
     rows and columns where the frame's grey image, median-filtered (a lone bright pixel of compression noise
@@ -275,21 +286,13 @@ class ViewRenderer:
             return f, 0, 0
         box = content_box(f)
         if box is not None:
-            old = self.content
-            grown = box if old is None else (min(old[0], box[0]), max(old[1], box[1]),
-                                             min(old[2], box[2]), max(old[3], box[3]))
-            if old is None or max(abs(a - b) for a, b in zip(old, grown)) > 2:  # not an encoder's pixel of noise
-                self.content = grown
-            if max(abs(a - b) for a, b in zip(self.content, box)) > 2:  # bars where the kept box has picture:
-                # new bars, if they stand still
+            if self.content is None or _moved(self.content, _union(self.content, box)):  # picture appeared
+                self.content = box if self.content is None else _union(self.content, box)
+            if _moved(self.content, box):  # bars where the kept box has picture: new bars, if they stand still
                 last = self.narrower
-                if last is not None and max(abs(a - b) for a, b in zip(last[0], box)) <= 2:  # (an encoder's
-                    # noise moves a bar's edge by a pixel) the same bars: the picture is what any of them showed
-                    b0 = last[0]
-                    self.narrower = ((min(b0[0], box[0]), max(b0[1], box[1]), min(b0[2], box[2]), max(b0[3], box[3])),
-                                     last[1] + 1)
-                else:
-                    self.narrower = (box, 1)
+                same = last is not None and not _moved(last[0], box)
+                # the same bars: the picture is what any of their frames showed
+                self.narrower = (_union(last[0], box), last[1] + 1) if same else (box, 1)
                 if self.narrower[1] >= BARS_STEADY:
                     self.content, self.narrower = self.narrower[0], None
             else:
