@@ -246,7 +246,7 @@ def test_black_bars_are_left_out_of_the_moving_views():
     flicker = np.concatenate([_bars(scene(1, [], h=120 + 2 * i, w=160), 30 - i, 50, 180, 260) for i in range(12)])
     r = ViewRenderer(streams, on, 64)
     r.render(_bars(scene(1, [], h=160, w=240), 10, 10, 180, 260))
-    r.render(flicker)  # a dark edge that moves every frame never stands still: the kept box stays
+    r.render(flicker)  # a dark edge that drifts a pixel a frame leaves its streak's place within 3: the box stays
     assert r.content == (10, 170, 10, 250)
     person = [(8 + 6 * i, 45, 40 + 6 * i, 75) for i in range(14)]  # one person's box in the plain frames
     shifted = [(x1 + 50, y1 + 30, x2 + 50, y2 + 30) for x1, y1, x2, y2 in person]
@@ -289,13 +289,10 @@ def test_clips_of_other_shapes_composed_into_one_file_each_get_their_own_picture
         r.render(f[None])
         kept.append(r.content)
     steady = views.BARS_STEADY
-
-    def near(box, want):
-        return box is not None and max(abs(a - b) for a, b in zip(box, want)) <= 2
-
-    assert all(near(k, (0, 96, 0, 160)) for k in kept[:15])
-    assert all(near(k, (0, 96, 48, 112)) for k in kept[15 + steady:30]), kept[15:30]
-    assert all(near(k, (0, 96, 0, 160)) for k in kept[30:])  # a wider picture is taken back at once
+    assert None not in kept
+    assert not any(views._moved(k, (0, 96, 0, 160)) for k in kept[:15])
+    assert not any(views._moved(k, (0, 96, 48, 112)) for k in kept[15 + steady:30]), kept[15:30]
+    assert not any(views._moved(k, (0, 96, 0, 160)) for k in kept[30:])  # a wider picture is taken back at once
 
 
 def test_extract_caches_each_stream_once(tmp_path):

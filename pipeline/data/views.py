@@ -17,7 +17,8 @@ stops the last box is kept. A moving camera (a hand-held phone's sway, a slow pa
 (views.stabilize: camera_motion fits each step's global shift, turn and zoom, and the previous frame is moved
 onto the current one before they are compared), so that what is left is what moves in the scene.
 Black bars around the picture (a letterboxed or pillarboxed file, or clips of other shapes cut together) are
-left out of the moving streams (views.trim_borders). Only OpenCV and NumPy: the ONNX path (no torch) uses this module too.
+left out of the moving streams (views.trim_borders). Only OpenCV and NumPy: the ONNX path (no torch) uses this
+module too.
 """
 from __future__ import annotations
 
@@ -286,8 +287,9 @@ class ViewRenderer:
             return f, 0, 0
         box = content_box(f)
         if box is not None:
-            if self.content is None or _moved(self.content, _union(self.content, box)):  # picture appeared
-                self.content = box if self.content is None else _union(self.content, box)
+            grown = box if self.content is None else _union(self.content, box)
+            if self.content is None or _moved(self.content, grown):  # picture appeared (not an encoder's noise)
+                self.content = grown
             if _moved(self.content, box):  # bars where the kept box has picture: new bars, if they stand still
                 last = self.narrower
                 same = last is not None and not _moved(last[0], box)
