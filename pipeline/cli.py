@@ -190,12 +190,12 @@ def cmd_extract(args) -> int:
     if segments:  # segment annotations (next-event task): every video they name
         ann = load_annotations(args.data)
         paths = [v.path for v in ann.videos]
-        if wants_flip(cfg.train.flip_aug, "next_event", sorted({g.label for v in ann.videos for g in v.segments})):
+        if wants_flip(cfg.train.flip_aug, sorted({g.label for v in ann.videos for g in v.segments})):
             mirrored = list(paths)
     else:
         ds = load_dataset(args.data, "train", tuple(cfg.data.extensions), cfg.data.ucf_split)
         paths = [s.path for s in ds.samples]
-        if wants_flip(cfg.train.flip_aug, "classification", ds.classes):  # clips: what classification reads
+        if wants_flip(cfg.train.flip_aug, ds.classes):  # clips: what classification reads
             mirrored = list(paths)
         try:  # a split-aware source also has evaluation clips: extract those too
             paths += [s.path for s in load_dataset(args.data, "eval", tuple(cfg.data.extensions),
@@ -278,7 +278,7 @@ def _extract_people(args, cfg) -> int:
     bb, cache = backbone_from_config(cfg.backbone), FeatureCache.from_config(cfg)
     kw = dict(progress=not args.quiet, views=cfg.views, detector=cfg.detector)
     res = extract_people(samples, bb, cfg.video, cache, **kw)
-    flip = wants_flip(cfg.train.flip_aug, cfg.train.task, classes)
+    flip = wants_flip(cfg.train.flip_aug, classes)
     res_flip = extract_people([s for s in samples if s.key in res.keys], bb, cfg.video, cache, flip=True, **kw) \
         if flip else None
     videos = len({s.path for s in samples})

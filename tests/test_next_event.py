@@ -385,29 +385,28 @@ def test_predict_cli_reports_next_event(tiny_next, small_seq, tmp_path):
     assert rows[0]["next_label"] == row["next"]["label"]
 
 
-def test_next_event_flip_reads_the_mirrored_features_of_half_the_windows(tiny_next, small_seq, tmp_path):
-    """train.flip_aug=true for the next-event task: vap train fills the mirrored frames' features of every
-    training and validation video (refit trains on both: vap extract finds them all cached), and an epoch
-    reads about half its windows from the mirrored features of the same video - none with flip_aug=false.
-    auto is off for this task (no gain measured): the run's config records auto -> false."""
+def test_next_event_flip_reads_the_mirrored_features_of_half_the_windows(tiny_next, small_seq):
+    """train.flip_aug=auto mirrors for the next-event task too where no label names a direction (as for
+    classification): vap train fills the mirrored frames' features of every training and validation video
+    (refit trains on both: vap extract finds them all cached), and an epoch reads about half its windows from
+    the mirrored features of the same video - none with flip_aug=false."""
     import yaml
 
     from pipeline.config import load_config
     from pipeline.models.heads import build_head
+    from pipeline.training.loop import wants_flip
     from pipeline.training.next_event import Sequence, train_one_epoch
 
-    ckpt, cache = tiny_next
-    assert yaml.safe_load((ckpt.parent / "config.yaml").read_text())["train"]["flip_aug"] == "false"
+    ckpt, cache = tiny_next  # labels clap, jump, squat, wave: nothing a mirror would swap
+    assert yaml.safe_load((ckpt.parent / "config.yaml").read_text())["train"]["flip_aug"] == "true"
+    assert not wants_flip("auto", ["wave", "walk_left"]) and wants_flip("true", ["walk_left"])
     code, stdout, err = run_vap("extract", "--data", small_seq[0], "--cache", cache, "--quiet", *TINY_NEXT)
-    assert code == 0 and json.loads(stdout)["mirrored"]["videos"] == 0, err  # auto: nothing mirrored
-    code, _, err = run_vap("train", "--data", small_seq[0], "--out", tmp_path / "run", "--cache", cache, "--quiet",
-                           *TINY_NEXT, "train.flip_aug=true")
-    assert code == 0, err
-    code, stdout, err = run_vap("extract", "--data", small_seq[0], "--cache", cache, "--quiet", *TINY_NEXT,
-                                "train.flip_aug=true")
     summary = json.loads(stdout)
     assert code == 0 and summary["extracted"] == 0, err
     assert summary["mirrored"] == dict(videos=6, extracted=0, reused=6), summary
+    code, stdout, err = run_vap("extract", "--data", small_seq[0], "--cache", cache, "--quiet", *TINY_NEXT,
+                                "train.flip_aug=false")
+    assert code == 0 and json.loads(stdout)["mirrored"]["videos"] == 0, err
 
     T, D = 40, 16  # video i: plain features 2i, mirrored 2i + 1; the model records what each window read
     seqs = [Sequence(f"v{i}", torch.full((T, D), 2.0 * i), np.arange(T) / 5, torch.randint(0, 3, (T,)),

@@ -45,25 +45,24 @@ def directional(classes: list[str]) -> list[str]:
     return [c for c in classes if DIRECTION_WORDS.search(c)]
 
 
-def wants_flip(flip_aug: str, task: str, classes: list[str]) -> bool:
-    """Whether training reads mirrored features (train.flip_aug): true, false, or auto - on for
-    classification unless a class name says a direction, off for the next-event task (no gain measured on
-    composed sequences, docs/results.md, and one more extraction of every video). vap train and vap
-    extract both ask this."""
+def wants_flip(flip_aug: str, classes: list[str]) -> bool:
+    """Whether training reads mirrored features (train.flip_aug): true, false, or auto - on unless a class
+    name says a direction, for both tasks (next events too since 2026-11-30: +5 points on UT-Interaction's
+    composed sequences, +1 on Weizmann's, validation agreeing; docs/results.md). vap train and vap extract
+    both ask this."""
     if flip_aug != "auto":
         return flip_aug == "true"
-    return task != "next_event" and not directional(classes)
+    return not directional(classes)
 
 
 def resolve_flip(cfg: Config, classes: list[str], out: Path) -> bool:
     """train.flip_aug=auto decided once the classes are known (wants_flip), recorded in the run's
     config.yaml; True when training reads mirrored features."""
     if cfg.train.flip_aug == "auto":
-        cfg.train.flip_aug = "true" if wants_flip("auto", cfg.train.task, classes) else "false"
+        cfg.train.flip_aug = "true" if wants_flip("auto", classes) else "false"
         named = directional(classes)
         log.info("train.flip_aug=auto -> %s%s", cfg.train.flip_aug,
-                 " (the next-event task mirrors only with train.flip_aug=true)" if cfg.train.task == "next_event"
-                 else f" (class names with a direction: {named})" if named else "")
+                 f" (class names with a direction: {named})" if named else "")
         save_config(cfg, out / "config.yaml")
     return cfg.train.flip_aug == "true"
 

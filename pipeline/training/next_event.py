@@ -253,8 +253,8 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
                       for sp, vs in (("train", train_v), ("val", val_v)) for v in vs])
     backbone = backbone_from_config(cfg.backbone)
     cache = FeatureCache.from_config(cfg)
-    # flip augmentation only with train.flip_aug=true (auto is off for this task: loop.wants_flip); the
-    # validation videos are read mirrored too when refit trains on them
+    # flip augmentation (train.flip_aug: loop.wants_flip); the validation videos are read mirrored too when
+    # refit trains on them
     flip_train = loop.resolve_flip(cfg, sorted({g.label for v in train_v + val_v for g in v.segments}), out)
     flipped = train_v + (val_v if cfg.train.refit else []) if flip_train else []
     dist.prefill_cache([([v.sample for v in train_v], flip_train),
