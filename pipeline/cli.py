@@ -600,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", help="comma-separated groups to use (default: all, in turn)")
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the written videos")
     p.add_argument("--size", help="WIDTHxHEIGHT of the written videos, every clip scaled to fit with its aspect "
-                                  "kept (default: the largest clip's size, clips unscaled)")
+                                  "kept (default: the size of the folder's largest clip, clips unscaled, whichever "
+                                  "--groups are composed)")
     p.add_argument("--seed", type=int, default=0)
     _quiet(p)
 

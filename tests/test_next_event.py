@@ -193,6 +193,26 @@ def test_compose_with_clip_durations_plays_each_clip_once_whole(tmp_path):
         grammar_from_dict(dict(actions=["a", "b"], transitions=dict(a={"b": 1}, b={"a": 1}), duration="loop"))
 
 
+def test_training_and_test_groups_composed_apart_share_one_canvas(tmp_path):
+    """Training and test sequences come from two calls (other groups): both get the canvas of the folder's largest
+    clip, so the same camera's people have one size in both once the decoder scales the frames to max_side (each
+    call's own largest clip made the test pairs' people 1.6 times larger on UT-Interaction)."""
+    from pipeline.data.compose import compose
+    from pipeline.data.video import probe
+
+    clips = tmp_path / "clips"
+    for a in ("wave", "jump"):
+        write_video(clips / a / f"ann_{a}.mp4", np.full((10, 48, 64, 3), 200, np.uint8), fps=10)
+        write_video(clips / a / f"bob_{a}.mp4", np.full((10, 96, 128, 3), 120, np.uint8), fps=10)
+    grammar = cycle_grammar(["wave", "jump"], 1.0, (1.0, 1.0))
+    for group in ("ann", "bob"):
+        s = compose(clips, grammar, tmp_path / group, sequences=1, seconds=2, group_by=r"^([a-z]+)_",
+                    groups=[group], fps=10, progress=False)
+        assert s["size"] == [128, 96]
+        (v,) = load_annotations(tmp_path / group / "annotations.csv").videos
+        assert (probe(v.path).width, probe(v.path).height) == (128, 96)
+
+
 def test_compose_keeps_each_clips_shape_on_one_canvas(tmp_path):
     """Clips of other shapes (UT-Interaction's are each cropped around their pair) are centred on one canvas
     with black bars, never stretched to the first clip's shape: by default the largest clip's size, every

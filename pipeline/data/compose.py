@@ -4,9 +4,9 @@ Anyone with a class-folder dataset of trimmed clips can then train and evaluate 
 prediction: each sequence walks the grammar's Markov chain and, for every segment, plays a random
 clip of that action (looped or cut to the segment's random duration, or with the grammar's `duration: clip`
 played once whole: for actions that happen once in their clip), at one frame rate and on one canvas: by
-default the size of the largest clip, every clip centred on it unscaled (clips of one camera keep their
-people's size); with `size` every clip is scaled to fit it. Aspect ratios are kept (black bars), never
-stretched.
+default the size of the folder's largest clip, every clip centred on it unscaled (clips of one camera keep
+their people's size, in training and test sequences composed apart); with `size` every clip is scaled to fit
+it. Aspect ratios are kept (black bars), never stretched.
 With group_by (a regex on file names whose first group names e.g. the actor) a sequence uses the
 clips of one group only and its file name starts with the group, so actor-disjoint train/test
 sequences come from composing different groups (`groups=`), and data.group_by still works on them.
@@ -96,7 +96,7 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
             fps: float = 25.0, size: tuple[int, int] | None = None, progress: bool = True) -> dict:
     """Write `sequences` composed videos (spread over the groups in turn) and their annotations.
 
-    size: (width, height) of the written videos (clips scaled to fit, aspect kept); None = the largest clip's.
+    size: (width, height) of the written videos (clips scaled to fit, aspect kept); None = the folder's largest clip's.
     Returns a summary dict. Clips that cannot be decoded are skipped and listed; a group lacking a
     clip of some grammar action raises DataError naming the group and the action.
     """
@@ -110,7 +110,7 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
     paths = [s.path for s in ds.samples]
     for s, g in zip(ds.samples, groups_of(paths, group_by, str(clips)) if group_by else ["all"] * len(paths)):
         by_group[g][s.label].append(s.path)
-    names = sorted(by_group)
+    names = names_all = sorted(by_group)
     if groups:
         unknown = [g for g in groups if g not in by_group]
         if unknown:
@@ -126,10 +126,12 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
     rows, manifest, failures = [], [], {}
     decoded: dict[str, tuple[np.ndarray, float]] = {}
     plan = [(names[i % len(names)], i) for i in range(sequences)]
-    # one canvas for every sequence: the largest clip of the groups used, so that no clip is scaled (clips of
-    # one camera keep their people's size); a clip of another shape is centred on it, not stretched
+    # one canvas for every sequence: the largest clip of the folder's grammar actions, so that no clip is
+    # scaled (clips of one camera keep their people's size); a clip of another shape is centred on it, not
+    # stretched. Of the whole folder, not of the groups composed: training and test sequences composed from
+    # other groups (two calls) then share one canvas, so their people have one size after decoding
     user_size = size is not None
-    size = size or _canvas([p for g in {g for g, _ in plan} for a in grammar.actions for p in by_group[g][a]])
+    size = size or _canvas([p for g in names_all for a in grammar.actions for p in by_group[g][a]])
     # a video already written is kept only if the last composition there planned it the same way (a
     # rerun resumes; another grammar, seed, size or set of clips rewrites it)
     before = _previous_segments(out / "compose.json", size)
