@@ -210,7 +210,8 @@ def test_training_and_test_groups_composed_apart_share_one_canvas(tmp_path):
                     groups=[group], fps=10, progress=False)
         assert s["size"] == [128, 96]
         (v,) = load_annotations(tmp_path / group / "annotations.csv").videos
-        assert (probe(v.path).width, probe(v.path).height) == (128, 96)
+        info = probe(v.path)
+        assert (info.width, info.height) == (128, 96)
 
 
 def test_compose_keeps_each_clips_shape_on_one_canvas(tmp_path):

@@ -110,7 +110,7 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
     paths = [s.path for s in ds.samples]
     for s, g in zip(ds.samples, groups_of(paths, group_by, str(clips)) if group_by else ["all"] * len(paths)):
         by_group[g][s.label].append(s.path)
-    names = names_all = sorted(by_group)
+    names = sorted(by_group)
     if groups:
         unknown = [g for g in groups if g not in by_group]
         if unknown:
@@ -131,7 +131,7 @@ def compose(clips: str | Path, grammar: Grammar, out: str | Path, sequences: int
     # stretched. Of the whole folder, not of the groups composed: training and test sequences composed from
     # other groups (two calls) then share one canvas, so their people have one size after decoding
     user_size = size is not None
-    size = size or _canvas([p for g in names_all for a in grammar.actions for p in by_group[g][a]])
+    size = size or _canvas([p for clips_of in by_group.values() for a in grammar.actions for p in clips_of.get(a, [])])
     # a video already written is kept only if the last composition there planned it the same way (a
     # rerun resumes; another grammar, seed, size or set of clips rewrites it)
     before = _previous_segments(out / "compose.json", size)
