@@ -85,6 +85,11 @@ class ViewsConfig:
         "crop, diff, flow - follow a moving camera: each sampled frame's global motion (a shift, turn and zoom fitted to "
         "tracked points across the whole frame, RANSAC) is taken out before frame differences, so that a hand-held "
         "camera's sway is not read as motion; a still camera is left as it is")
+    region: Literal["motion", "people"] = opt("motion",
+        "crop, diff, flow - what the crop frames: motion (the region that moves over the last motion_steps frames) "
+        "| people (the union of the people that detector.weights finds in the frame - detector.weights=mediapipe "
+        "for real people - so that both people of an interaction stay in the crop whoever moves; frames where "
+        "nobody is found fall back to motion)")
     crop_margin: float = opt(0.25,
         "margin added around the moving region on each side, as a fraction of its size", ge=0)
     crop_min: float = opt(0.3, "smallest crop side, as a fraction of the frame's shorter side", gt=0, le=1)
@@ -102,6 +107,9 @@ class ViewsConfig:
         "diff stream - tint the difference by which way it moves horizontally (red: to the right, blue: to "
         "the left), so walking left and walking right, or a swipe either way, stay apart after pooling")
     flow_gain: float = opt(16.0, "flow stream - grey levels per pixel of motion at the crop's size (128 = still)")
+    pose_people: int = opt(1,
+        "pose stream - how many people's keypoints each frame keeps: 1 (the largest person) | 2 (the two largest, "
+        "left to right: who does what to whom in an interaction)", ge=1, le=2)
 
 
 # What a model saved before a views key existed was trained with (its checkpoint or model.json lacks the
@@ -231,10 +239,12 @@ class TrainConfig:
 
 @dataclass
 class DetectorConfig:
-    """people: detection and tracking for per-person results (--per-person) and the pose stream"""
+    """people: detection and tracking for per-person results (--per-person), the pose stream and views.region=people"""
     weights: str = opt("default",
         "default (the offline person detector shipped with vap: a small YOLO11-pose trained on its synthetic stick "
-        "figures; it does not know real people) | any Ultralytics detect or pose weights, e.g. yolo11n.pt, "
+        "figures; it does not know real people) | mediapipe (MediaPipe's BlazePose: real people offline, two per "
+        "frame, no lasting ids - for the pose stream and views.region=people, not per-person results; "
+        "scripts/install.sh installs it) | any Ultralytics detect or pose weights, e.g. yolo11n.pt, "
         "yolo11n-pose.pt (downloaded by Ultralytics where the machine has internet) or a PATH")
     tracker: str = opt("botsort.yaml",
         "Ultralytics tracker config: botsort.yaml | bytetrack.yaml | a PATH to your own tracker YAML (BoT-SORT: "

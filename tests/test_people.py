@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import sys
 from collections import defaultdict
 
 import cv2
@@ -15,7 +16,7 @@ import pytest
 from pipeline.data.people import render_people
 from pipeline.data.synthetic import background
 
-from conftest import run_vap
+from conftest import UT1, run_vap
 
 
 def _rows(path):
@@ -266,6 +267,123 @@ def test_pose_features_are_box_relative_and_mirror():
     assert abs(mirror_pose(f[None])[0, 51] - (1 - f[51])) < 1e-6
     assert k[9, 1] < k[5, 1]  # the waving (left) wrist is above the shoulder
     assert not pose_features(None, None, 64).any()
+
+
+def test_pose_of_two_people_keeps_who_stands_where_and_mirrors():
+    from pipeline.data.synthetic import figure_keypoints, pose
+    from pipeline.data.views import POSE_DIM, mirror_pose, pair_pose_features, pose_features
+    from pipeline.models.detector import Person
+
+    def person(x, act, size=80):
+        kp = figure_keypoints(x, 150, size, pose(act, 0.3, 1.0, 0.0))
+        box = np.array([kp[:, 0].min(), kp[:, 1].min(), kp[:, 0].max(), kp[:, 1].max()], np.float32)
+        return Person(0, box, 1.0, np.concatenate([kp, np.ones((17, 1))], 1))
+
+    left, right, far = person(80, "wave"), person(220, "squat"), person(300, "jump", 30)
+    hw = (180, 320)
+    f = pair_pose_features([right, far, left], 256, hw, slots=2)  # the smallest of three is left out
+    np.testing.assert_allclose(f[:POSE_DIM], pose_features(left.keypoints, left.box, POSE_DIM, hw), atol=1e-6)
+    np.testing.assert_allclose(f[POSE_DIM:2 * POSE_DIM], pose_features(right.keypoints, right.box, POSE_DIM, hw),
+                               atol=1e-6)
+    assert not f[2 * POSE_DIM:].any()
+    lone = pair_pose_features([right], 256, hw, slots=2)  # a lone person takes the first slot, wherever they stand
+    np.testing.assert_allclose(lone[:POSE_DIM], f[POSE_DIM:2 * POSE_DIM], atol=1e-6)
+    assert not lone[POSE_DIM:].any()
+    np.testing.assert_allclose(pair_pose_features([far, right], 256, hw, slots=1)[:POSE_DIM],
+                               f[POSE_DIM:2 * POSE_DIM], atol=1e-6)  # one slot: the largest person
+
+    m = mirror_pose(f[None], slots=2)[0]
+    # mirrored, the right person stands on the left: the first slot holds them, mirrored as one person is
+    np.testing.assert_allclose(m[:POSE_DIM], mirror_pose(f[None, POSE_DIM:2 * POSE_DIM])[0], atol=1e-6)
+    np.testing.assert_allclose(m[POSE_DIM:2 * POSE_DIM], mirror_pose(f[None, :POSE_DIM])[0], atol=1e-6)
+    assert m[51] < m[POSE_DIM + 51]  # still ordered left to right
+    np.testing.assert_allclose(mirror_pose(m[None], slots=2)[0], f, atol=1e-6)
+    ml = mirror_pose(lone[None], slots=2)[0]  # a lone person stays in the first slot
+    np.testing.assert_allclose(ml[:POSE_DIM], mirror_pose(lone[None, :POSE_DIM])[0], atol=1e-6)
+    assert not ml[POSE_DIM:].any()
+
+
+# scripts/install.sh installs MediaPipe where its wheels exist (Python <= 3.12; CI runs 3.11)
+needs_mediapipe = pytest.mark.skipif(sys.version_info >= (3, 13), reason="mediapipe 0.10.21 has no wheel for this "
+                                     "Python: scripts/install.sh leaves it out")
+
+
+@needs_mediapipe
+@pytest.mark.skipif(not UT1.is_dir(), reason=f"{UT1} not present: real-data test skipped")
+def test_mediapipe_finds_both_people_of_a_real_interaction():
+    """detector.weights=mediapipe on real video: both people of a UT-Interaction punch, side by side, frame by
+    frame, through the decoder's frames as the pose stream gets them (no download: the models are in the wheel)."""
+    from pipeline.config import DetectorConfig, ViewsConfig
+    from pipeline.data.video import iter_frames
+    from pipeline.models.detector import pose_tracker
+
+    frames = np.concatenate([f for f, _ in iter_frames(str(UT1 / "punch" / "0_1_4.avi"), fps=10, max_side=320)])
+    poses = pose_tracker(ViewsConfig(streams=["crop", "pose"], pose_people=2), DetectorConfig(weights="mediapipe"))
+    found = [poses.update(f) for f in frames]
+    two = [p for p in found if len(p) == 2]
+    assert len(two) >= 0.7 * len(frames), [len(p) for p in found]
+    H = frames.shape[1]
+    for a, b in two:
+        (left, right) = sorted([a, b], key=lambda p: p.box[0])
+        assert left.box[2] <= right.box[0] + 0.1 * (right.box[2] - right.box[0])  # side by side, not one twice
+        assert left.keypoints.shape == (17, 3)
+    heights = [p.box[3] - p.box[1] for pair in two for p in pair]
+    assert np.median(heights) > 0.4 * H  # whole people, not a hand or a head
+    poses.reset()
+    assert len(poses.update(frames[0])) >= 1  # a fresh video starts again
+
+
+@needs_mediapipe
+@pytest.mark.skipif(not UT1.is_dir(), reason=f"{UT1} not present: real-data test skipped")
+def test_people_region_keeps_both_people_in_the_crop_whoever_moves():
+    """views.region=people: the crop frames both people of a real interaction in every frame; the region that
+    moves (the default) frames the one who moves - here the puncher alone, or his head, for a while."""
+    from pipeline.config import DetectorConfig, ViewsConfig
+    from pipeline.data.video import iter_frames
+    from pipeline.data.views import ViewRenderer, stream_id, union_box
+    from pipeline.errors import ConfigError
+    from pipeline.models.detector import PersonTracker, detector_id, pose_tracker
+
+    frames = np.concatenate([f for f, _ in iter_frames(str(UT1 / "punch" / "12_3_4.avi"), fps=10, max_side=320)])
+    det = DetectorConfig(weights="mediapipe")
+    people = pose_tracker(ViewsConfig(region="people"), det)
+    unions = [union_box(people.update(f)) for f in frames]
+    assert sum(u is not None for u in unions) >= 0.9 * len(frames)
+
+    def covered(region: str) -> float:
+        """share of the frames whose crop square holds the people's union (a 10 % slack on each side)"""
+        r, held, n = ViewRenderer(["crop"], ViewsConfig(region=region), 224), 0, 0
+        for f, u in zip(frames, unions):
+            r.render(f[None], [u] if region == "people" else None)
+            if u is None:
+                continue
+            box = r.person.box if region == "people" else r.tracker.box
+            n += 1
+            if box is None:  # nothing moved yet: the whole frame
+                held += 1
+                continue
+            cx, _, side = box
+            slack = 0.1 * (u[2] - u[0])
+            held += (cx - side / 2 <= u[0] + slack and u[2] - slack <= cx + side / 2)
+        return held / n
+
+    assert covered("people") >= 0.95
+    assert covered("motion") <= 0.8  # what the people region is for
+    did = detector_id(det)
+    assert stream_id("crop", ViewsConfig(region="people"), did) != stream_id("crop", ViewsConfig(), did)
+    with pytest.raises(ConfigError, match="not people with ids"):
+        PersonTracker(det)  # per-person results need ids that last
+
+
+def test_mediapipe_missing_is_a_config_error_that_says_how_to_install(monkeypatch, tmp_path):
+    from pipeline.config import DetectorConfig, ViewsConfig
+    from pipeline.errors import ConfigError
+    from pipeline.models.detector import pose_tracker
+
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # import mediapipe -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install --no-deps mediapipe==0\.10\.21"):
+        pose_tracker(ViewsConfig(region="people"), DetectorConfig(weights="mediapipe"))
+    assert pose_tracker(ViewsConfig(), DetectorConfig(weights="mediapipe")) is None  # nothing reads people
 
 
 # ----------------------------------------------------------------------------- the pose stream

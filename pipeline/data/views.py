@@ -41,7 +41,9 @@ def stream_id(stream: str, vcfg, detector_id: str = "") -> str:
     if stream == "frame":
         return ""
     if stream == POSE:
-        return f"pose-{hashlib.sha1(detector_id.encode()).hexdigest()[:10]}"
+        people = getattr(vcfg, "pose_people", 1)  # one person: ids as before
+        ident = detector_id if people == 1 else f"{detector_id}|people={people}"
+        return f"pose-{hashlib.sha1(ident.encode()).hexdigest()[:10]}"
     params = {k: getattr(vcfg, k) for k in _MOTION_KEYS}
     if stream in ("diff", "flow"):
         params["gain"] = getattr(vcfg, f"{stream}_gain")
@@ -49,6 +51,8 @@ def stream_id(stream: str, vcfg, detector_id: str = "") -> str:
         params["direction"] = True
     if getattr(vcfg, "trim_borders", False):  # untrimmed entries keep their ids
         params["trim"] = 2  # 1 (True): the kept box only grew; 2: it shrinks to bars that stand still
+    if getattr(vcfg, "region", "motion") == "people":  # motion regions keep their ids
+        params["region"] = hashlib.sha1(detector_id.encode()).hexdigest()[:10]
     if getattr(vcfg, "stabilize", False):  # unstabilised entries keep their ids
         params["stabilize"] = CAMERA_FIT  # the first fit's entries said True
     if stream in MOTION_STREAMS and getattr(vcfg, "motion_size", 0):  # 0: at the backbone's size, ids as before
@@ -306,16 +310,18 @@ class ViewRenderer:
 
     def render(self, frames: np.ndarray, boxes=None) -> dict[str, np.ndarray]:
         """boxes: one person's box (x1, y1, x2, y2) in each frame, to crop around it instead of the region
-        that moves (per-person views: one renderer per tracked person)."""
+        that moves (per-person views: one renderer per tracked person; views.region=people: the people's
+        union), or None in a frame for the region that moves there."""
         S, Sm = self.size, stream_size("diff", self.cfg, self.size)
         out = {k: [] for k in self.streams}
         moving = [k for k in self.streams if k != "frame"]
         for i, f in enumerate(frames if moving else []):
             f, dx, dy = self._picture(f)  # the moving streams see the picture, not the bars around it
             # a person's views (boxes given) still run the tracker for flow's field and the camera's motion
-            tracked = boxes is None or self.tracker.dis is not None or getattr(self.cfg, "stabilize", False)
+            tracked = boxes is None or boxes[i] is None or self.tracker.dis is not None or \
+                getattr(self.cfg, "stabilize", False)
             box = self.tracker.update(f) if tracked else None
-            if boxes is not None:
+            if boxes is not None and boxes[i] is not None:
                 x1, y1, x2, y2 = boxes[i]
                 box = self.person.update((x1 - dx, y1 - dy, x2 - dx, y2 - dy), f.shape[:2])
             grey = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
@@ -413,24 +419,46 @@ def pose_features(keypoints: np.ndarray | None, box, dim: int, frame_hw=None) ->
     return out
 
 
-def mirror_pose(feats: np.ndarray) -> np.ndarray:
-    """Pose stream features (..., dim) of the mirrored frame: x changes sign, left and right swap, the box's
-    centre goes to the other side."""
-    from pipeline.data.synthetic import COCO_FLIP
-
-    out = feats.copy()
-    k = out[..., :51].reshape(*out.shape[:-1], 17, 3)[..., COCO_FLIP, :]
-    k[..., 0] *= -1
-    out[..., :51] = k.reshape(*out.shape[:-1], 51)
-    out[..., 51] = np.where(out[..., 53] > 0, 1 - out[..., 51], 0)  # no person (all zero) stays zero
+def pair_pose_features(people: list, dim: int, frame_hw, slots: int) -> np.ndarray:
+    """(dim,) pose stream features of up to `slots` people (models.person.Person): the largest ones, left to
+    right, each slot POSE_DIM wide (pose_features); a lone person takes the first slot, missing ones are zeros.
+    Who stands where is kept: two people's boxes in the frame tell the attacker's side and their distance."""
+    out = np.zeros(dim, np.float32)
+    chosen = sorted(people, key=lambda p: -(p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))[:slots]
+    for i, p in enumerate(sorted(chosen, key=lambda p: p.box[0] + p.box[2])):
+        out[i * POSE_DIM:(i + 1) * POSE_DIM] = pose_features(p.keypoints, p.box, POSE_DIM, frame_hw)
     return out
 
 
-def main_person(people: list):
-    """The person a one-actor clip is about: the largest box (models.detector.Person list; None if empty)."""
+def union_box(people: list):
+    """(x1, y1, x2, y2) holding the boxes of the two largest people (models.person.Person), or None."""
     if not people:
         return None
-    return max(people, key=lambda p: (p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))
+    big = sorted(people, key=lambda p: -(p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))[:2]
+    b = np.array([p.box for p in big], np.float32)
+    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
+
+
+def mirror_pose(feats: np.ndarray, slots: int = 1) -> np.ndarray:
+    """Pose stream features (..., dim) of the mirrored frame: x changes sign, left and right swap, the box's
+    centre goes to the other side; with two people (slots=2) each is mirrored and the two change places
+    (a lone person stays in the first)."""
+    from pipeline.data.synthetic import COCO_FLIP
+
+    out = feats.copy()
+    for i in range(slots):
+        o = i * POSE_DIM
+        k = out[..., o:o + 51].reshape(*out.shape[:-1], 17, 3)[..., COCO_FLIP, :]
+        k[..., 0] *= -1
+        out[..., o:o + 51] = k.reshape(*out.shape[:-1], 51)
+        out[..., o + 51] = np.where(out[..., o + 53] > 0, 1 - out[..., o + 51], 0)  # no person stays zero
+    if slots == 2:
+        both = out[..., POSE_DIM + 53] > 0  # (...) a second person: the mirrored right one is now on the left
+        first, second = out[..., :POSE_DIM].copy(), out[..., POSE_DIM:2 * POSE_DIM].copy()
+        out[..., :POSE_DIM] = np.where(both[..., None], second, first)
+        out[..., POSE_DIM:2 * POSE_DIM] = np.where(both[..., None], first, second)
+    return out
+
 
 
 class FrameEncoder:
@@ -442,8 +470,9 @@ class FrameEncoder:
     input (a Backbone, a models.runtime.Runtime or an exported OnnxModel all provide at_size)."""
 
     def __init__(self, backbone, vcfg, flip: bool = False, streams=None, people=None):
-        """people: a models.detector.PersonTracker with pose weights, for the pose stream (the keypoints of
-        the largest person in each frame: main_person)."""
+        """people: the person finder of models.detector.pose_tracker (an Ultralytics PersonTracker with pose
+        weights, or MediaPipe's BlazePose), for the pose stream (the keypoints of the views.pose_people largest
+        people in each frame: pair_pose_features) and for views.region=people (the crop around them)."""
         self.backbone = backbone
         self.streams = list(streams or vcfg.streams)
         self.flip = flip
@@ -453,11 +482,15 @@ class FrameEncoder:
 
             raise ConfigError("views.streams has pose: detector.weights must be a pose model (the default, or "
                               "Ultralytics pose weights such as yolo11n-pose.pt)")
-        if POSE in self.streams and backbone.dim < POSE_DIM:
+        self.pose_people = getattr(vcfg, "pose_people", 1)
+        # views.region=people: the crop frames the people the tracker finds (the image streams only)
+        self.people_region = getattr(vcfg, "region", "motion") == "people" and any(
+            k in self.streams for k in ("crop", "diff", "flow"))
+        if POSE in self.streams and backbone.dim < POSE_DIM * self.pose_people:
             from pipeline.errors import ConfigError
 
-            raise ConfigError(f"views.streams has pose: its {POSE_DIM} features need a backbone of at least that "
-                              f"many ({backbone.name} has {backbone.dim})")
+            raise ConfigError(f"views.streams has pose: its {POSE_DIM * self.pose_people} features need a backbone of "
+                              f"at least that many ({backbone.name} has {backbone.dim})")
         self.image_streams = [k for k in self.streams if k != POSE]
         self.renderer = ViewRenderer(self.image_streams, vcfg, backbone.input_size, flip)
         self.dim = len(self.streams) * backbone.dim
@@ -466,21 +499,30 @@ class FrameEncoder:
 
     def reset(self) -> None:
         self.renderer.reset()
-        if POSE in self.streams:
+        if self.people is not None and (POSE in self.streams or self.people_region):
             self.people.reset()
 
     def pose(self, people_per_frame: list, frame_hw) -> np.ndarray:
-        """(T, D) pose stream features from each frame's person (a models.detector.Person or None)."""
-        f = np.stack([pose_features(None if p is None else p.keypoints, None if p is None else p.box,
-                                    self.backbone.dim, frame_hw) for p in people_per_frame]) if people_per_frame \
-            else np.zeros((0, self.backbone.dim), np.float32)
-        return mirror_pose(f) if self.flip else f
+        """(T, D) pose stream features from each frame's people (a list of models.person.Person, or one
+        Person or None: that person alone), views.pose_people of them (pair_pose_features)."""
+        f = np.stack([pair_pose_features(p if isinstance(p, list) else [] if p is None else [p], self.backbone.dim,
+                                         frame_hw, self.pose_people) for p in people_per_frame]) \
+            if people_per_frame else np.zeros((0, self.backbone.dim), np.float32)
+        return mirror_pose(f, self.pose_people) if self.flip else f
 
     def encode_streams(self, frames: np.ndarray, boxes=None) -> dict[str, np.ndarray]:
         """{stream: float32 (T, D)}; boxes: see ViewRenderer.render."""
+        people = [self.people.update(f) for f in frames] if self.people is not None and (
+            POSE in self.streams or self.people_region) else None
+        if boxes is None and self.people_region:
+            if people is None:
+                from pipeline.errors import ConfigError
+
+                raise ConfigError("views.region=people needs a person detector (detector.weights)")
+            boxes = [union_box(p) for p in people]
         out = {k: self.encoders[k].encode(v) for k, v in self.renderer.render(frames, boxes).items()}
         if POSE in self.streams:
-            out[POSE] = self.pose([main_person(self.people.update(f)) for f in frames], frames.shape[1:3])
+            out[POSE] = self.pose(people, frames.shape[1:3])
         return {k: out[k] for k in self.streams}
 
     def encode(self, frames: np.ndarray, boxes=None) -> np.ndarray:

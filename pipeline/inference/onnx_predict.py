@@ -58,9 +58,10 @@ class OnnxModel:
         self.batch_size = 32
         self.views = ViewsConfig(**{**copy.deepcopy(VIEWS_BEFORE_KEYS), **self.meta.get("views", {})})  # older model.json too
         self.motion_size = stream_size("diff", self.views, self.size)  # as FrameEncoder will ask for it
-        if "pose" in self.views.streams:  # keypoints come from an Ultralytics model, which needs torch
-            raise CheckpointError("this model reads the pose stream (views.streams has pose): the ONNX engine runs "
-                                  "without torch and cannot run the pose detector; use the PyTorch engine")
+        if "pose" in self.views.streams or self.views.region == "people":  # a person detector in torch or MediaPipe
+            raise CheckpointError("this model reads people (views.streams has pose, or views.region=people): the "
+                                  "ONNX engine runs without torch and cannot run the person detector; use the "
+                                  "PyTorch engine")
         self.frames = FrameEncoder(self, self.views)  # the views through this ONNX backbone, as PyTorch's
 
     def at_size(self, size: int) -> "OnnxModel":

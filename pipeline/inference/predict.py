@@ -36,7 +36,7 @@ from pipeline.inference.results import (  # noqa: F401 (API)
     window_starts,
 )
 from pipeline.models.checkpoint import backbone_of, config_of, head_of, load_checkpoint, with_overrides
-from pipeline.models.detector import PersonTracker
+from pipeline.models.detector import PersonTracker, pose_tracker
 from pipeline.models.heads import crop_average, pad_batch
 
 
@@ -60,8 +60,8 @@ class _Model:
             check_per_person(self.cfg.views.streams)
         self.backbone = backbone_of(ckpt, device)
         # people: one tracker for the pose stream's keypoints and for per-person tracks
-        tracker = PersonTracker(self.cfg.detector, str(self.backbone.device)) \
-            if per_person or "pose" in self.cfg.views.streams else None
+        tracker = PersonTracker(self.cfg.detector, str(self.backbone.device)) if per_person else \
+            pose_tracker(self.cfg.views, self.cfg.detector, str(self.backbone.device))
         self.encoder = FrameEncoder(self.backbone, self.cfg.views, people=tracker)  # views.streams through the backbone
         self.device = self.backbone.device
         self.head = head_of(ckpt, self.device)

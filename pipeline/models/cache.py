@@ -105,7 +105,8 @@ def stream_views(views, flip: bool = False, detector=None) -> list[tuple[str, st
     keeps the view strings of earlier versions ("" and "hflip"), so their cache entries stay valid.
     detector: the DetectorConfig the pose stream's keypoints come from."""
     streams = list(views.streams) if views is not None else ["frame"]
-    did = detector_id(detector) if detector is not None and "pose" in streams else ""
+    people = views is not None and ("pose" in streams or getattr(views, "region", "motion") == "people")
+    did = detector_id(detector) if detector is not None and people else ""
     out = []
     for k in streams:
         sid = stream_id(k, views, did) if views is not None else ""
@@ -117,9 +118,11 @@ def encode_video(path: str, backbone, vcfg, views=None, flip: bool = False,
                  streams: list[str] | None = None, people=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Decode (chunked, prefetched) and encode one video: ({stream: features (T,D) float32}, timestamps (T,)).
     views: a ViewsConfig (None = the whole frame only); streams: the subset to encode (default all);
-    people: the PersonTracker of the pose stream (models.detector.pose_tracker)."""
+    people: the PersonTracker of the pose stream or of views.region=people (models.detector.pose_tracker)."""
     vc = views if views is not None else ViewsConfig(streams=["frame"])
-    encoder = FrameEncoder(backbone, vc, flip, streams, people if streams is None or "pose" in streams else None)
+    wants_people = streams is None or "pose" in streams or getattr(vc, "region", "motion") == "people"
+    encoder = FrameEncoder(backbone, vc, flip, streams, people if wants_people else None)
+    encoder.reset()  # the person tracker is shared between videos: no track carries over into this one
     feats: dict[str, list] = {k: [] for k in encoder.streams}
     times = []
     for frames, ts in prefetch(iter_frames(path, **video_kwargs(vcfg))):

@@ -14,23 +14,15 @@ module converts, so the rest of vap stays RGB.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import ConfigError
+from pipeline.models.person import Person
+from pipeline.models.pose_mediapipe import MEDIAPIPE, MediaPipePoses, mediapipe_id
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "people-pose.pt"
-
-
-@dataclass
-class Person:
-    """One tracked person in one frame."""
-    track_id: int
-    box: np.ndarray                  # (4,) x1, y1, x2, y2 in frame pixels
-    score: float
-    keypoints: np.ndarray | None     # (17, 3) x, y (pixels), confidence; None for detect-only weights
 
 
 def weights_path(weights: str) -> str:
@@ -65,6 +57,8 @@ def detector_id(dcfg) -> str:
     import hashlib
     import json
 
+    if dcfg.weights == MEDIAPIPE:
+        return mediapipe_id()
     path = Path(weights_path(dcfg.weights))
     what = hashlib.sha1(path.read_bytes()).hexdigest()[:16] if path.is_file() else str(dcfg.weights)
     return json.dumps(dict(weights=what, tracker=dcfg.tracker, conf=dcfg.conf, iou=dcfg.iou, imgsz=dcfg.imgsz,
@@ -72,14 +66,21 @@ def detector_id(dcfg) -> str:
 
 
 def pose_tracker(views, dcfg, device: str = "cpu"):
-    """A PersonTracker when views.streams has the pose stream (for views.FrameEncoder), else None."""
-    return PersonTracker(dcfg, device) if views is not None and "pose" in views.streams else None
+    """The person finder of views.FrameEncoder when views.streams has the pose stream or views.region=people,
+    else None: a PersonTracker, or with detector.weights=mediapipe MediaPipe's BlazePose (models.pose_mediapipe,
+    two people per frame)."""
+    if views is None or not ("pose" in views.streams or getattr(views, "region", "motion") == "people"):
+        return None
+    return MediaPipePoses() if dcfg.weights == MEDIAPIPE else PersonTracker(dcfg, device)
 
 
 class PersonTracker:
     """update(frame RGB) -> the people tracked in it. One video (or stream) at a time: reset() between."""
 
     def __init__(self, dcfg, device: str = "cpu"):
+        if dcfg.weights == MEDIAPIPE:
+            raise ConfigError("detector.weights=mediapipe gives the pose stream's keypoints, not people with ids "
+                              "that last: per-person results need Ultralytics detect or pose weights")
         self.cfg = dcfg
         self.model = load_detector(dcfg.weights)
         self.pose = self.model.task == "pose"

@@ -31,7 +31,7 @@ def _iou(a, b) -> float:
 
 
 def matching_person(people: list, box):
-    """The detected person (models.detector.Person) who is the annotated one (box), or None."""
+    """The detected person (models.person.Person) who is the annotated one (box), or None."""
     best = max(people, key=lambda p: _iou(p.box, box), default=None)
     return best if best is not None and _iou(best.box, box) >= MATCH_IOU else None
 
