@@ -54,6 +54,9 @@ ROWS = {
     "crop+diff test3": ["views.streams=[crop,diff]", "train.test_clips=3"],  # multi-clip testing
     # + fine-tuning (which trains every view at the backbone's input size)
     "crop+diff finetune1": ["views.streams=[crop,diff]", "train.finetune_blocks=1", "views.motion_size=0"],
+    # real people (MediaPipe's BlazePose, two per frame): the crop around them, or their keypoints as a stream
+    "crop+diff people": ["views.streams=[crop,diff]", "views.region=people", "detector.weights=mediapipe"],
+    "crop+diff+pose2": ["views.streams=[crop,diff,pose]", "views.pose_people=2", "detector.weights=mediapipe"],
 }
 
 
@@ -152,15 +155,17 @@ def extraction_seconds(data: Path, config: str | None, overrides: list[str], cli
     """Seconds to decode and encode `clips` Weizmann clips (one per action) with the views of the
     config, no cache: the extraction cost of a configuration (compared with RGB only in one process)."""
     from pipeline.models.cache import encode_video
+    from pipeline.models.detector import pose_tracker
     from pipeline.models.runtime import backbone_from_config
 
     cfg = load_config(config or ROOT / "configs" / "weizmann.yaml", overrides)
     bb = backbone_from_config(cfg.backbone)
+    people = pose_tracker(cfg.views, cfg.detector)  # the person detector, where the views read people
     paths = [sorted(d.glob("*.avi"))[0] for d in sorted(data.iterdir()) if d.is_dir()][:clips]
-    encode_video(str(paths[0]), bb, cfg.video, cfg.views)  # warm-up
+    encode_video(str(paths[0]), bb, cfg.video, cfg.views, people=people)  # warm-up
     t0 = time.perf_counter()
     for p in paths:
-        encode_video(str(p), bb, cfg.video, cfg.views)
+        encode_video(str(p), bb, cfg.video, cfg.views, people=people)
     return time.perf_counter() - t0
 
 
