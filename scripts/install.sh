@@ -36,6 +36,6 @@ if ! { python -m pip install --upgrade pip \
 fi
 python -c "import pipeline, torch, cv2, onnxruntime, ray; print('vap', pipeline.__version__, 'torch', torch.__version__, 'opencv', cv2.__version__, 'onnxruntime', onnxruntime.__version__, 'ray', ray.__version__)" >&2
 if [ "$with_mediapipe" = 1 ]; then  # BlazePose loads beside onnx (one protobuf for both)
-  python -c "import onnx; from pipeline.models.pose_mediapipe import MediaPipePoses; MediaPipePoses(); print('mediapipe: BlazePose loads')" >&2
+  python -c "import onnx; from pipeline.models.pose_mediapipe import MediaPipePoses; MediaPipePoses().close(); print('mediapipe: BlazePose loads')" >&2
 fi
 echo "$stamp" > .venv/.vap-installed

@@ -369,8 +369,11 @@ def test_people_region_keeps_both_people_in_the_crop_whoever_moves():
 
     assert covered("people") >= 0.95
     assert covered("motion") <= 0.8  # what the people region is for
-    did = detector_id(det)
+    did = detector_id(det, ViewsConfig(region="people"))
     assert stream_id("crop", ViewsConfig(region="people"), did) != stream_id("crop", ViewsConfig(), did)
+    one = ViewsConfig(streams=["crop", "pose"])  # the largest person's keypoints: one pass, not two
+    assert pose_tracker(one, det).people == 1 and detector_id(det, one) != did
+    assert max(len(pose_tracker(one, det).update(f)) for f in frames[::8]) == 1
     with pytest.raises(ConfigError, match="not people with ids"):
         PersonTracker(det)  # per-person results need ids that last
 

@@ -106,7 +106,7 @@ def stream_views(views, flip: bool = False, detector=None) -> list[tuple[str, st
     detector: the DetectorConfig the pose stream's keypoints come from."""
     streams = list(views.streams) if views is not None else ["frame"]
     people = views is not None and ("pose" in streams or getattr(views, "region", "motion") == "people")
-    did = detector_id(detector) if detector is not None and people else ""
+    did = detector_id(detector, views) if detector is not None and people else ""
     out = []
     for k in streams:
         sid = stream_id(k, views, did) if views is not None else ""

@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.models.person import Person
-from pipeline.models.pose_mediapipe import MEDIAPIPE, MediaPipePoses, mediapipe_id
+from pipeline.models.pose_mediapipe import MEDIAPIPE, MediaPipePoses, mediapipe_id, mediapipe_people
 
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "people-pose.pt"
 
@@ -51,14 +51,14 @@ def load_detector(weights: str):
     return model
 
 
-def detector_id(dcfg) -> str:
+def detector_id(dcfg, views=None) -> str:
     """What pose features depend on, for the feature cache: the weights (their content when a local file,
     else the name) and the settings that change which people are found and how they are tracked."""
     import hashlib
     import json
 
-    if dcfg.weights == MEDIAPIPE:
-        return mediapipe_id()
+    if dcfg.weights == MEDIAPIPE:  # views: how many people it looks for
+        return mediapipe_id(mediapipe_people(views))
     path = Path(weights_path(dcfg.weights))
     what = hashlib.sha1(path.read_bytes()).hexdigest()[:16] if path.is_file() else str(dcfg.weights)
     return json.dumps(dict(weights=what, tracker=dcfg.tracker, conf=dcfg.conf, iou=dcfg.iou, imgsz=dcfg.imgsz,
@@ -68,10 +68,10 @@ def detector_id(dcfg) -> str:
 def pose_tracker(views, dcfg, device: str = "cpu"):
     """The person finder of views.FrameEncoder when views.streams has the pose stream or views.region=people,
     else None: a PersonTracker, or with detector.weights=mediapipe MediaPipe's BlazePose (models.pose_mediapipe,
-    two people per frame)."""
+    one or two people per frame: mediapipe_people)."""
     if views is None or not ("pose" in views.streams or getattr(views, "region", "motion") == "people"):
         return None
-    return MediaPipePoses() if dcfg.weights == MEDIAPIPE else PersonTracker(dcfg, device)
+    return MediaPipePoses(mediapipe_people(views)) if dcfg.weights == MEDIAPIPE else PersonTracker(dcfg, device)
 
 
 class PersonTracker:

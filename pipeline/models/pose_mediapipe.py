@@ -33,7 +33,7 @@ VERSION = "0.10.21"  # the last wheel with the legacy solutions and their models
 # BlazePose's 33 landmarks -> COCO's 17 keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips,
 # knees, ankles), the order of every other pose model in vap
 BLAZE_TO_COCO = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
-PEOPLE = 2  # poses per frame: an interaction's two people
+PEOPLE = 2  # poses per frame at most: an interaction's two people
 CONFIDENCE = 0.3  # BlazePose's detection and tracking confidence: lower than its 0.5, for people seen small
 MASK_MARGIN = 0.15  # the first person's column grows by this share of its width on each side before it is painted
 VISIBLE = 0.5  # landmarks at least this visible make the person's box
@@ -79,13 +79,21 @@ def _native_output_muted():
             os.close(old)
 
 
-def mediapipe_id() -> str:
+def mediapipe_people(views) -> int:
+    """Poses per frame that the views read: two for views.pose_people=2 or views.region=people (the pair's
+    union), else one - the second pass, which on a one-person clip runs the person detector on every frame
+    and finds nobody, is not paid for."""
+    return PEOPLE if getattr(views, "pose_people", 1) == 2 or getattr(views, "region", "motion") == "people" else 1
+
+
+def mediapipe_id(people: int = PEOPLE) -> str:
     """What the poses depend on, for the feature cache."""
-    return f"{MEDIAPIPE}-{VERSION}-full-tracked-people{PEOPLE}-conf{CONFIDENCE}-mask{MASK_MARGIN}"
+    return f"{MEDIAPIPE}-{VERSION}-full-tracked-people{people}-conf{CONFIDENCE}-mask{MASK_MARGIN}"
 
 
 class MediaPipePoses:
-    """update(frame RGB) -> up to `people` models.person.Person (ids 1, 2: the order found, not tracked)."""
+    """update(frame RGB) -> up to `people` (1 or 2) models.person.Person (ids 1, 2: the order found, not
+    tracked)."""
 
     pose = True
 
