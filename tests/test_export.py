@@ -170,6 +170,16 @@ def test_export_cli_and_onnx_predictor(tiny_ckpt, synth_test, tmp_path):
     np.testing.assert_allclose([r.timestamp for r in enc], off.step_times, atol=1e-6)
     np.testing.assert_allclose(np.stack([r.probs for r in enc]), off.step_probs, atol=1e-5)
     assert [r.topk[0][0] for r in enc] == [off.classes[i] for i in off.step_probs.argmax(1)]
+    # a model whose views read people (the pose stream, or a crop around the people) needs a person detector,
+    # which the torch-free engine cannot run: one clear error, not a failure at its first frame
+    from pipeline.errors import CheckpointError
+
+    meta_path = tmp_path / "onnx" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    for views in ({"region": "people"}, {"streams": ["crop", "pose"]}):
+        meta_path.write_text(json.dumps(dict(meta, views={**meta.get("views", {}), **views})))
+        with pytest.raises(CheckpointError, match="cannot run the person detector"):
+            OnnxModel(tmp_path / "onnx")
 
 
 def test_onnx_predictor_does_not_import_torch(tiny_ckpt, synth_test, tmp_path):

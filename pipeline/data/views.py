@@ -34,6 +34,14 @@ MOTION_STREAMS = ("diff", "flow")  # rendered at views.motion_size
 _MOTION_KEYS = ("crop_margin", "crop_min", "motion_steps", "motion_threshold", "motion_side", "box_smooth")
 
 
+def reads_people(vcfg, streams=None) -> bool:
+    """Whether the views need a person finder (models.detector.pose_tracker): the pose stream, or views.region=people
+    with an image stream to crop. streams: the subset being encoded (default views.streams)."""
+    streams = vcfg.streams if streams is None else streams
+    return POSE in streams or (getattr(vcfg, "region", "motion") == "people" and
+                               any(k in streams for k in ("crop", "diff", "flow")))
+
+
 def stream_id(stream: str, vcfg, detector_id: str = "") -> str:
     """What a stream's images depend on, for the feature cache: '' for the whole frame (the cache
     entries of earlier versions stay valid), else the stream name and a hash of the view settings
@@ -424,18 +432,21 @@ def pair_pose_features(people: list, dim: int, frame_hw, slots: int) -> np.ndarr
     right, each slot POSE_DIM wide (pose_features); a lone person takes the first slot, missing ones are zeros.
     Who stands where is kept: two people's boxes in the frame tell the attacker's side and their distance."""
     out = np.zeros(dim, np.float32)
-    chosen = sorted(people, key=lambda p: -(p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))[:slots]
-    for i, p in enumerate(sorted(chosen, key=lambda p: p.box[0] + p.box[2])):
+    for i, p in enumerate(sorted(_largest(people, slots), key=lambda p: p.box[0] + p.box[2])):
         out[i * POSE_DIM:(i + 1) * POSE_DIM] = pose_features(p.keypoints, p.box, POSE_DIM, frame_hw)
     return out
+
+
+def _largest(people: list, n: int) -> list:
+    """The n people (models.person.Person) with the largest boxes, largest first."""
+    return sorted(people, key=lambda p: -(p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))[:n]
 
 
 def union_box(people: list):
     """(x1, y1, x2, y2) holding the boxes of the two largest people (models.person.Person), or None."""
     if not people:
         return None
-    big = sorted(people, key=lambda p: -(p.box[2] - p.box[0]) * (p.box[3] - p.box[1]))[:2]
-    b = np.array([p.box for p in big], np.float32)
+    b = np.array([p.box for p in _largest(people, 2)], np.float32)
     return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
 
 
@@ -483,9 +494,9 @@ class FrameEncoder:
             raise ConfigError("views.streams has pose: detector.weights must be a pose model (the default, or "
                               "Ultralytics pose weights such as yolo11n-pose.pt)")
         self.pose_people = getattr(vcfg, "pose_people", 1)
-        # views.region=people: the crop frames the people the tracker finds (the image streams only)
-        self.people_region = getattr(vcfg, "region", "motion") == "people" and any(
-            k in self.streams for k in ("crop", "diff", "flow"))
+        self.reads_people = reads_people(vcfg, self.streams)
+        # views.region=people: the crop frames the people the tracker finds
+        self.people_region = self.reads_people and getattr(vcfg, "region", "motion") == "people"
         if POSE in self.streams and backbone.dim < POSE_DIM * self.pose_people:
             from pipeline.errors import ConfigError
 
@@ -499,7 +510,7 @@ class FrameEncoder:
 
     def reset(self) -> None:
         self.renderer.reset()
-        if self.people is not None and (POSE in self.streams or self.people_region):
+        if self.people is not None and self.reads_people:
             self.people.reset()
 
     def pose(self, people_per_frame: list, frame_hw) -> np.ndarray:
@@ -512,8 +523,7 @@ class FrameEncoder:
 
     def encode_streams(self, frames: np.ndarray, boxes=None) -> dict[str, np.ndarray]:
         """{stream: float32 (T, D)}; boxes: see ViewRenderer.render."""
-        people = [self.people.update(f) for f in frames] if self.people is not None and (
-            POSE in self.streams or self.people_region) else None
+        people = [self.people.update(f) for f in frames] if self.people is not None and self.reads_people else None
         if boxes is None and self.people_region:
             if people is None:
                 from pipeline.errors import ConfigError

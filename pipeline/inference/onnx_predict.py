@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import VIEWS_BEFORE_KEYS, VideoConfig, ViewsConfig  # plain dataclasses, no torch
-from pipeline.data.views import FrameEncoder, stream_size
+from pipeline.data.views import FrameEncoder, reads_people, stream_size
 from pipeline.errors import CheckpointError
 from pipeline.inference.results import Outputs, StreamPredictorBase, VideoPredictorBase
 
@@ -58,7 +58,7 @@ class OnnxModel:
         self.batch_size = 32
         self.views = ViewsConfig(**{**copy.deepcopy(VIEWS_BEFORE_KEYS), **self.meta.get("views", {})})  # older model.json too
         self.motion_size = stream_size("diff", self.views, self.size)  # as FrameEncoder will ask for it
-        if "pose" in self.views.streams or self.views.region == "people":  # a person detector in torch or MediaPipe
+        if reads_people(self.views):  # a person detector: Ultralytics (torch) or MediaPipe
             raise CheckpointError("this model reads people (views.streams has pose, or views.region=people): the "
                                   "ONNX engine runs without torch and cannot run the person detector; use the "
                                   "PyTorch engine")

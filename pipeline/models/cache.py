@@ -19,7 +19,7 @@ import numpy as np
 
 from pipeline.config import ViewsConfig
 from pipeline.data.video import VideoError, iter_frames, prefetch, video_kwargs  # noqa: F401 (prefetch: as before)
-from pipeline.data.views import FrameEncoder, stream_id
+from pipeline.data.views import FrameEncoder, reads_people, stream_id
 from pipeline.io import atomic_write_bytes, atomic_write_text
 from pipeline.models.detector import detector_id, pose_tracker
 
@@ -105,8 +105,7 @@ def stream_views(views, flip: bool = False, detector=None) -> list[tuple[str, st
     keeps the view strings of earlier versions ("" and "hflip"), so their cache entries stay valid.
     detector: the DetectorConfig the pose stream's keypoints come from."""
     streams = list(views.streams) if views is not None else ["frame"]
-    people = views is not None and ("pose" in streams or getattr(views, "region", "motion") == "people")
-    did = detector_id(detector, views) if detector is not None and people else ""
+    did = detector_id(detector, views) if detector is not None and views is not None and reads_people(views) else ""
     out = []
     for k in streams:
         sid = stream_id(k, views, did) if views is not None else ""
@@ -120,8 +119,7 @@ def encode_video(path: str, backbone, vcfg, views=None, flip: bool = False,
     views: a ViewsConfig (None = the whole frame only); streams: the subset to encode (default all);
     people: the PersonTracker of the pose stream or of views.region=people (models.detector.pose_tracker)."""
     vc = views if views is not None else ViewsConfig(streams=["frame"])
-    wants_people = streams is None or "pose" in streams or getattr(vc, "region", "motion") == "people"
-    encoder = FrameEncoder(backbone, vc, flip, streams, people if wants_people else None)
+    encoder = FrameEncoder(backbone, vc, flip, streams, people if reads_people(vc, streams) else None)
     encoder.reset()  # the person tracker is shared between videos: no track carries over into this one
     feats: dict[str, list] = {k: [] for k in encoder.streams}
     times = []

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.views import reads_people
 from pipeline.errors import ConfigError
 from pipeline.models.person import Person
 from pipeline.models.pose_mediapipe import MEDIAPIPE, MediaPipePoses, mediapipe_id, mediapipe_people
@@ -69,7 +70,7 @@ def pose_tracker(views, dcfg, device: str = "cpu"):
     """The person finder of views.FrameEncoder when views.streams has the pose stream or views.region=people,
     else None: a PersonTracker, or with detector.weights=mediapipe MediaPipe's BlazePose (models.pose_mediapipe,
     one or two people per frame: mediapipe_people)."""
-    if views is None or not ("pose" in views.streams or getattr(views, "region", "motion") == "people"):
+    if views is None or not reads_people(views):
         return None
     return MediaPipePoses(mediapipe_people(views)) if dcfg.weights == MEDIAPIPE else PersonTracker(dcfg, device)
 

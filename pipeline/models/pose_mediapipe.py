@@ -124,9 +124,6 @@ class MediaPipePoses:
                                               min_detection_confidence=self.conf, min_tracking_confidence=self.conf)
                            for _ in range(self.people)]
 
-    def alive(self) -> set[int]:
-        return set()
-
     def update(self, frame: np.ndarray) -> list[Person]:
         H, W = frame.shape[:2]
         image, out = np.ascontiguousarray(frame), []
