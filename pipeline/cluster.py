@@ -34,6 +34,9 @@ def import_ray():
 def ray_session(address: str | None = None):
     """Ray for the duration of a block: joined (address, or $RAY_ADDRESS) or a local instance on all of
     this machine's CPUs (and the GPUs Ray finds) started here and shut down at the end."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _token_auth_for_join()  # before Ray is imported: it reads its settings then
     ray = import_ray()
     with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's JSON: Ray's notes go to stderr
         with _session(ray, address):
@@ -42,7 +45,6 @@ def ray_session(address: str | None = None):
 
 @contextlib.contextmanager
 def _session(ray, address):
-    address = address or os.environ.get("RAY_ADDRESS") or None
     started = not ray.is_initialized()
     if started:
         kwargs = dict(logging_level=logging.WARNING, include_dashboard=False, log_to_driver=False)
@@ -65,6 +67,26 @@ def _session(ray, address):
     finally:
         if started:
             ray.shutdown()
+
+
+def _token_auth_for_join() -> None:
+    """Ray >= 2.59 turns token authentication on for a cluster started on a machine that holds a token (any
+    local `ray.init()` writes ~/.ray/auth_token), but a process that joins by address sends the token only when
+    RAY_AUTH_MODE=token, so `ray start --head` then `--address HOST:PORT` fails to connect. A client in token mode
+    also joins a cluster without authentication, so where a token is at hand and RAY_AUTH_MODE is not set, it is
+    set to token for the join (before Ray is imported, or Ray is told to read its settings again)."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return  # the user's choice
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or \
+            os.path.isfile(os.path.expanduser("~/.ray/auth_token")):
+        os.environ["RAY_AUTH_MODE"] = "token"
+        if "ray" in sys.modules:  # imported already (a caller's own): have it read its settings again, as Ray
+            try:                  # itself does when it turns token authentication on
+                from ray._raylet import Config
+
+                Config.initialize("")
+            except Exception:  # another Ray: joining says what went wrong, as before
+                pass
 
 
 def worker_threads(threads: int) -> None:
