@@ -90,6 +90,14 @@ def _variant_frames(name: str, frames: np.ndarray, fps: float) -> tuple[np.ndarr
         turn, shift = zip(*[(rng.normal(0, 0.3), rng.normal(0, 0.01, 2)) for _ in frames])  # ~1 % of the frame
         shift = np.array(shift) * (w, h)
         return film(frames, np.array(turn), shift[:, 0], shift[:, 1], 1.05)[0], fps
+    if name == "zoom105":  # jitter's zoom alone: what the wind's copies lose to the picture's edge
+        still = np.zeros(len(frames))
+        return film(frames, still, still, still, 1.05)[0], fps
+    if name == "shake":  # jitter's shake alone, not zoomed (the uncovered edge mirrored in)
+        rng = np.random.default_rng(zlib.crc32(frames[0].tobytes()[:4096]))
+        turn, shift = zip(*[(rng.normal(0, 0.3), rng.normal(0, 0.01, 2)) for _ in frames])
+        shift = np.array(shift) * (w, h)
+        return film(frames, np.array(turn), shift[:, 0], shift[:, 1], 1.0)[0], fps
     return frames, fps  # h264: the same frames, re-encoded
 
 
@@ -128,7 +136,7 @@ def film(frames: np.ndarray, turn, dx, dy, zoom: float) -> tuple[np.ndarray, lis
 # how the test clips are rewritten for --files (each an H.264 .mp4 through pipeline.data.writer); DIAGNOSTIC ones
 # only when named (--files zoom)
 FILE_VARIANTS = ("h264", "fps25", "half", "canvas", "shaky")
-DIAGNOSTIC_VARIANTS = ("zoom", "jitter")
+DIAGNOSTIC_VARIANTS = ("zoom", "jitter", "zoom105", "shake")
 
 
 def write_variants(test_csv: Path, out: Path, variants=FILE_VARIANTS) -> dict[str, Path]:

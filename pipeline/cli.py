@@ -20,10 +20,11 @@ from pipeline.errors import ClusterError, DataError, ExportError, GrammarError, 
 # validation quarter picks the epoch count, then the head trains again on all the training clips
 # (0.92-0.96 test top-1 without it, 0.98 with it over training seeds 0-2; docs/results.md). One head,
 # not the default five: on the demo's synthetic clips five scored 0.958-0.979 against 0.979 for one, for
-# 9 s more of a first run (docs/results.md, "Head ensembles").
+# 9 s more of a first run (docs/results.md, "Head ensembles"). No rewritten copies: the demo's clips and
+# its test clips are written by one writer, so there is no other file to prepare for, only a longer first run.
 DEMO_OVERRIDES = [
     "video.fps=8", "backbone.input_size=128", "train.epochs=40", "train.patience=12",
-    "train.max_len=24", "data.val_fraction=0.25", "train.refit=true", "train.ensemble=1",
+    "train.max_len=24", "data.val_fraction=0.25", "train.refit=true", "train.ensemble=1", "train.copies=0",
 ]
 
 
@@ -187,6 +188,7 @@ def cmd_extract(args) -> int:
     if is_people_file(args.data):
         return _extract_people(args, cfg)
     mirrored: list[str] = []  # what training will also read mirrored (train.flip_aug), filled here too
+    copies: list[str] = []  # the training clips' rewritten copies (train.copies), among paths
     if segments:  # segment annotations (next-event task): every video they name
         ann = load_annotations(args.data)
         paths = [v.path for v in ann.videos]
@@ -195,6 +197,12 @@ def cmd_extract(args) -> int:
     else:
         ds = load_dataset(args.data, "train", tuple(cfg.data.extensions), cfg.data.ucf_split)
         paths = [s.path for s in ds.samples]
+        if cfg.train.copies:  # the rewritten copies training reads beside each clip (train.copies)
+            from pipeline.data.copies import copies_root, write_copies
+
+            made = write_copies(paths, cfg.train.copies, copies_root(cfg), cfg.video.decoder)
+            copies = [c for cs in made.values() for c in cs]
+            paths = paths + copies
         if wants_flip(cfg.train.flip_aug, ds.classes):  # clips: what classification reads
             mirrored = list(paths)
         try:  # a split-aware source also has evaluation clips: extract those too
@@ -224,12 +232,12 @@ def cmd_extract(args) -> int:
     line = f"{res.extracted} extracted, {res.reused} already cached, {len(res.failures)} failed" + (
         f"; mirrored frames (train.flip_aug): {res_flip.extracted} extracted, {res_flip.reused} already cached"
         if res_flip else "")
-    return _report_extraction(args, cfg, res, res_flip, t0, line, dict(videos=len(paths)), dict(videos=len(mirrored)),
-                              cache_root, backbone_name, fingerprint, workers)
+    return _report_extraction(args, cfg, res, res_flip, t0, line, dict(videos=len(paths) - len(copies)), dict(videos=len(mirrored)),
+                              cache_root, backbone_name, fingerprint, workers, copies=len(copies))
 
 
 def _report_extraction(args, cfg, res, res_flip, t0, line: str, head: dict, mirrored: dict, cache_root,
-                       backbone_name: str, fingerprint: str, workers: int) -> int:
+                       backbone_name: str, fingerprint: str, workers: int, copies: int = 0) -> int:
     """vap extract's ending, for clips and per-person rows alike: the failures file, a line per skipped video
     and the summary line on stderr, the JSON summary (head's keys first) on stdout; exit status 1 on failures."""
     if args.failures and res.failures:
@@ -239,7 +247,7 @@ def _report_extraction(args, cfg, res, res_flip, t0, line: str, head: dict, mirr
     for e in res.failures.values():
         print(f"skipped: {e}", file=sys.stderr)
     print(line, file=sys.stderr)
-    _print_json(dict(**head, extracted=res.extracted, reused=res.reused, failed=len(res.failures),
+    _print_json(dict(**head, copies=copies, extracted=res.extracted, reused=res.reused, failed=len(res.failures),
                      frames_encoded=res.frames + (res_flip.frames if res_flip else 0),
                      seconds=round(time.time() - t0, 2), cache=str(cache_root), backbone=backbone_name,
                      fingerprint=fingerprint, streams=list(cfg.views.streams),

@@ -199,6 +199,14 @@ class TrainConfig:
         "their mirrored frames (extracted once more and cached): auto = on unless a class name says a direction "
         "(left, right, clockwise: walk_left/walk_right, swipe gestures), which a mirror would swap (next "
         "events too: +5 points on UT-Interaction's composed sequences, +1 on Weizmann's) | true | false")
+    copies: int = opt(2,
+        "classification - each clip is also read as this many rewritten copies, clips of their own in training "
+        "and validation: a camera shaken on a windy tripod and zoomed up to 1.1x, then 25 fps at 0.5-0.8 of the "
+        "size, both re-encoded as H.264 (data/copies.py). Test clips filmed or encoded otherwise than the "
+        "training clips are read 3 points better on UT-Interaction (10 on a hand-held camera's), the clips as "
+        "filmed within a seed's difference (docs/results.md); the training clips' extraction takes 3x as long "
+        "(the copies are written once under cache.dir and cached); 0 = none; not for per-person rows or "
+        "train.finetune_backbone", ge=0, le=2)
     step_loss_weight: float = opt(0.0,
         "weight of the per-step loss (every step predicts the clip's label) beside the clip loss; 0 (the "
         "clip loss alone) gives the best clip top-1 on unseen people (+4 points on UT-Interaction), 0.5 "

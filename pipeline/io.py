@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import os
 import tempfile
@@ -88,3 +89,19 @@ def atomic_path(path: str | Path):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+_hash_memo: dict[tuple, str] = {}
+
+
+def content_hash(path: str | Path) -> str:
+    """blake2b of the file's bytes, memoised per (path, size, mtime) within the process."""
+    st = os.stat(path)
+    memo_key = (str(path), st.st_size, st.st_mtime_ns)
+    if memo_key not in _hash_memo:
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _hash_memo[memo_key] = h.hexdigest()
+    return _hash_memo[memo_key]

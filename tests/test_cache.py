@@ -73,7 +73,7 @@ def test_extraction_resumes_after_kill_9(tmp_path):
     env = dict(os.environ, VAP_CACHE=str(cache))
     # one stream, so that entries count videos (test_views covers videos with some streams cached)
     cmd = [sys.executable, "-m", "pipeline", "extract", "--data", str(data), "--quiet", "backbone.input_size=224",
-           "views.streams=[frame]"]
+           "views.streams=[frame]", "train.copies=0"]
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
     while time.time() < deadline and len(list(cache.rglob("*.npz"))) < 2:

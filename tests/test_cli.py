@@ -55,10 +55,12 @@ def test_extract_reports_bad_videos_and_resumes(tmp_path, synth_data):
     args = ["extract", "--data", data, "--quiet", "backbone.name=tiny_cnn", "backbone.input_size=64"]
     code, out, err = run_vap(*args)
     s = json.loads(out)
-    assert code == 1 and s["videos"] == 50 and s["extracted"] == 48 and s["failed"] == 2
+    # and the two rewritten copies of each readable clip that training reads beside it (train.copies=2)
+    assert code == 1 and s["videos"] == 50 and s["copies"] == 96 and s["extracted"] == 48 + 96 and s["failed"] == 2
     assert "corrupt.mp4" in err and "zero.avi: empty file" in err
+    assert "no shaken copy" in err  # the unreadable files get none, with a warning, and no second failure
     code, out, err = run_vap(*args)
-    assert json.loads(out)["reused"] == 48
+    assert json.loads(out)["reused"] == 48 + 96  # the copies are not written again: their bytes, their entries
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -119,6 +119,8 @@ def test_cli_cache_flag_beats_the_environment(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VAP_CACHE", str(tmp_path / "env"))
     assert main(["extract", "--data", str(data), "--cache", str(tmp_path / "mine"), "--quiet",
                  "backbone.name=tiny_cnn", "backbone.input_size=64", "views.streams=[frame]"]) in (0, None)
-    # 2 videos, as they are and mirrored (train.flip_aug=auto mirrors wave/jump: training will read those)
-    assert len(list((tmp_path / "mine").rglob("*.npz"))) == 4
+    # 2 videos and their 2 rewritten copies each (train.copies=2), as they are and mirrored (train.flip_aug=auto
+    # mirrors wave/jump: training will read those); the copies are written under the cache folder too
+    assert len(list((tmp_path / "mine").rglob("*.npz"))) == 12
+    assert len(list((tmp_path / "mine" / "copies").glob("*.mp4"))) == 4
     assert not (tmp_path / "env").exists()

@@ -137,8 +137,9 @@ def test_ray_extract_fills_the_cache_safely_under_a_race_and_train_reads_it(tmp_
     time): every entry is complete and equal to a clean extraction's, no temporary file is left; vap train
     then encodes nothing."""
     cache, clean = tmp_path / "cache", tmp_path / "clean"
-    # flip_aug=true: the mirrored entries that training will read are filled too
-    args = ["--data", str(synth_data), "--quiet", *TINY, "train.flip_aug=true"]
+    # flip_aug=true: the mirrored entries that training will read are filled too; and one rewritten copy of each
+    # clip (train.copies=1), which both extractions write: the first file written is the one both read
+    args = ["--data", str(synth_data), "--quiet", *TINY, "train.flip_aug=true", "train.copies=1"]
     local = subprocess.Popen([sys.executable, "-m", "pipeline", "extract", "--cache", str(cache), *args],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     code, out, err = run_vap("extract", "--engine", "ray", "--address", ray_cluster, "--workers", "2",
@@ -146,25 +147,30 @@ def test_ray_extract_fills_the_cache_safely_under_a_race_and_train_reads_it(tmp_
     lout, lerr = local.communicate(timeout=600)
     assert code == 0 and local.returncode == 0, err + lerr
     s, ls = json.loads(out), json.loads(lout)
-    assert s["engine"] == "ray" and s["videos"] == 48 and s["failed"] == 0 and s["mirrored"]["videos"] == 48
-    assert s["extracted"] + s["reused"] == 48 and ls["extracted"] + ls["reused"] == 48
+    assert s["engine"] == "ray" and s["videos"] == 48 and s["copies"] == 48 and s["failed"] == 0
+    assert s["mirrored"]["videos"] == 96  # the clips and their copies
+    assert s["extracted"] + s["reused"] == 96 and ls["extracted"] + ls["reused"] == 96
+    # the clean extraction reads the same copies (they are written once, under the cache folder)
+    shutil.copytree(cache / "copies", clean / "copies")
     code, out, err = run_vap("extract", "--cache", clean, *args)
     assert code == 0, err
     raced, ref = _cache_entries(cache), _cache_entries(clean)
-    assert len(ref) == 48 * 2 * 2  # 48 videos x 2 streams (crop, diff) x (as they are, mirrored)
+    assert len(ref) == 96 * 2 * 2  # 96 videos x 2 streams (crop, diff) x (as they are, mirrored)
     assert raced.keys() == ref.keys()
     for name in ref:  # every entry whole and loadable (the same features; bytes may differ by timing meta)
         with np.load(cache / name[:2] / name) as z, np.load(clean / name[:2] / name) as r:
             np.testing.assert_allclose(z["features"].astype(np.float32), r["features"].astype(np.float32),
                                        atol=2e-2)
-    assert not [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".npz")]  # no temp files
+    # no temp files: the entries and the 48 copies, no half-written or second copy
+    assert not [p for p in cache.rglob("*") if p.is_file() and not p.name.endswith(".npz") and p.parent.name != "copies"]
+    assert len(list((cache / "copies").iterdir())) == 48
     # a rerun on Ray has nothing to do and starts nothing
     code, out, err = run_vap("extract", "--engine", "ray", "--cache", cache, *args)
     s = json.loads(out)
-    assert code == 0 and s["reused"] == 48 and s["extracted"] == 0 and s["mirrored"]["reused"] == 48
+    assert code == 0 and s["reused"] == 96 and s["extracted"] == 0 and s["mirrored"]["reused"] == 96
     before = set(raced)
     code, out, err = run_vap("train", "--data", synth_data, "--out", tmp_path / "run", "--cache", cache, "--quiet",
-                             *TINY, "train.flip_aug=true", "train.epochs=2", "train.patience=0")
+                             *TINY, "train.flip_aug=true", "train.copies=1", "train.epochs=2", "train.patience=0")
     assert code == 0, err
     assert set(_cache_entries(cache)) == before  # training read what the pool wrote, encoded nothing new
 

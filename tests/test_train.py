@@ -251,3 +251,59 @@ def test_refit_keeps_class_balance_sampler(tmp_path, synth_data, monkeypatch):
     assert m["refit"] and len(seen) == 2 + m["heads"] * m["best_epoch"]  # selection epochs, then each refit head's
     assert all(w is not None and abs(w.sum() - 1) < 1e-9 for w in seen)
     assert len(seen[-1]) == m["train_clips"] + m["val_clips"]  # the refit samples over train + val
+
+
+def test_rewritten_copies_are_real_files_that_train_and_never_validate(tmp_path, synth_data, monkeypatch):
+    """train.copies=2: every clip also as a shaken, zoomed H.264 file and as a smaller one at 25 fps, written once
+    under the cache, read through the real decoder; they are clips of their own beside their clip, in training
+    and in validation (of the validation clips' people only)."""
+    from pipeline.data.copies import KINDS, copy_path, write_copies
+    from pipeline.data.video import load_frames, probe
+    from pipeline.training.clips import with_copies
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("VAP_CACHE", str(cache))
+    cfg = load_config(None, [*TINY, f"data.train={synth_data}", "train.epochs=2", "train.patience=0",
+                             "train.copies=2", "views.streams=[frame]"])
+    m = main(cfg, tmp_path / "run", progress=False)
+    assert m["train_clips"] + m["val_clips"] == 48 and m["train_copies"] == 2 * m["train_clips"]
+    assert m["val_copies"] == 2 * m["val_clips"]
+    split = (tmp_path / "run" / "split.csv").read_text()
+    assert "copies" not in split  # the split is of the user's clips; each copy follows its clip
+    copies = sorted((cache / "copies").glob("*.mp4"))
+    assert len(copies) == 2 * 48  # the validation clips' too: the refit reads them
+    # the copies are clips of their own, of their clip's label, in training and in validation
+    from pipeline.data.datasets import load_dataset
+    from pipeline.models.backbones import create_backbone
+    from pipeline.models.cache import FeatureCache
+    from pipeline.training.clips import load_feature_clips
+
+    ds = load_dataset(synth_data)
+    bb = create_backbone("tiny_cnn", input_size=64)
+    clips, _ = load_feature_clips(ds, ds.classes, bb, cfg, FeatureCache(cache), progress=False, flip=True, copies=2)
+    assert len(clips) == 48 and all(len(c.copies) == 2 for c in clips)
+    rows = with_copies(clips)
+    assert len(rows) == 3 * 48 and [r.target for r in rows[:3]] == [clips[0].target] * 3
+    assert all(not r.copies and r.feats_flip is not None for r in rows)
+    assert rows[1].feats is clips[0].copies[0][0] and not torch.equal(rows[0].feats[:5], rows[1].feats[:5])
+
+    src = sorted(synth_data.rglob("*.mp4"))[0]
+    shaken, smaller = (copy_path(src, k, cache / "copies") for k in KINDS)
+    a, ta = load_frames(src, sampling="all")
+    b, tb = load_frames(shaken, sampling="all")
+    c, tc = load_frames(smaller, sampling="all")
+    assert probe(shaken).fps == probe(src).fps and b.shape == a.shape  # the same frames, the camera moved
+    assert np.abs(b.astype(int) - a.astype(int)).mean() > 2
+    assert probe(smaller).fps == 25 and abs(tc[-1] - ta[-1]) < 0.1  # the same seconds, 25 a second
+    assert 0.5 * a.shape[1] - 2 <= c.shape[1] <= 0.8 * a.shape[1] and 0.5 * a.shape[2] - 2 <= c.shape[2] <= 0.8 * a.shape[2]
+
+    # written once: a rerun keeps the files (and so their cache entries); a file that is no video gets no copy
+    stamp = [p.stat().st_mtime_ns for p in copies]
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"no video")
+    made = write_copies([str(src), str(bad)], 2, cache / "copies")
+    assert made == {str(src): [str(shaken), str(smaller)], str(bad): []}
+    assert [p.stat().st_mtime_ns for p in copies] == stamp
+    entries = len(list(cache.rglob("*.npz")))
+    main(cfg, tmp_path / "run2", progress=False)
+    assert len(list(cache.rglob("*.npz"))) == entries

@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,28 +19,12 @@ import numpy as np
 from pipeline.config import ViewsConfig
 from pipeline.data.video import VideoError, iter_frames, prefetch, video_kwargs  # noqa: F401 (prefetch: as before)
 from pipeline.data.views import FrameEncoder, reads_people, stream_id
-from pipeline.io import atomic_write_bytes, atomic_write_text
+from pipeline.io import atomic_write_bytes, atomic_write_text, content_hash  # noqa: F401 (content_hash: as before)
 from pipeline.models.detector import detector_id, pose_tracker
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-_hash_memo: dict[tuple, str] = {}
-
-
-def content_hash(path: str | Path) -> str:
-    """blake2b of the file's bytes, memoised per (path, size, mtime) within the process."""
-    st = os.stat(path)
-    memo_key = (str(path), st.st_size, st.st_mtime_ns)
-    if memo_key not in _hash_memo:
-        h = hashlib.blake2b(digest_size=16)
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _hash_memo[memo_key] = h.hexdigest()
-    return _hash_memo[memo_key]
-
-
 def sampling_id(vcfg) -> dict:
     """The parts of the video config that change which frames (and pixels) the backbone sees."""
     d = dict(sampling=vcfg.sampling, max_side=vcfg.max_side, decoder=vcfg.decoder)

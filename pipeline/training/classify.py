@@ -28,7 +28,7 @@ from pipeline.models.checkpoint import make_checkpoint
 from pipeline.models.heads import build_head, crop_average, length_mask, pad_batch
 from pipeline.models.runtime import backbone_from_config
 from pipeline.training import loop
-from pipeline.training.clips import Clip, load_feature_clips
+from pipeline.training.clips import Clip, load_feature_clips, with_copies
 from pipeline.training.distributed import Dist
 from pipeline.training.finetune import BackboneTail, TrunkEncoder, load_frame_clips
 from pipeline.training.loop import Validation, fit, optimizer_for, start_run, write_failures, write_metrics
@@ -230,6 +230,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
                                     runtime=not trains_backbone)
     spec_fingerprint = backbone.fingerprint
     trainable = None  # what of the backbone trains: the whole of it, or its tail on cached trunk maps
+    counts = dict(train_copies=0, val_copies=0)  # rewritten copies among the clips (train.copies)
     if finetune:
         train_clips, f1 = load_frame_clips(train_ds, classes, cfg, progress)
         val_clips, f2 = load_frame_clips(val_ds, classes, cfg, progress)
@@ -246,9 +247,18 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
         # which does not refit)
         flip_train = cfg.train.flip_aug == "true"
         flip_val = flip_train and cfg.train.refit and trainable is None
-        dist.prefill_cache([(train_ds.samples, flip_train), (val_ds.samples, flip_val)], encoder, cfg, cache)
-        train_clips, f1 = load_feature_clips(train_ds, classes, encoder, cfg, cache, progress, flip=flip_train)
-        val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress, flip=flip_val)
+        # rewritten copies (train.copies): clips of their own beside each clip, in training and in validation (a
+        # validation clip's copies are scored with it, so the epoch is chosen for other files too)
+        copies = cfg.train.copies
+        dist.prefill_cache([(train_ds.samples, flip_train, copies), (val_ds.samples, flip_val, copies)],
+                           encoder, cfg, cache)
+        train_clips, f1 = load_feature_clips(train_ds, classes, encoder, cfg, cache, progress, flip=flip_train,
+                                             copies=copies)
+        val_clips, f2 = load_feature_clips(val_ds, classes, encoder, cfg, cache, progress, flip=flip_val,
+                                           copies=copies)
+        counts.update(train_copies=sum(len(c.copies) for c in train_clips),
+                      val_copies=sum(len(c.copies) for c in val_clips))
+        train_clips, val_clips = with_copies(train_clips), with_copies(val_clips)
     if trainable is not None and state is not None and state.get("backbone_state"):
         backbone.load_state_dict(state["backbone_state"])
     failures = {**f1, **f2}
@@ -302,7 +312,8 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
         val_top1=rep["top1"], val_top5=rep["top5"], val_mean_class_accuracy=rep["mean_class_accuracy"],
         val_loss=best["val_loss"], val_per_class_accuracy=rep["per_class_accuracy"],
         val_confusion_matrix=rep["confusion_matrix"], classes=classes,
-        train_clips=len(train_clips), val_clips=len(val_clips), failed_videos=len(failures),
+        train_clips=len(train_clips) - counts["train_copies"], val_clips=len(val_clips) - counts["val_copies"],
+        **counts, failed_videos=len(failures),
         refit=bool(cfg.train.refit and trainable is None),
         heads=cfg.train.ensemble if cfg.train.refit and trainable is None else 1, processes=dist.world,
         seconds=round(time.time() - t0, 2), run_dir=str(out),

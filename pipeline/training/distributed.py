@@ -76,21 +76,28 @@ class Dist:
         per = math.ceil(len(items) / self.world)
         return self.shard([items[i % len(items)] for i in range(per * self.world)])
 
-    def prefill_cache(self, jobs: list[tuple[list, bool]], encoder, cfg, cache) -> None:
-        """Each process encodes its share of the videos of jobs ([(samples, with their mirrored frames)]:
-        data.samples.Sample) into the shared cache, then all wait until every share is there (each then reads
-        all of it). A per-person sample's video goes to one process with all its people, rendered in one
-        decode (models/person_cache.py). Nothing in one process: the task's own extraction does it all."""
+    def prefill_cache(self, jobs: list[tuple], encoder, cfg, cache) -> None:
+        """Each process encodes its share of the videos of jobs ([(samples, with their mirrored frames[, how
+        many rewritten copies])]: data.samples.Sample, train.copies) into the shared cache, then all wait until
+        every share is there (each then reads all of it; a clip's copies are written by the process that owns
+        the clip, so no two write one file). A per-person sample's video goes to one process with all its
+        people, rendered in one decode (models/person_cache.py). Nothing in one process: the task's own
+        extraction does it all."""
         if not self.enabled:
             return
+        from pipeline.data.copies import copies_root, write_copies
         from pipeline.models.person_cache import extract_people
 
         kw = dict(views=cfg.views, detector=cfg.detector)
-        for items, flip in jobs:
+        for items, flip, *more in jobs:
             paths = [s.path for s in items if s.person is None]
             people = [s for s in items if s.person is not None]
             if paths:
-                res = extract(self.shard(paths), encoder, cfg.video, cache, progress=False, **kw)
+                mine = self.shard(paths)
+                if more and more[0]:
+                    made = write_copies(mine, more[0], copies_root(cfg), cfg.video.decoder)
+                    mine = mine + [c for cs in made.values() for c in cs]
+                res = extract(mine, encoder, cfg.video, cache, progress=False, **kw)
                 if flip:
                     extract(list(res.keys), encoder, cfg.video, cache, progress=False, flip=True, **kw)
             if people:
