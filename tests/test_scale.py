@@ -36,34 +36,28 @@ def ray_cluster():
     bounded to 2 CPUs and a small object store; the commands join it with --address. Stopped at the end.
 
     With token authentication, as Ray >= 2.59 starts one on any machine that holds a token (~/.ray/auth_token,
-    which any local ray.init() writes): the commands are given the token's file (RAY_AUTH_TOKEN_PATH) but not
-    RAY_AUTH_MODE, as a user's shell would be, and must join all the same (pipeline.cluster)."""
+    which any local ray.init() writes, as this module's local-engine tests do): the commands are not told
+    RAY_AUTH_MODE, as a user's shell would not be, and must join all the same (pipeline.cluster)."""
     _need_ray()
     import secrets
     import socket
-    import tempfile
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    token = Path(tempfile.mkdtemp()) / "auth_token"
-    token.write_text(secrets.token_hex(32))
+    token = Path.home() / ".ray" / "auth_token"
+    if not token.is_file():  # what Ray's own first local ray.init() would write
+        token.parent.mkdir(parents=True, exist_ok=True)
+        token.write_text(secrets.token_hex(32))
     ray = str(Path(sys.executable).with_name("ray"))
     p = subprocess.run([ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
                         "--object-store-memory=200000000", "--include-dashboard=false", "--disable-usage-stats"],
-                       capture_output=True, text=True, timeout=180,
-                       env=dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token)))
+                       capture_output=True, text=True, timeout=180, env=dict(os.environ, RAY_AUTH_MODE="token"))
     assert p.returncode == 0, p.stdout + p.stderr
-    before = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)  # the commands run below inherit it
     try:
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=180)
-        if before is None:
-            os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
-        else:
-            os.environ["RAY_AUTH_TOKEN_PATH"] = before
 
 
 @pytest.fixture
