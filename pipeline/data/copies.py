@@ -17,6 +17,7 @@ cached under their own bytes like any video's.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -87,36 +88,28 @@ def write_copy(path: str | Path, kind: str, dst: Path, decoder: str = "auto", se
     info, chunks = open_frames(str(path), sampling="all", decoder=decoder, max_side=SOURCE_SIDE)
     fps = info.fps if info.fps and info.fps > 0 else 25.0
     rng = np.random.default_rng([zlib.crc32((seed or dst.name).encode()), VERSION])
-    first = True
-    for frames, _ in chunks:
-        if first:
-            h, w = frames.shape[1:3]
+    first, _ = next(chunks)  # (t, h, w, 3): the size and the draws are settled before the writer opens
+    h, w = first.shape[1:3]
+    if kind == "shaken":
+        amp, zoom = rng.uniform(0, 0.01), rng.uniform(1.0, 1.1)  # shift std (share of the frame), zoom
+        size, rate = (w // 2 * 2, h // 2 * 2), fps
+    elif kind == "smaller":
+        s = rng.uniform(0.5, 0.8)
+        size, rate = (max(2, int(w * s) // 2 * 2), max(2, int(h * s) // 2 * 2)), SMALLER_FPS
+    else:
+        raise ValueError(f"unknown copy kind {kind!r} (one of {', '.join(KINDS)})")
+    done = 0  # output frames written
+    with VideoWriter(dst, rate, *size, crf=12) as writer:  # a decoding error on the way leaves no file
+        frames = itertools.chain([first], (c for c, _ in chunks))
+        for src_i, f in enumerate(f for chunk in frames for f in chunk):
             if kind == "shaken":
-                amp, zoom = rng.uniform(0, 0.01), rng.uniform(1.0, 1.1)  # shift std (share of the frame), zoom
-                size, rate = (w // 2 * 2, h // 2 * 2), fps
-            elif kind == "smaller":
-                s = rng.uniform(0.5, 0.8)
-                size, rate = (max(2, int(w * s) // 2 * 2), max(2, int(h * s) // 2 * 2)), SMALLER_FPS
-            else:
-                raise ValueError(f"unknown copy kind {kind!r} (one of {', '.join(KINDS)})")
-            writer = VideoWriter(dst, rate, *size, crf=12).__enter__()
-            done, src_i = 0, 0  # output frames written; source frames seen
-            first = False
-        try:
-            for f in frames:
-                if kind == "shaken":
-                    M = cv2.getRotationMatrix2D((w / 2, h / 2), rng.normal(0, amp * 30), zoom)
-                    M[:, 2] += rng.normal(0, amp, 2) * (w, h)
-                    writer.write(cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR,
-                                                borderMode=cv2.BORDER_REFLECT)[:size[1], :size[0]])
-                else:  # the output frames whose nearest earlier source frame is this one (25 fps from any rate)
-                    small = None
-                    while np.floor(done / rate * fps + 1e-6) <= src_i:
-                        small = small if small is not None else cv2.resize(f, size, interpolation=cv2.INTER_AREA)
-                        writer.write(small)
-                        done += 1
-                src_i += 1
-        except BaseException as e:
-            writer.__exit__(type(e), e, e.__traceback__)  # no half-written copy
-            raise
-    writer.__exit__(None, None, None)
+                M = cv2.getRotationMatrix2D((w / 2, h / 2), rng.normal(0, amp * 30), zoom)
+                M[:, 2] += rng.normal(0, amp, 2) * (w, h)
+                writer.write(cv2.warpAffine(f, M, (w, h), flags=cv2.INTER_LINEAR,
+                                            borderMode=cv2.BORDER_REFLECT)[:size[1], :size[0]])
+                continue
+            small = None  # the output frames whose nearest earlier source frame is this one (25 fps from any rate)
+            while np.floor(done / rate * fps + 1e-6) <= src_i:
+                small = small if small is not None else cv2.resize(f, size, interpolation=cv2.INTER_AREA)
+                writer.write(small)
+                done += 1
