@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -132,10 +132,28 @@ def tiny_checkpoint(work: Path) -> Path:
     data = make_dataset(work / "data", 3, seed=0)
     cfg = load_config(None, [f"data.train={data}", "backbone.name=tiny_cnn", "backbone.input_size=64",
                              "views.motion_size=48", "video.fps=8", "train.epochs=1", "head.hidden_size=16",
-                             "head.proj_dim=16", "backbone.runtime=torch"])
+                             "head.proj_dim=16", "backbone.runtime=torch", "train.copies=0"])
     cfg.cache.dir = str(work / "cache")
     main(cfg, work / "run", progress=False)
     return work / "run" / "best.pt"
+
+
+def _run_measured(cmd: list[str], env: dict) -> tuple[subprocess.CompletedProcess, float]:
+    """Run cmd to its end, output captured: (the completed process, its own peak RSS in MB). Reaped with wait4,
+    which reports that child's usage alone; RUSAGE_CHILDREN would report the largest of every child this process
+    ever reaped (a test worker's earlier training processes among them)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8",
+                            errors="replace", env=env)
+    text = {}
+    readers = [threading.Thread(target=lambda k=k, f=f: text.__setitem__(k, f.read()))
+               for k, f in (("out", proc.stdout), ("err", proc.stderr))]
+    for t in readers:
+        t.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    for t in readers:
+        t.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return subprocess.CompletedProcess(cmd, proc.returncode, text["out"], text["err"]), usage.ru_maxrss / 1024
 
 
 def run(mutants: int, seed: int, checkpoint: str | None, out: Path, timeout_s: float = 20.0) -> dict:
@@ -145,12 +163,10 @@ def run(mutants: int, seed: int, checkpoint: str | None, out: Path, timeout_s: f
     rows_path.unlink(missing_ok=True)
     t0 = time.perf_counter()
     # errors="replace": FFmpeg echoes bytes of the damaged files into stderr
-    p = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--checkpoint", str(ckpt),
-                        str(out / "mutants"), f"video.decode_timeout={timeout_s}", "--out", str(rows_path),
-                        "--quiet"], cwd=ROOT, capture_output=True, encoding="utf-8", errors="replace",
-                       env=dict(os.environ, VAP_CACHE=str(out / "cache")))
+    p, peak_mb = _run_measured([sys.executable, "-m", "pipeline", "predict", "--checkpoint", str(ckpt),
+                                str(out / "mutants"), f"video.decode_timeout={timeout_s}", "--out", str(rows_path),
+                                "--quiet"], env=dict(os.environ, VAP_CACHE=str(out / "cache")))
     seconds = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     rows = {r["path"]: r for r in map(json.loads, rows_path.read_text().splitlines())} if rows_path.is_file() else {}
     kinds = Counter()
     for r in rows.values():
