@@ -95,7 +95,7 @@ def test_weizmann_ddp_two_processes_match_one(tmp_path, wz_cache, wz_split, wz_s
     """vap train --nproc 2 (real torchrun, gloo, 2 CPU processes) against one process on the same clips, seed and
     config (the defaults with one head instead of five: every head of the ensemble trains through the same
     all-reduce, and five cost this test ~150 s of the suite's ~10 minutes): validation and test top-1 within noise
-    of each other (docs/scale.md, before the copies and the five heads: equal validation top-1 and test within
+    of each other (docs/scale.md, an earlier default: equal validation top-1 and test within
     one clip over seeds 0-2; one head with the copies, measured here: validation 1.000 both, test 1.000 and 0.967).
     The rewritten copies go through torchrun's prefill of each process's share (written by wz_single already:
     the same files, read through the shared cache)."""
