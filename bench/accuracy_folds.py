@@ -82,26 +82,20 @@ def _variant_frames(name: str, frames: np.ndarray, fps: float) -> tuple[np.ndarr
         return _fit(frames, w * 3 // 4 * 2, h * 3 // 4 * 2, enlarge=False), fps
     if name == "shaky":
         return handheld(frames, fps, seed=zlib.crc32(frames[0].tobytes()[:4096]))[0], fps
-    if name == "zoom":  # shaky's zoom alone, no sway: what the hand-held copies lose to the picture's edge
-        still = np.zeros(len(frames))
-        return film(frames, still, still, still, HANDHELD_ZOOM)[0], fps
-    if name == "jitter":  # a camera on a tripod in the wind: a small random shake every frame, zoomed 1.05x
+    if name in ("zoom", "zoom105"):  # the zoom alone, no motion: shaky's (zoom) or jitter's (zoom105), what
+        still = np.zeros(len(frames))  # their copies lose to the picture's edge
+        return film(frames, still, still, still, HANDHELD_ZOOM if name == "zoom" else JITTER_ZOOM)[0], fps
+    if name in ("jitter", "shake"):  # a camera on a tripod in the wind: a small random shake every frame, zoomed
+        # (jitter) or not (shake: the uncovered edge mirrored in)
         rng = np.random.default_rng(zlib.crc32(frames[0].tobytes()[:4096]))
         turn, shift = zip(*[(rng.normal(0, 0.3), rng.normal(0, 0.01, 2)) for _ in frames])  # ~1 % of the frame
         shift = np.array(shift) * (w, h)
-        return film(frames, np.array(turn), shift[:, 0], shift[:, 1], 1.05)[0], fps
-    if name == "zoom105":  # jitter's zoom alone: what the wind's copies lose to the picture's edge
-        still = np.zeros(len(frames))
-        return film(frames, still, still, still, 1.05)[0], fps
-    if name == "shake":  # jitter's shake alone, not zoomed (the uncovered edge mirrored in)
-        rng = np.random.default_rng(zlib.crc32(frames[0].tobytes()[:4096]))
-        turn, shift = zip(*[(rng.normal(0, 0.3), rng.normal(0, 0.01, 2)) for _ in frames])
-        shift = np.array(shift) * (w, h)
-        return film(frames, np.array(turn), shift[:, 0], shift[:, 1], 1.0)[0], fps
+        return film(frames, np.array(turn), shift[:, 0], shift[:, 1], JITTER_ZOOM if name == "jitter" else 1.0)[0], fps
     return frames, fps  # h264: the same frames, re-encoded
 
 
 HANDHELD_ZOOM = 1.12  # the hand-held copies' zoom: the swayed picture always fills the frame
+JITTER_ZOOM = 1.05    # the wind's copies' zoom (--files jitter)
 
 
 def handheld(frames: np.ndarray, fps: float, seed: int) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -307,7 +307,7 @@ def test_torchrun_processes_split_the_per_person_encoding_by_video(scenes, tmp_p
     monkeypatch.setattr(person_cache, "extract_people", recording)
     monkeypatch.setattr(Dist, "barrier", lambda self: None)
     for rank in (0, 1):
-        Dist(rank=rank, world=2).prefill_cache([(list(ds.samples), True)], bb, cfg, cache)
+        Dist(rank=rank, world=2).prefill_cache([(list(ds.samples), True, 0)], bb, cfg, cache)
     videos = sorted({s.path for s in ds.samples})
     share = {r: [c[2] for c in calls if c[0] == r] for r in (0, 1)}
     assert [c[:2] for c in calls] == [(0, False), (0, True), (1, False), (1, True)]  # each rank: views, mirrored

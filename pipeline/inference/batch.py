@@ -25,7 +25,7 @@ from pipeline.data.datasets import DEFAULT_EXTENSIONS
 from pipeline.data.video import DecodeTimeout, VideoError, open_frames, prefetch, video_kwargs
 from pipeline.errors import SourceError  # noqa: F401 (importable from here as before)
 from pipeline.inference.render import render_video
-from pipeline.models.cache import content_hash
+from pipeline.io import content_hash
 
 
 def _absolute(p: Path) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.config import ViewsConfig
 from pipeline.data.video import VideoError, iter_frames, prefetch, video_kwargs  # noqa: F401 (prefetch: as before)
 from pipeline.data.views import FrameEncoder, reads_people, stream_id
-from pipeline.io import atomic_write_bytes, atomic_write_text, content_hash  # noqa: F401 (content_hash: as before)
+from pipeline.io import atomic_write_bytes, atomic_write_text, content_hash
 from pipeline.models.detector import detector_id, pose_tracker
 
 log = logging.getLogger(__name__)

@@ -77,8 +77,8 @@ class Dist:
         return self.shard([items[i % len(items)] for i in range(per * self.world)])
 
     def prefill_cache(self, jobs: list[tuple], encoder, cfg, cache) -> None:
-        """Each process encodes its share of the videos of jobs ([(samples, with their mirrored frames[, how
-        many rewritten copies])]: data.samples.Sample, train.copies) into the shared cache, then all wait until
+        """Each process encodes its share of the videos of jobs ([(samples, with their mirrored frames, how
+        many rewritten copies)]: data.samples.Sample, train.copies) into the shared cache, then all wait until
         every share is there (each then reads all of it; a clip's copies are written by the process that owns
         the clip, so no two write one file). A per-person sample's video goes to one process with all its
         people, rendered in one decode (models/person_cache.py). Nothing in one process: the task's own
@@ -89,13 +89,13 @@ class Dist:
         from pipeline.models.person_cache import extract_people
 
         kw = dict(views=cfg.views, detector=cfg.detector)
-        for items, flip, *more in jobs:
+        for items, flip, copies in jobs:
             paths = [s.path for s in items if s.person is None]
             people = [s for s in items if s.person is not None]
             if paths:
                 mine = self.shard(paths)
-                if more and more[0]:
-                    made = write_copies(mine, more[0], copies_root(cfg), cfg.video.decoder)
+                if copies:
+                    made = write_copies(mine, copies, copies_root(cfg), cfg.video.decoder)
                     mine = mine + [c for cs in made.values() for c in cs]
                 res = extract(mine, encoder, cfg.video, cache, progress=False, **kw)
                 if flip:

@@ -257,8 +257,8 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
     # refit trains on them
     flip_train = loop.resolve_flip(cfg, sorted({g.label for v in train_v + val_v for g in v.segments}), out)
     flipped = train_v + (val_v if cfg.train.refit else []) if flip_train else []
-    dist.prefill_cache([([v.sample for v in train_v], flip_train),
-                        ([v.sample for v in val_v], flip_train and cfg.train.refit)], backbone, cfg, cache)
+    dist.prefill_cache([([v.sample for v in train_v], flip_train, 0),  # no rewritten copies (train.copies)
+                        ([v.sample for v in val_v], flip_train and cfg.train.refit, 0)], backbone, cfg, cache)
     feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
     feats_flip = encode_videos([v for v in flipped if v.key in feats], backbone, cfg, cache, progress, ann.source,
                                flip=True)[0] if flipped else {}
