@@ -1,6 +1,6 @@
 """Performance benchmarks. Each prints JSON; ratios are against a baseline measured in the same run.
 
-    python bench/perf.py decode|backbone|e2e|streaming|training|memory|peer [--quick]
+    python bench/perf.py decode|backbone|e2e|streaming|training|memory|peer|mirror [--quick]
     python bench/run_all.py        # all of them, and a Markdown table (bench/results.md)
 
 decode     frames/s of decord and OpenCV (through pipeline.video, no resize) on a 320x240 clip and a
@@ -15,6 +15,8 @@ training   30 epochs over 1,000 feature sequences of 64 steps, default LSTM, CPU
 memory     peak RSS of `vap predict` (a child process) on the 60 s 1080p clip and on a 10 min one
 peer       per-video cost of torchvision r2plus1d_18 / r3d_18 (16-frame 112x112 clips covering the
            video) against our pipeline on the same video (goal: ours < 1/5)
+mirror     a training folder's features as they are and mirrored (flip augmentation), default views: one
+           decode for both against two passes (ratio; the features must be identical)
 """
 from __future__ import annotations
 
@@ -351,8 +353,52 @@ def bench_peer(quick: bool = False) -> dict:
                 goal="ours < 1/5 of the peer", rows=rows + ours)
 
 
+# ----------------------------------------------------------------------------- 8. mirrored training features
+
+def bench_mirror(quick: bool = False) -> dict:
+    """What flip augmentation's extraction costs: a training folder's features with the default views and
+    backbone (runtime auto), as they are and mirrored - two passes (decode, track and render each video twice, as
+    before) against one (cache.extract_versions: one decode, both versions' images in one backbone batch). Each
+    into a fresh cache, best of `repeats`; the entries must be the same numbers."""
+    import tempfile
+
+    from pipeline.config import Config
+    from pipeline.models.cache import FeatureCache, extract, extract_versions
+    from pipeline.models.runtime import backbone_from_config
+
+    ut = ROOT.parent / "shared" / "data" / "ut_interaction_set1"
+    folder = ut if ut.is_dir() and not quick else clip_folder(2 if quick else 8)
+    paths = sorted(str(p) for p in folder.rglob("*.avi"))[:12] if folder == ut else \
+        [str(p) for p in sorted(folder.glob("*.mp4"))[:2 if quick else 8]]
+    cfg = Config()
+    bb = backbone_from_config(cfg.backbone)
+    kw = dict(progress=False, views=cfg.views, detector=cfg.detector)
+    extract(paths[:1], bb, cfg.video, FeatureCache(tempfile.mkdtemp()), **kw)  # warm-up
+    best = {"two passes": float("inf"), "one decode": float("inf")}
+    keys = {}
+    with tempfile.TemporaryDirectory() as d:
+        for r in range(1 if quick else 2):
+            for name in best:
+                cache = FeatureCache(Path(d) / f"{name}-{r}")
+                t0 = time.perf_counter()
+                if name == "two passes":
+                    res = (extract(paths, bb, cfg.video, cache, **kw), extract(paths, bb, cfg.video, cache, flip=True, **kw))
+                else:
+                    out = extract_versions({False: paths, True: paths}, bb, cfg.video, cache, **kw)
+                    res = (out[False], out[True])
+                best[name] = min(best[name], time.perf_counter() - t0)
+                keys[name] = (cache, [k for x in res for ks in x.keys.values() for k in ks])
+        (c1, k1), (c2, k2) = keys["two passes"], keys["one decode"]
+        same = k1 == k2 and all(np.array_equal(c1.load(k)[0], c2.load(k)[0]) for k in k1)
+    return dict(bench="mirror", videos=len(paths), folder=str(folder), backbone=bb.name,
+                numerics=getattr(bb, "numerics", "torch-fp32"), streams=list(cfg.views.streams),
+                rows=[dict(variant=k, seconds=round(v, 2)) for k, v in best.items()],
+                ratio=round(best["one decode"] / best["two passes"], 3), identical_features=same,
+                goal="one decode < two passes, identical features")
+
+
 BENCHES = dict(decode=bench_decode, backbone=bench_backbone, e2e=bench_e2e, streaming=bench_streaming,
-               training=bench_training, memory=bench_memory, peer=bench_peer)
+               training=bench_training, memory=bench_memory, peer=bench_peer, mirror=bench_mirror)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["decode", "backbone", "e2e", "streaming", "training", "memory", "peer"]
+ORDER = ["decode", "backbone", "e2e", "streaming", "training", "memory", "peer", "mirror"]
 
 
 def run(name: str, quick: bool, device: str = "auto") -> dict:
@@ -85,6 +85,11 @@ def markdown(results: list[dict]) -> str:
                       "| model | seconds per video | share of the cheapest peer |", "|---|---|---|"]
             lines += [f"| {x['model']} | {x['seconds_per_video']} | {x.get('share_of_cheapest_peer', '')} |"
                       for x in r["rows"]]
+        elif name == "mirror":
+            lines += [f"goal: {r['goal']}; {r['videos']} videos of {r['folder']}, {r['backbone']} {r['numerics']}, "
+                      f"streams {r['streams']}", "", "| variant | seconds |", "|---|---|"]
+            lines += [f"| {x['variant']} | {x['seconds']} |" for x in r["rows"]]
+            lines += ["", f"one decode / two passes: {r['ratio']}; identical features: {r['identical_features']}"]
         lines.append("")
     return "\n".join(lines)
 

@@ -178,7 +178,7 @@ def cmd_extract(args) -> int:
     from pipeline.data.datasets import load_dataset
     from pipeline.data.segments import load_annotations
     from pipeline.data.tracks import is_people_file
-    from pipeline.models.cache import FeatureCache, extract
+    from pipeline.models.cache import FeatureCache, extract_versions
     from pipeline.models.runtime import backbone_from_config
     from pipeline.training.loop import wants_flip
 
@@ -224,10 +224,10 @@ def cmd_extract(args) -> int:
         workers = 1
         bb = backbone_from_config(cfg.backbone)
         cache = FeatureCache.from_config(cfg)
-        res = extract(paths, bb, cfg.video, cache, progress=not args.quiet, views=cfg.views,
-                      detector=cfg.detector)
-        res_flip = extract([p for p in mirrored if p in res.keys], bb, cfg.video, cache, progress=not args.quiet,
-                           flip=True, views=cfg.views, detector=cfg.detector) if mirrored else None
+        # one decode of each video for its views as they are and mirrored
+        both = extract_versions({False: paths, True: mirrored} if mirrored else {False: paths}, bb, cfg.video,
+                                cache, progress=not args.quiet, views=cfg.views, detector=cfg.detector)
+        res, res_flip = both[False], both.get(True)
         backbone_name, fingerprint, cache_root = bb.name, bb.fingerprint, cache.root
     line = f"{res.extracted} extracted, {res.reused} already cached, {len(res.failures)} failed" + (
         f"; mirrored frames (train.flip_aug): {res_flip.extracted} extracted, {res_flip.reused} already cached"

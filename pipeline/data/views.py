@@ -503,7 +503,8 @@ class FrameEncoder:
             raise ConfigError(f"views.streams has pose: its {POSE_DIM * self.pose_people} features need a backbone of "
                               f"at least that many ({backbone.name} has {backbone.dim})")
         self.image_streams = [k for k in self.streams if k != POSE]
-        self.renderer = ViewRenderer(self.image_streams, vcfg, backbone.input_size, flip)
+        # the views as they are: encode_versions mirrors them for flip (the same images as a flipped renderer's)
+        self.renderer = ViewRenderer(self.image_streams, vcfg, backbone.input_size)
         self.dim = len(self.streams) * backbone.dim
         sizes = {k: stream_size(k, vcfg, backbone.input_size) for k in self.image_streams}
         self.encoders = {k: backbone if s == backbone.input_size else backbone.at_size(s) for k, s in sizes.items()}
@@ -513,16 +514,27 @@ class FrameEncoder:
         if self.people is not None and self.reads_people:
             self.people.reset()
 
-    def pose(self, people_per_frame: list, frame_hw) -> np.ndarray:
+    def pose(self, people_per_frame: list, frame_hw, flip: bool | None = None) -> np.ndarray:
         """(T, D) pose stream features from each frame's people (a list of models.person.Person, or one
-        Person or None: that person alone), views.pose_people of them (pair_pose_features)."""
+        Person or None: that person alone), views.pose_people of them (pair_pose_features); mirrored with flip
+        (default: the encoder's)."""
         f = np.stack([pair_pose_features(p if isinstance(p, list) else [] if p is None else [p], self.backbone.dim,
                                          frame_hw, self.pose_people) for p in people_per_frame]) \
             if people_per_frame else np.zeros((0, self.backbone.dim), np.float32)
-        return mirror_pose(f, self.pose_people) if self.flip else f
+        return mirror_pose(f, self.pose_people) if (self.flip if flip is None else flip) else f
 
     def encode_streams(self, frames: np.ndarray, boxes=None) -> dict[str, np.ndarray]:
-        """{stream: float32 (T, D)}; boxes: see ViewRenderer.render."""
+        """{stream: float32 (T, D)}, mirrored if the encoder was made with flip; boxes: see ViewRenderer.render."""
+        return self.encode_versions(frames, boxes)[self.flip]
+
+    def encode_versions(self, frames: np.ndarray, boxes=None,
+                        wanted: dict[bool, list[str]] | None = None) -> dict[bool, dict[str, np.ndarray]]:
+        """{flip: {stream: float32 (T, D)}} for wanted {flip: streams} (default {the encoder's flip: its streams}):
+        the streams of wanted[False] as they are and those of wanted[True] mirrored (flip augmentation), from one
+        rendering - a mirrored view is the view mirrored, so the moving region is found once and each stream's
+        images of both versions go through the backbone in one batch (identical features to two passes: ~15 %
+        less time than decoding and tracking the video twice; docs/benchmarks.md). boxes: see ViewRenderer.render."""
+        wanted = {self.flip: self.streams} if wanted is None else wanted
         people = [self.people.update(f) for f in frames] if self.people is not None and self.reads_people else None
         if boxes is None and self.people_region:
             if people is None:
@@ -530,10 +542,20 @@ class FrameEncoder:
 
                 raise ConfigError("views.region=people needs a person detector (detector.weights)")
             boxes = [union_box(p) for p in people]
-        out = {k: self.encoders[k].encode(v) for k, v in self.renderer.render(frames, boxes).items()}
-        if POSE in self.streams:
-            out[POSE] = self.pose(people, frames.shape[1:3])
-        return {k: out[k] for k in self.streams}
+        imgs = self.renderer.render(frames, boxes)  # {stream: (T, S, S, 3) uint8}
+        out: dict[bool, dict[str, np.ndarray]] = {flip: {} for flip in wanted}
+        for k in self.image_streams:
+            flips = [flip for flip, streams in wanted.items() if k in streams]
+            if not flips:
+                continue
+            batch = [mirror(imgs[k], [k])[:, 0] if flip else imgs[k] for flip in flips]  # (T, S, S, 3) each
+            feats = self.encoders[k].encode(np.concatenate(batch) if len(batch) > 1 else batch[0])  # (n*T, D)
+            for i, flip in enumerate(flips):
+                out[flip][k] = feats[i * len(frames):(i + 1) * len(frames)]
+        for flip, streams in wanted.items():
+            if POSE in streams:
+                out[flip][POSE] = self.pose(people, frames.shape[1:3], flip)
+        return {flip: {k: out[flip][k] for k in streams} for flip, streams in wanted.items()}
 
     def encode(self, frames: np.ndarray, boxes=None) -> np.ndarray:
         feats = self.encode_streams(frames, boxes)

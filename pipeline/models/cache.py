@@ -102,15 +102,27 @@ def encode_video(path: str, backbone, vcfg, views=None, flip: bool = False,
     views: a ViewsConfig (None = the whole frame only); streams: the subset to encode (default all);
     people: the PersonTracker of the pose stream or of views.region=people (models.detector.pose_tracker)."""
     vc = views if views is not None else ViewsConfig(streams=["frame"])
-    encoder = FrameEncoder(backbone, vc, flip, streams, people if reads_people(vc, streams) else None)
+    feats, ts = encode_video_versions(path, backbone, vcfg, views, {flip: list(streams or vc.streams)}, people)
+    return feats[flip], ts
+
+
+def encode_video_versions(path: str, backbone, vcfg, views, wanted: dict[bool, list[str]],
+                          people=None) -> tuple[dict[bool, dict[str, np.ndarray]], np.ndarray]:
+    """encode_video for the views as they are and mirrored at once: wanted {flip: streams} ->
+    ({flip: {stream: features (T,D) float32}}, timestamps (T,)), one decode and one rendering of the views for
+    both (views.FrameEncoder.encode_versions)."""
+    vc = views if views is not None else ViewsConfig(streams=["frame"])
+    union = [k for k in vc.streams if any(k in s for s in wanted.values())]
+    encoder = FrameEncoder(backbone, vc, False, union, people if reads_people(vc, union) else None)
     encoder.reset()  # the person tracker is shared between videos: no track carries over into this one
-    feats: dict[str, list] = {k: [] for k in encoder.streams}
+    feats: dict[bool, dict[str, list]] = {flip: {k: [] for k in s} for flip, s in wanted.items()}
     times = []
     for frames, ts in prefetch(iter_frames(path, **video_kwargs(vcfg))):
-        for k, f in encoder.encode_streams(frames).items():
-            feats[k].append(f)
+        for flip, out in encoder.encode_versions(frames, wanted=wanted).items():
+            for k, f in out.items():
+                feats[flip][k].append(f)
         times.append(ts)
-    return {k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(times)
+    return {flip: {k: np.concatenate(v) for k, v in fs.items()} for flip, fs in feats.items()}, np.concatenate(times)
 
 
 def plan_extract(paths: list[str], backbone, vcfg, cache: FeatureCache, views=None,
@@ -140,34 +152,58 @@ def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: boo
     per video encodes every stream it still lacks. A bad video is recorded in result.failures, never fatal.
     flip=True: the features of the mirrored views (flip augmentation). detector: the DetectorConfig of the
     pose stream (required when views.streams has pose)."""
+    return extract_versions({flip: paths}, backbone, vcfg, cache, progress, failures_file, views, detector)[flip]
+
+
+def extract_versions(wanted: dict[bool, list[str]], backbone, vcfg, cache: FeatureCache, progress: bool = True,
+                     failures_file: str | Path | None = None, views=None,
+                     detector=None) -> dict[bool, ExtractResult]:
+    """extract for the views as they are and mirrored (flip augmentation) at once: wanted {flip: paths} ->
+    {flip: ExtractResult}. A video in both lists is decoded, and its views rendered, once for both
+    (encode_video_versions); a video that cannot be read is a failure in the result of each list it is in."""
     from tqdm import tqdm
 
-    res, todo = plan_extract(paths, backbone, vcfg, cache, views, flip, detector)
-    sv = stream_views(views, flip, detector)
+    plans = {flip: plan_extract(paths, backbone, vcfg, cache, views, flip, detector) for flip, paths in wanted.items()}
+    out = {flip: res for flip, (res, _) in plans.items()}
+    todo = list(dict.fromkeys(p for _, t in plans.values() for p in t))  # each video once, in order
+    sv = {flip: stream_views(views, flip, detector) for flip in wanted}
     people = pose_tracker(views, detector, str(getattr(backbone, "device", "cpu"))) if todo else None
-    desc = f"extract {backbone.name}" + (" (mirrored)" if flip else "")
+    desc = f"extract {backbone.name}" + (" (mirrored)" if list(wanted) == [True] else
+                                         " (and mirrored)" if len(wanted) > 1 else "")
     bar = tqdm(todo, desc=desc, unit="video", disable=not progress or not todo, dynamic_ncols=True)
+    frames = 0
     for p in bar:
-        missing = [(k, key) for (k, view), key in zip(sv, res.keys[p]) if not cache.has(key)]
+        missing = {flip: [(k, key) for (k, _), key in zip(sv[flip], out[flip].keys[p]) if not cache.has(key)]
+                   for flip, (_, t) in plans.items() if p in t}
+        for flip in [f for f, m in missing.items() if not m]:  # written meanwhile by another process
+            out[flip].reused += 1
+            del missing[flip]
         try:
-            feats, ts = encode_video(p, backbone, vcfg, views, flip, [k for k, _ in missing], people)
-        except VideoError as e:
-            res.failures[p] = str(e)
-            res.keys.pop(p, None)
+            feats, ts = encode_video_versions(p, backbone, vcfg, views,
+                                              {flip: [k for k, _ in m] for flip, m in missing.items()}, people) \
+                if missing else ({}, np.zeros(0))
+        except Exception as e:
+            # VideoError names the file and the problem; an unexpected library error on one file must not end the run
+            msg = str(e) if isinstance(e, VideoError) else \
+                f"{p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            for flip in missing:
+                out[flip].failures[p] = msg
+                out[flip].keys.pop(p, None)
             continue
-        except Exception as e:  # an unexpected library error on one file must not end the run
-            res.failures[p] = f"{p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            res.keys.pop(p, None)
-            continue
-        for (k, view), key in zip(sv, res.keys[p]):
-            if (k, key) in missing:
-                cache.save(key, feats[k], ts, dict(video=p, backbone=backbone.name,
-                                                   fingerprint=backbone.fingerprint, sampling=sampling_id(vcfg),
-                                                   numerics=getattr(backbone, "numerics", "torch-fp32"),
-                                                   stream=k, view=view))
-        res.extracted += 1
-        res.frames += len(ts)
-        bar.set_postfix(frames=res.frames)
-    if failures_file is not None and res.failures:
-        atomic_write_text(failures_file, "".join(f"{e}\n" for e in res.failures.values()))
-    return res
+        for flip, m in missing.items():
+            res = out[flip]
+            for (k, view), key in zip(sv[flip], res.keys[p]):
+                if (k, key) in m:
+                    cache.save(key, feats[flip][k], ts, dict(video=p, backbone=backbone.name,
+                                                             fingerprint=backbone.fingerprint,
+                                                             sampling=sampling_id(vcfg),
+                                                             numerics=getattr(backbone, "numerics", "torch-fp32"),
+                                                             stream=k, view=view))
+            res.extracted += 1
+            res.frames += len(ts)
+        frames += len(ts) * len(missing)
+        bar.set_postfix(frames=frames)
+    failures = {p: e for res in out.values() for p, e in res.failures.items()}
+    if failures_file is not None and failures:
+        atomic_write_text(failures_file, "".join(f"{e}\n" for e in failures.values()))
+    return out

@@ -1,11 +1,12 @@
 """`vap extract --engine ray`: the feature cache filled by a Ray Data actor pool.
 
 The driver lists the videos whose entries are missing (cache.plan_extract, as the local engine does);
-each `ExtractWorker` builds the backbone once and runs cache.extract on its videos, writing into the
-same cache folder. Entries are written to a temporary name and renamed (io.atomic_write_bytes), so two
-workers - or two runs - that race on one entry leave one complete file, never a torn one; a rerun
-encodes only what is still missing. On a cluster the cache folder must be one shared filesystem
-(NFS, a mounted bucket) at the same path on every node, and vap installed on each.
+each `ExtractWorker` builds the backbone once and runs cache.extract_versions on its videos (a video's
+views as they are and mirrored in one decode), writing into the same cache folder. Entries are written
+to a temporary name and renamed (io.atomic_write_bytes), so two workers - or two runs - that race on one
+entry leave one complete file, never a torn one; a rerun encodes only what is still missing. On a cluster
+the cache folder must be one shared filesystem (NFS, a mounted bucket) at the same path on every node,
+and vap installed on each.
 """
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cluster import pool_rows, pool_size, ray_session, stopped, worker_threads
-from pipeline.models.cache import ExtractResult, FeatureCache, extract, plan_extract
+from pipeline.models.cache import ExtractResult, FeatureCache, extract_versions, plan_extract
 
 
 class ExtractWorker:
-    """One actor of the pool: the backbone built once, then cache.extract on each batch of videos."""
+    """One actor of the pool: the backbone built once, then cache.extract_versions on each batch of videos."""
 
     def __init__(self, cfg, threads: int):
         from pipeline.models.runtime import backbone_from_config
@@ -31,16 +32,20 @@ class ExtractWorker:
         self.cache = FeatureCache.from_config(cfg)
 
     def __call__(self, batch: dict) -> dict:
+        """A video per input row (path, plain, mirrored: which of its versions to encode, in one decode) -> a row
+        per (path, flip) encoded."""
         cols: dict[str, list] = dict(path=[], flip=[], error=[], frames=[], extracted=[], reused=[])
-        for p, flip in zip(batch["path"], batch["flip"]):
-            res = extract([str(p)], self.backbone, self.cfg.video, self.cache, progress=False, flip=bool(flip),
-                          views=self.cfg.views, detector=self.cfg.detector)
-            cols["path"].append(str(p))
-            cols["flip"].append(bool(flip))
-            cols["error"].append(next(iter(res.failures.values()), ""))
-            cols["frames"].append(res.frames)
-            cols["extracted"].append(res.extracted)
-            cols["reused"].append(res.reused)  # written meanwhile by another worker or another run
+        for p, plain, mirrored in zip(batch["path"], batch["plain"], batch["mirrored"]):
+            flips = [f for f, wanted in ((False, plain), (True, mirrored)) if wanted]
+            results = extract_versions({f: [str(p)] for f in flips}, self.backbone, self.cfg.video, self.cache,
+                                       progress=False, views=self.cfg.views, detector=self.cfg.detector)
+            for flip, res in results.items():
+                cols["path"].append(str(p))
+                cols["flip"].append(flip)
+                cols["error"].append(next(iter(res.failures.values()), ""))
+                cols["frames"].append(res.frames)
+                cols["extracted"].append(res.extracted)
+                cols["reused"].append(res.reused)  # written meanwhile by another worker or another run
         return {k: np.array(v, dtype=object if k in ("path", "error") else None) for k, v in cols.items()}
 
 
@@ -64,17 +69,20 @@ def extract_ray(paths: list[str], cfg, flips=(False,), address: str | None = Non
         cfg.backbone.precision = getattr(backbone, "precision", "fp32")
         cfg.backbone.channels_last = bool(getattr(backbone, "channels_last", False))
     results: dict[bool, ExtractResult] = {}
-    items = []
+    todo: dict[str, set] = {}  # video -> the versions (flip) it lacks: one item, one decode for both
     for flip in flips:
-        results[flip], todo = plan_extract(paths, backbone, cfg.video, cache, cfg.views, flip, cfg.detector)
-        items += [dict(path=p, flip=flip) for p in todo]
+        results[flip], missing = plan_extract(paths, backbone, cfg.video, cache, cfg.views, flip, cfg.detector)
+        for p in missing:
+            todo.setdefault(p, set()).add(flip)
+    items = [dict(path=p, plain=False in fs, mirrored=True in fs) for p, fs in todo.items()]
+    entries = sum(len(fs) for fs in todo.values())  # rows to come: one per (video, version)
     n = 0
     if items:
         with ray_session(address) as ray:
             n = pool_size(ray, workers, cpus_per_worker, gpus_per_worker)
             rows = pool_rows(ray, items, ExtractWorker, n, cpus_per_worker, gpus_per_worker, cfg=cfg,
                              threads=max(1, int(cpus_per_worker)))
-            bar = tqdm(total=len(items), desc=f"extract (ray, {n} workers)", unit="video", disable=not progress,
+            bar = tqdm(total=entries, desc=f"extract (ray, {n} workers)", unit="video", disable=not progress,
                        dynamic_ncols=True)
             seen: set[tuple[str, bool]] = set()
             t0 = time.perf_counter()
@@ -93,9 +101,9 @@ def extract_ray(paths: list[str], cfg, flips=(False,), address: str | None = Non
                         res.reused += int(r["reused"])
                         res.frames += int(r["frames"])
                     bar.update(1)
-                    bar.set_postfix(frames=res.frames, videos_per_s=f"{len(seen) / (time.perf_counter() - t0):.2f}")
+                    bar.set_postfix(frames=res.frames, entries_per_s=f"{len(seen) / (time.perf_counter() - t0):.2f}")
             except ray.exceptions.RayError as e:
-                raise stopped(e, len(seen), len(items), "entries", cache.root) from None
+                raise stopped(e, len(seen), entries, "entries", cache.root) from None
             finally:
                 bar.close()
     return results, n, backbone.fingerprint

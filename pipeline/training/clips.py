@@ -11,7 +11,7 @@ import torch
 from pipeline.config import Config
 from pipeline.data.copies import copies_root, write_copies
 from pipeline.data.datasets import Dataset
-from pipeline.models.cache import ExtractResult, FeatureCache, extract
+from pipeline.models.cache import ExtractResult, FeatureCache, extract_versions
 from pipeline.models.person_cache import extract_people
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,10 @@ def load_feature_clips(ds: Dataset, classes: list[str], backbone, cfg: Config,
     paths = [s.path for s in ds.samples if s.person is None]
     people = [s for s in ds.samples if s.person is not None]
     kw = dict(views=cfg.views, detector=cfg.detector)
-    res = extract(paths, backbone, cfg.video, cache, progress, failures_file, **kw) if paths else ExtractResult()
-    flipped = extract([p for p in paths if p in res.keys], backbone, cfg.video, cache, progress, flip=True, **kw) \
-        if flip and paths else ExtractResult()
+    # one decode of each video for its views as they are and mirrored
+    both = extract_versions({False: paths, True: paths} if flip else {False: paths}, backbone, cfg.video, cache,
+                            progress, failures_file, **kw) if paths else {}
+    res, flipped = both.get(False, ExtractResult()), both.get(True, ExtractResult())
     if people:
         pres = extract_people(people, backbone, cfg.video, cache, progress, **kw)
         res.keys.update(pres.keys)
@@ -58,11 +59,12 @@ def load_feature_clips(ds: Dataset, classes: list[str], backbone, cfg: Config,
     made: dict[str, list[str]] = {}
     if copies and paths:
         made = write_copies([p for p in paths if p in res.keys], copies, copies_root(cfg), cfg.video.decoder)
-        cres = extract([c for cs in made.values() for c in cs], backbone, cfg.video, cache, progress, **kw)
+        made_paths = [c for cs in made.values() for c in cs]
+        cboth = extract_versions({False: made_paths, True: made_paths} if flip else {False: made_paths}, backbone,
+                                 cfg.video, cache, progress, **kw)
+        cres, cflip = cboth[False], cboth.get(True, ExtractResult())
         for e in cres.failures.values():
             log.warning("a copy for train.copies is left out: %s", e)
-        cflip = extract(list(cres.keys), backbone, cfg.video, cache, progress, flip=True, **kw) \
-            if flip else ExtractResult()
         res.keys.update(cres.keys)
         flipped.keys.update(cflip.keys)
     index = {c: i for i, c in enumerate(classes)}

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import ClusterError
-from pipeline.models.cache import extract
+from pipeline.models.cache import extract_versions
 
 # a barrier waits for the slowest process's share of the extraction: generous, but not forever
 BARRIER_TIMEOUT = timedelta(hours=4)
@@ -97,9 +97,8 @@ class Dist:
                 if copies:
                     made = write_copies(mine, copies, copies_root(cfg), cfg.video.decoder)
                     mine = mine + [c for cs in made.values() for c in cs]
-                res = extract(mine, encoder, cfg.video, cache, progress=False, **kw)
-                if flip:
-                    extract(list(res.keys), encoder, cfg.video, cache, progress=False, flip=True, **kw)
+                extract_versions({False: mine, True: mine} if flip else {False: mine}, encoder, cfg.video, cache,
+                                 progress=False, **kw)  # one decode for both
             if people:
                 mine = set(self.shard(sorted({s.path for s in people})))
                 share = [s for s in people if s.path in mine]
