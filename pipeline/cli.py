@@ -263,7 +263,7 @@ def _extract_people(args, cfg) -> int:
     timeline instead); the local engine only."""
     from pipeline.data.datasets import load_dataset
     from pipeline.models.cache import FeatureCache
-    from pipeline.models.person_cache import extract_people
+    from pipeline.models.person_cache import extract_people_versions
     from pipeline.models.runtime import backbone_from_config
     from pipeline.training.loop import wants_flip
 
@@ -285,10 +285,10 @@ def _extract_people(args, cfg) -> int:
     t0 = time.time()
     bb, cache = backbone_from_config(cfg.backbone), FeatureCache.from_config(cfg)
     kw = dict(progress=not args.quiet, views=cfg.views, detector=cfg.detector)
-    res = extract_people(samples, bb, cfg.video, cache, **kw)
     flip = wants_flip(cfg.train.flip_aug, classes)
-    res_flip = extract_people([s for s in samples if s.key in res.keys], bb, cfg.video, cache, flip=True, **kw) \
-        if flip else None
+    both = extract_people_versions({False: samples, True: samples} if flip else {False: samples}, bb, cfg.video,
+                                   cache, **kw)  # one decode of each video for its rows as they are and mirrored
+    res, res_flip = both[False], both.get(True)
     videos = len({s.path for s in samples})
     line = (f"{len(samples)} per-person rows in {videos} videos: {res.extracted} videos encoded, {res.reused} rows "
             f"already cached, {len(res.failures)} failed")

@@ -219,6 +219,36 @@ def test_next_events_per_person_train_evaluate_and_predict(scenes, tmp_path):
     assert len(rows) >= 2 and all(r["next"]["label"] in m["classes"] and r["next"]["in_s"] >= 0 for r in rows)
 
 
+def test_rows_and_their_mirror_from_one_decode_equal_two_extractions(scenes, tmp_path, monkeypatch):
+    """Flip augmentation for per-person rows: extract_people_versions decodes each video once for its rows as they
+    are and mirrored, and writes the very entries two separate extractions write (the same keys and numbers)."""
+    import pipeline.models.person_cache as person_cache
+    from pipeline.config import load_config
+    from pipeline.data.tracks import load_people
+    from pipeline.models.cache import FeatureCache
+    from pipeline.models.runtime import backbone_from_config
+
+    cfg = load_config(None, list(TINY))
+    rows = [s for s in load_people(scenes / "people.csv").samples if s.path.endswith(("people_000.mp4",
+                                                                                       "people_001.mp4"))]
+    bb, kw = backbone_from_config(cfg.backbone), dict(progress=False, views=cfg.views)
+    two = FeatureCache(tmp_path / "two")
+    plain = person_cache.extract_people(rows, bb, cfg.video, two, **kw)
+    mirrored = person_cache.extract_people(rows, bb, cfg.video, two, flip=True, **kw)
+    decoded, real = [], person_cache.open_frames
+    monkeypatch.setattr(person_cache, "open_frames", lambda path, **k: decoded.append(path) or real(path, **k))
+    one = FeatureCache(tmp_path / "one")
+    both = person_cache.extract_people_versions({False: rows, True: rows}, bb, cfg.video, one, **kw)
+    assert sorted(decoded) == sorted({s.path for s in rows})  # once per video, for every row and both versions
+    assert both[False].keys == plain.keys and both[True].keys == mirrored.keys and not both[True].failures
+    for res in (plain, mirrored):
+        for keys in res.keys.values():
+            for k in keys:
+                assert np.array_equal(two.load(k)[0], one.load(k)[0])
+    a = rows[0].key
+    assert not np.array_equal(one.load_streams(plain.keys[a])[0], one.load_streams(mirrored.keys[a])[0])
+
+
 def test_the_pose_stream_of_a_row_is_the_annotated_persons(scenes, tmp_path):
     """views.streams with pose: each row reads the keypoints of the detected person whose box is the annotated
     one (the shipped detector on the scenes), not of the largest person in the frame."""
@@ -298,23 +328,24 @@ def test_torchrun_processes_split_the_per_person_encoding_by_video(scenes, tmp_p
     cfg = load_config(None, list(TINY))
     ds = load_people(scenes / "people.csv")
     bb, cache = backbone_from_config(cfg.backbone), FeatureCache(tmp_path / "c")
-    real, calls = person_cache.extract_people, []
+    real, calls = person_cache.extract_people_versions, []
 
-    def recording(samples, *a, flip=False, **kw):
-        calls.append((rank, flip, sorted({s.path for s in samples})))
-        return real(samples, *a, flip=flip, **kw)
+    def recording(wanted, *a, **kw):
+        calls.append((rank, {flip: sorted({s.path for s in samples}) for flip, samples in wanted.items()}))
+        return real(wanted, *a, **kw)
 
-    monkeypatch.setattr(person_cache, "extract_people", recording)
+    monkeypatch.setattr(person_cache, "extract_people_versions", recording)
     monkeypatch.setattr(Dist, "barrier", lambda self: None)
     for rank in (0, 1):
         Dist(rank=rank, world=2).prefill_cache([(list(ds.samples), True, 0)], bb, cfg, cache)
     videos = sorted({s.path for s in ds.samples})
-    share = {r: [c[2] for c in calls if c[0] == r] for r in (0, 1)}
-    assert [c[:2] for c in calls] == [(0, False), (0, True), (1, False), (1, True)]  # each rank: views, mirrored
-    assert share[0][0] == share[0][1] and share[1][0] == share[1][1]
-    assert not set(share[0][0]) & set(share[1][0]) and sorted(share[0][0] + share[1][0]) == videos
-    assert len(share[0][0]) == len(share[1][0]) == len(videos) // 2
+    # each rank: one call for its videos as they are and mirrored (one decode each)
+    assert [(r, sorted(w)) for r, w in calls] == [(0, [False, True]), (1, [False, True])]
+    share = {r: w for r, w in calls}
+    assert share[0][False] == share[0][True] and share[1][False] == share[1][True]
+    assert not set(share[0][False]) & set(share[1][False]) and sorted(share[0][False] + share[1][False]) == videos
+    assert len(share[0][False]) == len(share[1][False]) == len(videos) // 2
     # what training then reads (load_feature_clips): every row and its mirror already there
-    for flip in (False, True):
-        res = real(list(ds.samples), bb, cfg.video, cache, progress=False, flip=flip, views=cfg.views)
-        assert res.extracted == 0 and res.reused == len(ds.samples) and not res.failures
+    for flip, res in real({False: list(ds.samples), True: list(ds.samples)}, bb, cfg.video, cache, progress=False,
+                          views=cfg.views).items():
+        assert res.extracted == 0 and res.reused == len(ds.samples) and not res.failures, flip

@@ -564,12 +564,25 @@ class FrameEncoder:
     def encode_people(self, items: list[tuple]) -> dict[str, np.ndarray]:
         """{stream: (N, D)} of N people's views: items [(their ViewRenderer, frame (H,W,3), box x1,y1,x2,y2 in its
         pixels, the detected person whose keypoints the pose stream reads, or None)], each person's views rendered
-        by their own renderer (it carries their crop and previous frame), then each stream in one batch."""
+        by their own renderer (it carries their crop and previous frame; made without flip: the encoder mirrors),
+        then each stream in one batch; mirrored if the encoder was made with flip."""
+        return self.encode_people_versions(items, (self.flip,))[self.flip]
+
+    def encode_people_versions(self, items: list[tuple], flips=(False, True)) -> dict[bool, dict[str, np.ndarray]]:
+        """encode_people as they are and mirrored at once: {flip: {stream: (N, D)}} for each of flips, the views
+        rendered once (encode_versions does the same for whole frames)."""
         images = {k: [] for k in self.image_streams}
         for renderer, frame, box, _ in items:
             for k, v in renderer.render(frame[None], [box]).items():
                 images[k].append(v)  # (1, S, S, 3)
-        out = {k: self.encoders[k].encode(np.concatenate(v)) for k, v in images.items()}
+        out: dict[bool, dict[str, np.ndarray]] = {flip: {} for flip in flips}
+        for k, v in images.items():
+            imgs = np.concatenate(v)  # (N, S, S, 3)
+            batch = [mirror(imgs, [k])[:, 0] if flip else imgs for flip in flips]
+            feats = self.encoders[k].encode(np.concatenate(batch) if len(batch) > 1 else batch[0])  # (n*N, D)
+            for i, flip in enumerate(flips):
+                out[flip][k] = feats[i * len(imgs):(i + 1) * len(imgs)]
         if POSE in self.streams:
-            out[POSE] = self.pose([person for *_, person in items], items[0][1].shape[:2])
+            for flip in flips:
+                out[flip][POSE] = self.pose([person for *_, person in items], items[0][1].shape[:2], flip)
         return out

@@ -42,22 +42,31 @@ def encode_people(path: str, samples: list, backbone, vcfg, views=None, flip: bo
     frames of its span: {sample.key: ({stream: (T, D) float32}, timestamps (T,))}. A row shorter than one
     sampling step takes the next sampled frame (up to SHORT_ROW_S after its end), or the video's last one; a row
     that starts after the video's end is left out. streams: the subset to encode (default views.streams)."""
+    return encode_people_versions(path, samples, backbone, vcfg, views, (flip,), streams, tracker)[flip]
+
+
+def encode_people_versions(path: str, samples: list, backbone, vcfg, views=None, flips=(False, True), streams=None,
+                           tracker=None) -> dict[bool, dict[str, tuple[dict[str, np.ndarray], np.ndarray]]]:
+    """encode_people as they are and mirrored (flip augmentation) in one decode: {flip: {sample.key: ({stream: (T, D)},
+    timestamps (T,))}} for each of flips; each person's views are rendered once and mirrored (views.FrameEncoder.
+    encode_people_versions)."""
     vc = views if views is not None else ViewsConfig(streams=["frame"])
-    enc = FrameEncoder(backbone, vc, flip, streams, tracker if streams is None or POSE in streams else None)
+    enc = FrameEncoder(backbone, vc, False, streams, tracker if streams is None or POSE in streams else None)
     pose = POSE in enc.streams
-    renderers = {s.key: ViewRenderer(enc.image_streams, vc, backbone.input_size, flip) for s in samples}
-    feats: dict[str, dict[str, list]] = {s.key: defaultdict(list) for s in samples}
+    renderers = {s.key: ViewRenderer(enc.image_streams, vc, backbone.input_size) for s in samples}
+    feats: dict[bool, dict[str, dict[str, list]]] = {f: {s.key: defaultdict(list) for s in samples} for f in flips}
     times: dict[str, list] = defaultdict(list)
 
     def encode(jobs: list[tuple]) -> None:
         """jobs: [(sample, t, frame, box in its pixels, detected people)] -> features appended per sample."""
         if not jobs:
             return
-        out = enc.encode_people([(renderers[s.key], f, box, matching_person(p, box) if pose else None)
-                                 for s, t, f, box, p in jobs])  # pose: the detected person who is the annotated one
+        out = enc.encode_people_versions([(renderers[s.key], f, box, matching_person(p, box) if pose else None)
+                                          for s, t, f, box, p in jobs], flips)  # pose: the annotated one's keypoints
         for i, (s, t, *_) in enumerate(jobs):
-            for k in enc.streams:
-                feats[s.key][k].append(out[k][i])
+            for flip in flips:
+                for k in enc.streams:
+                    feats[flip][s.key][k].append(out[flip][k][i])
             times[s.key].append(t)
 
     info, chunks = open_frames(path, **video_kwargs(vcfg))
@@ -83,8 +92,8 @@ def encode_people(path: str, samples: list, backbone, vcfg, views=None, flip: bo
         t, f, people, scale = last
         encode([(s, t, f, s.person.box_at(t) * scale, people) for s in samples
                 if s.key not in times and s.person.start < info.duration])
-    return {key: ({k: np.stack(v) for k, v in feats[key].items()}, np.array(times[key]))
-            for key in times}
+    return {flip: {key: ({k: np.stack(v) for k, v in fs[key].items()}, np.array(times[key])) for key in times}
+            for flip, fs in feats.items()}
 
 
 def extract_people(samples: list, backbone, vcfg, cache: FeatureCache, progress: bool = True, flip: bool = False,
@@ -92,48 +101,64 @@ def extract_people(samples: list, backbone, vcfg, cache: FeatureCache, progress:
     """Fill the cache for per-person samples (cache.extract's counterpart): result.keys maps each sample's key
     (Sample.key) to its cache keys in stream order; a video that cannot be read, or a row without a sampled
     frame, is recorded in result.failures (by sample key), never fatal."""
+    return extract_people_versions({flip: samples}, backbone, vcfg, cache, progress, views, detector)[flip]
+
+
+def extract_people_versions(wanted: dict[bool, list], backbone, vcfg, cache: FeatureCache, progress: bool = True,
+                            views=None, detector=None) -> dict[bool, ExtractResult]:
+    """extract_people for the views as they are and mirrored (flip augmentation) at once: wanted {flip: samples} ->
+    {flip: ExtractResult}; each video is decoded once for every row of it that either version lacks
+    (cache.extract_versions' counterpart)."""
     from tqdm import tqdm
 
-    res, todo = ExtractResult(), defaultdict(list)
-    sv = stream_views(views, flip, detector)
+    out = {flip: ExtractResult() for flip in wanted}
+    todo: dict[str, dict[bool, list]] = defaultdict(lambda: defaultdict(list))  # video -> {flip: its rows to encode}
+    sv = {flip: stream_views(views, flip, detector) for flip in wanted}
     cid = getattr(backbone, "cache_id", backbone.fingerprint)
-    for s in samples:
-        try:
-            keys = [cache.key(s.path, cid, vcfg, f"{v}:person-{s.person.ident}".lstrip(":")) for _, v in sv]
-        except OSError as e:
-            res.failures[s.key] = f"{s.path}: cannot read file ({e.strerror})"
-            continue
-        res.keys[s.key] = keys
-        if all(cache.has(k) for k in keys):
-            res.reused += 1
-        else:
-            todo[s.path].append(s)
+    for flip, samples in wanted.items():
+        res = out[flip]
+        for s in samples:
+            try:
+                keys = [cache.key(s.path, cid, vcfg, f"{v}:person-{s.person.ident}".lstrip(":")) for _, v in sv[flip]]
+            except OSError as e:
+                res.failures[s.key] = f"{s.path}: cannot read file ({e.strerror})"
+                continue
+            res.keys[s.key] = keys
+            if all(cache.has(k) for k in keys):
+                res.reused += 1
+            else:
+                todo[s.path][flip].append(s)
     tracker = pose_tracker(views, detector, str(getattr(backbone, "device", "cpu"))) if todo else None
-    desc = f"extract people {backbone.name}" + (" (mirrored)" if flip else "")
+    desc = f"extract people {backbone.name}" + (" (mirrored)" if list(wanted) == [True] else
+                                                " (and mirrored)" if len(wanted) > 1 else "")
     bar = tqdm(list(todo.items()), desc=desc, unit="video", disable=not progress or not todo, dynamic_ncols=True)
-    for path, group in bar:
+    for path, rows in bar:
+        group = list({s.key: s for ss in rows.values() for s in ss}.values())  # each row once, whichever versions
         try:
-            encoded = encode_people(path, group, backbone, vcfg, views, flip, None, tracker)
+            encoded = encode_people_versions(path, group, backbone, vcfg, views, tuple(rows), None, tracker)
         except Exception as e:  # VideoError names the file; an unexpected library error must not end the run
             msg = str(e) if isinstance(e, VideoError) else \
                 f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            for s in group:
-                res.failures[s.key] = msg
-                res.keys.pop(s.key, None)
+            for flip, ss in rows.items():
+                for s in ss:
+                    out[flip].failures[s.key] = msg
+                    out[flip].keys.pop(s.key, None)
             continue
-        for s in group:
-            if s.key not in encoded:
-                res.failures[s.key] = (f"{s.person.row}: no sampled frame of {path} between {s.person.start:g} and "
-                                       f"{s.person.end:g} s (the video is shorter)")
-                res.keys.pop(s.key, None)
-                continue
-            feats, ts = encoded[s.key]
-            for (k, view), key in zip(sv, res.keys[s.key]):
-                cache.save(key, feats[k], ts, dict(video=path, track=s.person.track, start=s.person.start,
-                                                   end=s.person.end, backbone=backbone.name,
-                                                   fingerprint=backbone.fingerprint, sampling=sampling_id(vcfg),
-                                                   numerics=getattr(backbone, "numerics", "torch-fp32"),
-                                                   stream=k, view=view))
-            res.frames += len(ts)
-        res.extracted += 1
-    return res
+        for flip, ss in rows.items():
+            res = out[flip]
+            for s in ss:
+                if s.key not in encoded[flip]:
+                    res.failures[s.key] = (f"{s.person.row}: no sampled frame of {path} between {s.person.start:g} "
+                                           f"and {s.person.end:g} s (the video is shorter)")
+                    res.keys.pop(s.key, None)
+                    continue
+                feats, ts = encoded[flip][s.key]
+                for (k, view), key in zip(sv[flip], res.keys[s.key]):
+                    cache.save(key, feats[k], ts, dict(video=path, track=s.person.track, start=s.person.start,
+                                                       end=s.person.end, backbone=backbone.name,
+                                                       fingerprint=backbone.fingerprint, sampling=sampling_id(vcfg),
+                                                       numerics=getattr(backbone, "numerics", "torch-fp32"),
+                                                       stream=k, view=view))
+                res.frames += len(ts)
+            res.extracted += 1
+    return out

@@ -12,7 +12,7 @@ from pipeline.config import Config
 from pipeline.data.copies import copies_root, write_copies
 from pipeline.data.datasets import Dataset
 from pipeline.models.cache import ExtractResult, FeatureCache, extract_versions
-from pipeline.models.person_cache import extract_people
+from pipeline.models.person_cache import extract_people_versions
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,12 @@ def load_feature_clips(ds: Dataset, classes: list[str], backbone, cfg: Config,
                             progress, failures_file, **kw) if paths else {}
     res, flipped = both.get(False, ExtractResult()), both.get(True, ExtractResult())
     if people:
-        pres = extract_people(people, backbone, cfg.video, cache, progress, **kw)
-        res.keys.update(pres.keys)
-        res.failures.update(pres.failures)
+        pboth = extract_people_versions({False: people, True: people} if flip else {False: people}, backbone,
+                                        cfg.video, cache, progress, **kw)
+        res.keys.update(pboth[False].keys)
+        res.failures.update(pboth[False].failures)
         if flip:
-            flipped.keys.update(extract_people([s for s in people if s.key in pres.keys], backbone, cfg.video,
-                                               cache, progress, flip=True, **kw).keys)
+            flipped.keys.update(pboth[True].keys)
     made: dict[str, list[str]] = {}
     if copies and paths:
         made = write_copies([p for p in paths if p in res.keys], copies, copies_root(cfg), cfg.video.decoder)

@@ -86,7 +86,7 @@ class Dist:
         if not self.enabled:
             return
         from pipeline.data.copies import copies_root, write_copies
-        from pipeline.models.person_cache import extract_people
+        from pipeline.models.person_cache import extract_people_versions
 
         kw = dict(views=cfg.views, detector=cfg.detector)
         for items, flip, copies in jobs:
@@ -102,10 +102,8 @@ class Dist:
             if people:
                 mine = set(self.shard(sorted({s.path for s in people})))
                 share = [s for s in people if s.path in mine]
-                res = extract_people(share, encoder, cfg.video, cache, progress=False, **kw)
-                if flip:
-                    extract_people([s for s in share if s.key in res.keys], encoder, cfg.video, cache, progress=False,
-                                   flip=True, **kw)
+                extract_people_versions({False: share, True: share} if flip else {False: share}, encoder, cfg.video,
+                                        cache, progress=False, **kw)  # one decode for both
         self.barrier()
 
     def batch_size(self, batch_size: int) -> int:

@@ -29,7 +29,7 @@ from pipeline.io import atomic_write_csv
 from pipeline.models.cache import FeatureCache, extract, extract_versions
 from pipeline.models.checkpoint import make_checkpoint
 from pipeline.models.heads import build_head, pad_batch
-from pipeline.models.person_cache import extract_people
+from pipeline.models.person_cache import extract_people, extract_people_versions
 from pipeline.models.runtime import backbone_from_config
 from pipeline.training import loop
 from pipeline.training.distributed import Dist
@@ -260,9 +260,14 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
     dist.prefill_cache([([v.sample for v in train_v], flip_train, 0),  # no rewritten copies (train.copies)
                         ([v.sample for v in val_v], flip_train and cfg.train.refit, 0)], backbone, cfg, cache)
     if flipped:  # one decode of each video for its views as they are and mirrored; encode_videos reads them back
+        kw = dict(views=cfg.views, detector=cfg.detector)
         extract_versions({False: [v.path for v in train_v + val_v if v.person is None],
                           True: [v.path for v in flipped if v.person is None]}, backbone, cfg.video, cache, progress,
-                         views=cfg.views, detector=cfg.detector)
+                         **kw)
+        if any(v.person is not None for v in train_v + val_v):  # per-person timelines
+            extract_people_versions({False: [v.sample for v in train_v + val_v if v.person is not None],
+                                     True: [v.sample for v in flipped if v.person is not None]}, backbone, cfg.video,
+                                    cache, progress, **kw)
     feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
     feats_flip = encode_videos([v for v in flipped if v.key in feats], backbone, cfg, cache, progress, ann.source,
                                flip=True)[0] if flipped else {}
