@@ -359,7 +359,7 @@ def bench_mirror(quick: bool = False) -> dict:
     """What flip augmentation's extraction costs: a training folder's features with the default views and
     backbone (runtime auto), as they are and mirrored - two passes (decode, track and render each video twice, as
     before) against one (cache.extract_versions: one decode, both versions' images in one backbone batch). Each
-    into a fresh cache, best of `repeats`; the entries must be the same numbers."""
+    into a fresh cache, best of 2 (1 with --quick); the entries must be the same numbers."""
     import tempfile
 
     from pipeline.config import Config
@@ -373,10 +373,10 @@ def bench_mirror(quick: bool = False) -> dict:
     cfg = Config()
     bb = backbone_from_config(cfg.backbone)
     kw = dict(progress=False, views=cfg.views, detector=cfg.detector)
-    extract(paths[:1], bb, cfg.video, FeatureCache(tempfile.mkdtemp()), **kw)  # warm-up
     best = {"two passes": float("inf"), "one decode": float("inf")}
     keys = {}
     with tempfile.TemporaryDirectory() as d:
+        extract(paths[:1], bb, cfg.video, FeatureCache(Path(d) / "warm-up"), **kw)
         for r in range(1 if quick else 2):
             for name in best:
                 cache = FeatureCache(Path(d) / f"{name}-{r}")
