@@ -532,7 +532,7 @@ class FrameEncoder:
         """{flip: {stream: float32 (T, D)}} for wanted {flip: streams} (default {the encoder's flip: its streams}):
         the streams of wanted[False] as they are and those of wanted[True] mirrored (flip augmentation), from one
         rendering - a mirrored view is the view mirrored, so the moving region is found once and each stream's
-        images of both versions go through the backbone in one batch (identical features to two passes: ~15 %
+        images of both versions go through the backbone in one batch (identical features to two passes: ~12 %
         less time than decoding and tracking the video twice; docs/benchmarks.md). boxes: see ViewRenderer.render."""
         wanted = {self.flip: self.streams} if wanted is None else wanted
         people = [self.people.update(f) for f in frames] if self.people is not None and self.reads_people else None
