@@ -262,7 +262,7 @@ def _extract_people(args, cfg) -> int:
     them (mirrored too unless train.flip_aug says otherwise; with train.task=next_event each person's whole
     timeline instead); the local engine only."""
     from pipeline.data.datasets import load_dataset
-    from pipeline.models.cache import FeatureCache
+    from pipeline.models.cache import FeatureCache, versions
     from pipeline.models.person_cache import extract_people_versions
     from pipeline.models.runtime import backbone_from_config
     from pipeline.training.loop import wants_flip
@@ -286,8 +286,8 @@ def _extract_people(args, cfg) -> int:
     bb, cache = backbone_from_config(cfg.backbone), FeatureCache.from_config(cfg)
     kw = dict(progress=not args.quiet, views=cfg.views, detector=cfg.detector)
     flip = wants_flip(cfg.train.flip_aug, classes)
-    both = extract_people_versions({False: samples, True: samples} if flip else {False: samples}, bb, cfg.video,
-                                   cache, **kw)  # one decode of each video for its rows as they are and mirrored
+    # one decode of each video for its rows as they are and mirrored
+    both = extract_people_versions(versions(samples, flip), bb, cfg.video, cache, **kw)
     res, res_flip = both[False], both.get(True)
     videos = len({s.path for s in samples})
     line = (f"{len(samples)} per-person rows in {videos} videos: {res.extracted} videos encoded, {res.reused} rows "

@@ -546,16 +546,21 @@ class FrameEncoder:
         out: dict[bool, dict[str, np.ndarray]] = {flip: {} for flip in wanted}
         for k in self.image_streams:
             flips = [flip for flip, streams in wanted.items() if k in streams]
-            if not flips:
-                continue
-            batch = [mirror(imgs[k], [k])[:, 0] if flip else imgs[k] for flip in flips]  # (T, S, S, 3) each
-            feats = self.encoders[k].encode(np.concatenate(batch) if len(batch) > 1 else batch[0])  # (n*T, D)
-            for i, flip in enumerate(flips):
-                out[flip][k] = feats[i * len(frames):(i + 1) * len(frames)]
+            for flip, f in zip(flips, self._encode_flips(k, imgs[k], flips)):
+                out[flip][k] = f
         for flip, streams in wanted.items():
             if POSE in streams:
                 out[flip][POSE] = self.pose(people, frames.shape[1:3], flip)
         return {flip: {k: out[flip][k] for k in streams} for flip, streams in wanted.items()}
+
+    def _encode_flips(self, stream: str, imgs: np.ndarray, flips: list) -> list[np.ndarray]:
+        """One stream's images (N, S, S, 3) through its encoder as they are and/or mirrored, one batch for all of
+        flips: [(N, D) float32 per flip]."""
+        if not flips:
+            return []
+        batch = [mirror(imgs, [stream])[:, 0] if flip else imgs for flip in flips]
+        feats = self.encoders[stream].encode(np.concatenate(batch) if len(batch) > 1 else batch[0])  # (n*N, D)
+        return [feats[i * len(imgs):(i + 1) * len(imgs)] for i in range(len(flips))]
 
     def encode(self, frames: np.ndarray, boxes=None) -> np.ndarray:
         feats = self.encode_streams(frames, boxes)
@@ -577,11 +582,8 @@ class FrameEncoder:
                 images[k].append(v)  # (1, S, S, 3)
         out: dict[bool, dict[str, np.ndarray]] = {flip: {} for flip in flips}
         for k, v in images.items():
-            imgs = np.concatenate(v)  # (N, S, S, 3)
-            batch = [mirror(imgs, [k])[:, 0] if flip else imgs for flip in flips]
-            feats = self.encoders[k].encode(np.concatenate(batch) if len(batch) > 1 else batch[0])  # (n*N, D)
-            for i, flip in enumerate(flips):
-                out[flip][k] = feats[i * len(imgs):(i + 1) * len(imgs)]
+            for flip, f in zip(flips, self._encode_flips(k, np.concatenate(v), list(flips))):  # (N, S, S, 3)
+                out[flip][k] = f
         if POSE in self.streams:
             for flip in flips:
                 out[flip][POSE] = self.pose([person for *_, person in items], items[0][1].shape[:2], flip)

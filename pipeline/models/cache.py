@@ -145,6 +145,25 @@ def plan_extract(paths: list[str], backbone, vcfg, cache: FeatureCache, views=No
     return res, todo
 
 
+def versions(items: list, mirrored: bool) -> dict[bool, list]:
+    """The `wanted` of extract_versions (and person_cache.extract_people_versions) for the same videos or rows as
+    they are and, with mirrored (train.flip_aug), mirrored too."""
+    return {False: items, True: items} if mirrored else {False: items}
+
+
+def versions_label(wanted: dict) -> str:
+    """What a progress bar adds to its name for the versions extracted: ' (mirrored)', ' (and mirrored)' or ''."""
+    return " (mirrored)" if list(wanted) == [True] else " (and mirrored)" if len(wanted) > 1 else ""
+
+
+def failure_line(path: str, e: Exception) -> str:
+    """The one-line error of a video that could not be encoded: a VideoError names the file and the problem;
+    an unexpected library error is named with its type, so that it ends one video, never the run."""
+    if isinstance(e, VideoError):
+        return str(e)
+    return f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
 def extract(paths: list[str], backbone, vcfg, cache: FeatureCache, progress: bool = True,
             failures_file: str | Path | None = None, flip: bool = False, views=None, detector=None) -> ExtractResult:
     """Fill the cache for `paths`, one entry per (video, stream of views.streams). result.keys maps each
@@ -168,9 +187,7 @@ def extract_versions(wanted: dict[bool, list[str]], backbone, vcfg, cache: Featu
     todo = list(dict.fromkeys(p for _, t in plans.values() for p in t))  # each video once, in order
     sv = {flip: stream_views(views, flip, detector) for flip in wanted}
     people = pose_tracker(views, detector, str(getattr(backbone, "device", "cpu"))) if todo else None
-    desc = f"extract {backbone.name}" + (" (mirrored)" if list(wanted) == [True] else
-                                         " (and mirrored)" if len(wanted) > 1 else "")
-    bar = tqdm(todo, desc=desc, unit="video", disable=not progress or not todo, dynamic_ncols=True)
+    bar = tqdm(todo, desc=f"extract {backbone.name}{versions_label(wanted)}", unit="video", disable=not progress or not todo, dynamic_ncols=True)
     frames = 0
     for p in bar:
         missing = {flip: [(k, key) for (k, _), key in zip(sv[flip], out[flip].keys[p]) if not cache.has(key)]
@@ -182,12 +199,9 @@ def extract_versions(wanted: dict[bool, list[str]], backbone, vcfg, cache: Featu
             feats, ts = encode_video_versions(p, backbone, vcfg, views,
                                               {flip: [k for k, _ in m] for flip, m in missing.items()}, people) \
                 if missing else ({}, np.zeros(0))
-        except Exception as e:
-            # VideoError names the file and the problem; an unexpected library error on one file must not end the run
-            msg = str(e) if isinstance(e, VideoError) else \
-                f"{p}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        except Exception as e:  # one bad file must not end the run
             for flip in missing:
-                out[flip].failures[p] = msg
+                out[flip].failures[p] = failure_line(p, e)
                 out[flip].keys.pop(p, None)
             continue
         for flip, m in missing.items():

@@ -12,9 +12,9 @@ from collections import defaultdict
 import numpy as np
 
 from pipeline.config import ViewsConfig
-from pipeline.data.video import VideoError, open_frames, prefetch, video_kwargs
+from pipeline.data.video import open_frames, prefetch, video_kwargs
 from pipeline.data.views import POSE, FrameEncoder, ViewRenderer
-from pipeline.models.cache import ExtractResult, FeatureCache, sampling_id, stream_views
+from pipeline.models.cache import ExtractResult, FeatureCache, failure_line, sampling_id, stream_views, versions_label
 from pipeline.models.detector import pose_tracker
 
 log = logging.getLogger(__name__)
@@ -129,19 +129,15 @@ def extract_people_versions(wanted: dict[bool, list], backbone, vcfg, cache: Fea
             else:
                 todo[s.path][flip].append(s)
     tracker = pose_tracker(views, detector, str(getattr(backbone, "device", "cpu"))) if todo else None
-    desc = f"extract people {backbone.name}" + (" (mirrored)" if list(wanted) == [True] else
-                                                " (and mirrored)" if len(wanted) > 1 else "")
-    bar = tqdm(list(todo.items()), desc=desc, unit="video", disable=not progress or not todo, dynamic_ncols=True)
+    bar = tqdm(list(todo.items()), desc=f"extract people {backbone.name}{versions_label(wanted)}", unit="video", disable=not progress or not todo, dynamic_ncols=True)
     for path, rows in bar:
         group = list({s.key: s for ss in rows.values() for s in ss}.values())  # each row once, whichever versions
         try:
             encoded = encode_people_versions(path, group, backbone, vcfg, views, tuple(rows), None, tracker)
-        except Exception as e:  # VideoError names the file; an unexpected library error must not end the run
-            msg = str(e) if isinstance(e, VideoError) else \
-                f"{path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        except Exception as e:  # one bad file must not end the run
             for flip, ss in rows.items():
                 for s in ss:
-                    out[flip].failures[s.key] = msg
+                    out[flip].failures[s.key] = failure_line(path, e)
                     out[flip].keys.pop(s.key, None)
             continue
         for flip, ss in rows.items():

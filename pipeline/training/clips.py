@@ -11,7 +11,7 @@ import torch
 from pipeline.config import Config
 from pipeline.data.copies import copies_root, write_copies
 from pipeline.data.datasets import Dataset
-from pipeline.models.cache import ExtractResult, FeatureCache, extract_versions
+from pipeline.models.cache import ExtractResult, FeatureCache, extract_versions, versions
 from pipeline.models.person_cache import extract_people_versions
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,11 @@ def load_feature_clips(ds: Dataset, classes: list[str], backbone, cfg: Config,
     people = [s for s in ds.samples if s.person is not None]
     kw = dict(views=cfg.views, detector=cfg.detector)
     # one decode of each video for its views as they are and mirrored
-    both = extract_versions({False: paths, True: paths} if flip else {False: paths}, backbone, cfg.video, cache,
-                            progress, failures_file, **kw) if paths else {}
+    both = extract_versions(versions(paths, flip), backbone, cfg.video, cache, progress, failures_file, **kw) \
+        if paths else {}
     res, flipped = both.get(False, ExtractResult()), both.get(True, ExtractResult())
     if people:
-        pboth = extract_people_versions({False: people, True: people} if flip else {False: people}, backbone,
-                                        cfg.video, cache, progress, **kw)
+        pboth = extract_people_versions(versions(people, flip), backbone, cfg.video, cache, progress, **kw)
         res.keys.update(pboth[False].keys)
         res.failures.update(pboth[False].failures)
         if flip:
@@ -60,8 +59,7 @@ def load_feature_clips(ds: Dataset, classes: list[str], backbone, cfg: Config,
     if copies and paths:
         made = write_copies([p for p in paths if p in res.keys], copies, copies_root(cfg), cfg.video.decoder)
         made_paths = [c for cs in made.values() for c in cs]
-        cboth = extract_versions({False: made_paths, True: made_paths} if flip else {False: made_paths}, backbone,
-                                 cfg.video, cache, progress, **kw)
+        cboth = extract_versions(versions(made_paths, flip), backbone, cfg.video, cache, progress, **kw)
         cres, cflip = cboth[False], cboth.get(True, ExtractResult())
         for e in cres.failures.values():
             log.warning("a copy for train.copies is left out: %s", e)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import ClusterError
-from pipeline.models.cache import extract_versions
+from pipeline.models.cache import extract_versions, versions
 
 # a barrier waits for the slowest process's share of the extraction: generous, but not forever
 BARRIER_TIMEOUT = timedelta(hours=4)
@@ -97,13 +97,11 @@ class Dist:
                 if copies:
                     made = write_copies(mine, copies, copies_root(cfg), cfg.video.decoder)
                     mine = mine + [c for cs in made.values() for c in cs]
-                extract_versions({False: mine, True: mine} if flip else {False: mine}, encoder, cfg.video, cache,
-                                 progress=False, **kw)  # one decode for both
+                extract_versions(versions(mine, flip), encoder, cfg.video, cache, progress=False, **kw)  # one decode
             if people:
                 mine = set(self.shard(sorted({s.path for s in people})))
                 share = [s for s in people if s.path in mine]
-                extract_people_versions({False: share, True: share} if flip else {False: share}, encoder, cfg.video,
-                                        cache, progress=False, **kw)  # one decode for both
+                extract_people_versions(versions(share, flip), encoder, cfg.video, cache, progress=False, **kw)
         self.barrier()
 
     def batch_size(self, batch_size: int) -> int:

@@ -26,10 +26,10 @@ from pipeline.data import segments as seg
 from pipeline.data.datasets import DataError, groups_of, hold_out
 from pipeline.data.tracks import load_timelines
 from pipeline.io import atomic_write_csv
-from pipeline.models.cache import FeatureCache, extract, extract_versions
+from pipeline.models.cache import FeatureCache, extract_versions
 from pipeline.models.checkpoint import make_checkpoint
 from pipeline.models.heads import build_head, pad_batch
-from pipeline.models.person_cache import extract_people, extract_people_versions
+from pipeline.models.person_cache import extract_people_versions
 from pipeline.models.runtime import backbone_from_config
 from pipeline.training import loop
 from pipeline.training.distributed import Dist
@@ -74,22 +74,33 @@ def encode_videos(videos: list, backbone, cfg: Config, cache: FeatureCache, prog
     A person's timeline (per-person rows: AnnotatedVideo.person) gets the features of its person's views
     (models/person_cache.py). A segment that runs past a video's end is an error naming its row.
     flip=True: the features of the mirrored frames (train.flip_aug)."""
-    kw = dict(views=cfg.views, detector=cfg.detector, flip=flip)
-    res = extract([v.path for v in videos if v.person is None], backbone, cfg.video, cache, progress, **kw)
-    people = [v.sample for v in videos if v.person is not None]
-    if people:
-        pres = extract_people(people, backbone, cfg.video, cache, progress, **kw)
-        res.keys.update(pres.keys)
-        res.failures.update(pres.failures)
-    feats = {}
-    for v in videos:
-        if v.key not in res.keys:
-            continue
-        f, ts = cache.load_streams(res.keys[v.key])
-        step = 1.0 / cfg.video.fps if cfg.video.sampling == "fps" else (ts[-1] - ts[0]) / max(len(ts) - 1, 1)
-        seg.check_duration(v, float(ts[-1] + step), source)
-        feats[v.key] = (f, ts)
-    return feats, res.failures
+    feats, failures = encode_videos_versions({flip: videos}, backbone, cfg, cache, progress, source)
+    return feats[flip], failures
+
+
+def encode_videos_versions(wanted: dict[bool, list], backbone, cfg: Config, cache: FeatureCache, progress: bool,
+                           source: str) -> tuple[dict[bool, dict], dict]:
+    """encode_videos for videos as they are and mirrored at once: wanted {flip: videos} -> ({flip: {video key:
+    (feats, times)}}, failures {key: error}); a video in both is decoded once (cache.extract_versions,
+    person_cache.extract_people_versions)."""
+    kw = dict(views=cfg.views, detector=cfg.detector)
+    res = extract_versions({f: [v.path for v in vs if v.person is None] for f, vs in wanted.items()}, backbone,
+                           cfg.video, cache, progress, **kw)
+    people = {f: [v.sample for v in vs if v.person is not None] for f, vs in wanted.items()}
+    if any(people.values()):
+        for f, pres in extract_people_versions(people, backbone, cfg.video, cache, progress, **kw).items():
+            res[f].keys.update(pres.keys)
+            res[f].failures.update(pres.failures)
+    feats: dict[bool, dict] = {f: {} for f in wanted}
+    for f, vs in wanted.items():
+        for v in vs:
+            if v.key not in res[f].keys:
+                continue
+            x, ts = cache.load_streams(res[f].keys[v.key])
+            step = 1.0 / cfg.video.fps if cfg.video.sampling == "fps" else (ts[-1] - ts[0]) / max(len(ts) - 1, 1)
+            seg.check_duration(v, float(ts[-1] + step), source)
+            feats[f][v.key] = (x, ts)
+    return feats, {k: e for r in res.values() for k, e in r.failures.items()}
 
 
 def make_classes(videos: list, feats: dict, background: str) -> list[str]:
@@ -259,18 +270,10 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
     flipped = train_v + (val_v if cfg.train.refit else []) if flip_train else []
     dist.prefill_cache([([v.sample for v in train_v], flip_train, 0),  # no rewritten copies (train.copies)
                         ([v.sample for v in val_v], flip_train and cfg.train.refit, 0)], backbone, cfg, cache)
-    if flipped:  # one decode of each video for its views as they are and mirrored; encode_videos reads them back
-        kw = dict(views=cfg.views, detector=cfg.detector)
-        extract_versions({False: [v.path for v in train_v + val_v if v.person is None],
-                          True: [v.path for v in flipped if v.person is None]}, backbone, cfg.video, cache, progress,
-                         **kw)
-        if any(v.person is not None for v in train_v + val_v):  # per-person timelines
-            extract_people_versions({False: [v.sample for v in train_v + val_v if v.person is not None],
-                                     True: [v.sample for v in flipped if v.person is not None]}, backbone, cfg.video,
-                                    cache, progress, **kw)
-    feats, failures = encode_videos(train_v + val_v, backbone, cfg, cache, progress, ann.source)
-    feats_flip = encode_videos([v for v in flipped if v.key in feats], backbone, cfg, cache, progress, ann.source,
-                               flip=True)[0] if flipped else {}
+    # one decode of each video for its views as they are and mirrored
+    both, failures = encode_videos_versions({False: train_v + val_v, True: flipped} if flipped else
+                                            {False: train_v + val_v}, backbone, cfg, cache, progress, ann.source)
+    feats, feats_flip = both[False], both.get(True, {})
     write_failures(out, failures)
     classes = state["classes"] if state else make_classes(train_v + val_v, feats, cfg.data.background)
     train_s = build_sequences(train_v, feats, classes, cfg.data.background, ann.source, feats_flip)
