@@ -178,13 +178,14 @@ def write_fold(items, test_groups: list[str], out: Path) -> tuple[Path, Path]:
 
 
 def run_fold(train_csv: Path, test_csv: Path, run_dir: Path, overrides: list[str], cache: Path) -> dict:
-    """vap train + vap eval of one fold; a rerun with the same --work, overrides and resulting config (the
-    defaults may have changed since) reads fold.json instead."""
+    """vap train + vap eval of one fold; a rerun with the same --work and resulting config (the defaults may have
+    changed since; a recipe that became the default reads the runs made with it as overrides) reads fold.json
+    instead."""
     done = run_dir / "fold.json"
     config = load_config(None, overrides).to_dict()
     if done.is_file():
         old = json.loads(done.read_text())
-        if old["overrides"] == overrides and old.get("config") == config:
+        if old.get("config") == config:
             return old["result"]
     for stale in run_dir.glob("eval_*/eval.json"):  # --files scores of a model this run replaces
         stale.unlink()

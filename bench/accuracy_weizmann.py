@@ -47,7 +47,8 @@ ROWS = {
     "+crop": ["views.streams=[frame,crop]"],               # + person-centred view
     "+diff": ["views.streams=[frame,diff]"],               # + motion: frame differences
     "+flow": ["views.streams=[frame,flow]"],               # + motion: optical flow
-    "crop+diff": ["views.streams=[crop,diff]"],            # person and its motion (the default)
+    "crop+diff": ["views.streams=[crop,diff]"],            # person and its motion
+    "crop+diff+mhi": ["views.streams=[crop,diff,mhi]"],    # and the path it swept (the default)
     "crop+flow": ["views.streams=[crop,flow]"],
     "frame+crop+diff": ["views.streams=[frame,crop,diff]"],  # combined
     "crop+diff grid2": ["views.streams=[crop,diff]", "backbone.grid=2"],  # spatial detail

@@ -6,6 +6,7 @@ out of range are errors that name the key, the way Ultralytics does it.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import operator
 import os
@@ -70,9 +71,10 @@ class VideoConfig:
 @dataclass
 class ViewsConfig:
     """which images of each sampled frame go through the backbone (pipeline/data/views.py)"""
-    streams: list[Literal["frame", "crop", "diff", "flow", "pose"]] = opt(["crop", "diff"],
+    streams: list[Literal["frame", "crop", "diff", "mhi", "flow", "pose"]] = opt(["crop", "diff", "mhi"],
         "frame (whole frame) | crop (square crop around the region that moves) | diff (frame difference "
-        "inside the crop: motion) | flow (DIS optical flow inside the crop, as an image) | pose (the person's "
+        "inside the crop: motion) | mhi (motion history image inside the crop: the frame differences of the last "
+        "second or so, each channel fading at its own rate, views.mhi_decay: the path a limb swept) | flow (DIS optical flow inside the crop, as an image) | pose (the person's "
         "17 keypoints from detector.weights, a pose model, normalised to its box, with confidences: no "
         "backbone pass); features concatenated in this order")
     trim_borders: bool = opt(True,
@@ -100,12 +102,16 @@ class ViewsConfig:
     box_smooth: float = opt(0.5, "weight of the previous box in the crop box's moving average", ge=0, lt=1)
     diff_gain: float = opt(3.0, "diff stream - grey-level differences are multiplied by this (clipped at 255)")
     motion_size: int = opt(128,
-        "diff and flow streams - their square input side for the backbone, at most backbone.input_size (0 = "
+        "diff, mhi and flow streams - their square input side for the backbone, at most backbone.input_size (0 = "
         "backbone.input_size): a motion image has little fine detail, and a pass at half the side costs about "
         "a quarter", ge=0)
     diff_direction: bool = opt(True,
         "diff stream - tint the difference by which way it moves horizontally (red: to the right, blue: to "
         "the left), so walking left and walking right, or a swipe either way, stay apart after pooling")
+    mhi_decay: list[float] = opt([0.5, 0.8, 0.93],
+        "mhi stream - the share of each channel's (red, green, blue) motion history kept from one sampled frame to "
+        "the next, each in [0, 1): 0.5, 0.8 and 0.93 fade to half in 1, 3 and 10 steps (0.1, 0.3 and 1 s at 10 fps); "
+        "the frame difference is scaled by diff_gain")
     flow_gain: float = opt(16.0, "flow stream - grey levels per pixel of motion at the crop's size (128 = still)")
     pose_people: int = opt(1,
         "pose stream - how many people's keypoints each frame keeps: 1 (the largest person) | 2 (the two largest, "
@@ -416,10 +422,12 @@ def parse_override(text: str) -> tuple[str, object]:
 # validation actors of composed Weizmann and synthetic sequences. A third of the videos (of their groups)
 # chooses the epoch, not a fifth: one group of seven on composed UT-Interaction sequences gave 0.46
 # next-action top-1 1 s before a boundary against 0.57 with two. With the classification defaults those
-# sequences score validation 0.55, these 0.57 (docs/results.md, "Next events with the default config").
+# sequences score validation 0.55, these 0.57 (docs/results.md, "Next events with the default config"). No motion
+# history stream: on composed sequences it read the next action no better on UT-Interaction (0.712 against 0.704)
+# and worse on Weizmann (0.757 against 0.783), for a third backbone pass (docs/results.md, "The path a motion swept").
 TASK_DEFAULTS: dict[str, dict[str, object]] = {
     "next_event": {"video.fps": 5.0, "head.hidden_size": 128, "head.input_dropout": 0.5, "train.epochs": 40,
-                   "train.patience": 15, "data.val_fraction": 0.34},
+                   "train.patience": 15, "data.val_fraction": 0.34, "views.streams": ["crop", "diff"]},
 }
 
 
@@ -454,7 +462,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple = (
     for key, value in TASK_DEFAULTS.get(cfg.train.task, {}).items():
         if key not in given:
             sec, name = key.split(".")
-            setattr(getattr(cfg, sec), name, value)
+            setattr(getattr(cfg, sec), name, copy.deepcopy(value))  # a list is the config's own, not the table's
     validate(cfg)
     return cfg
 
@@ -470,7 +478,9 @@ def validate(cfg: Config) -> None:
             need(_in_range(value, f.metadata), f"config key '{sec.name}.{f.name}' must be {_range_text(f.metadata)}, "
                                                f"got {value!r}")
     need(len(cfg.views.streams) >= 1 and len(set(cfg.views.streams)) == len(cfg.views.streams),
-         "config key 'views.streams' must list at least one of frame, crop, diff, flow, pose, each once")
+         "config key 'views.streams' must list at least one of frame, crop, diff, mhi, flow, pose, each once")
+    need(len(cfg.views.mhi_decay) == 3 and all(0 <= x < 1 for x in cfg.views.mhi_decay),
+         f"config key 'views.mhi_decay' must be three numbers in [0, 1) (red, green, blue), got {cfg.views.mhi_decay!r}")
     need(not ("pose" in cfg.views.streams and (cfg.train.finetune_blocks or cfg.train.finetune_backbone)),
          "views.streams with pose: keypoints do not go through the backbone; train.finetune_blocks and "
          "train.finetune_backbone must be off")
@@ -479,7 +489,7 @@ def validate(cfg: Config) -> None:
          "train.finetune_blocks and train.finetune_backbone exclude each other: the first trains the last "
          "stages on cached maps, the second the whole backbone on decoded frames")
     motion_at_own_size = 0 < cfg.views.motion_size < cfg.backbone.input_size and (
-        {"diff", "flow"} & set(cfg.views.streams))
+        {"diff", "mhi", "flow"} & set(cfg.views.streams))
     need(not (motion_at_own_size and (cfg.train.finetune_blocks or cfg.train.finetune_backbone)),
          "fine-tuning trains every view at backbone.input_size: set views.motion_size=0 with "
          "train.finetune_blocks or train.finetune_backbone")
@@ -519,6 +529,11 @@ def _type_text(typ, meta: dict) -> str:
     return f"{name}, {rng}" if rng else name
 
 
+def _flow_yaml(value) -> str:
+    """One value as YAML on one line: 0.2, [crop, diff]."""
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix("\n...").strip()
+
+
 def default_yaml() -> str:
     """configs/default.yaml: each section and key with its default and '# type: doc'."""
     cfg = Config()
@@ -529,10 +544,8 @@ def default_yaml() -> str:
         lines.append(f"{sec.name}:" + (f"  # {doc}" if doc and not doc.startswith(type(section).__name__) else ""))
         hints = typing.get_type_hints(type(section))
         for f in dataclasses.fields(section):
-            value = yaml.safe_dump(getattr(section, f.name), default_flow_style=True, width=1000).strip()
-            value = value.removesuffix("\n...").strip()
-            entry = f"  {f.name}: {value}"
-            by_task = "".join(f" ({task} task: {keys[k]})" for task, keys in TASK_DEFAULTS.items()
+            entry = f"  {f.name}: {_flow_yaml(getattr(section, f.name))}"
+            by_task = "".join(f" ({task} task: {_flow_yaml(keys[k])})" for task, keys in TASK_DEFAULTS.items()
                               if (k := f"{sec.name}.{f.name}") in keys)
             lines.append(f"{entry:<25} # {_type_text(hints[f.name], f.metadata)}: {f.metadata['doc']}{by_task}")
         lines.append("")

@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.config import load_config
+
 from conftest import TINY, run_vap
+
+# the default views (crop, diff, mhi; the next-event task's: crop, diff): one cache entry each per row
+STREAMS = len(load_config().views.streams)
+NEXT_EVENT_STREAMS = len(load_config(None, ["train.task=next_event"]).views.streams)
 
 
 def _rows(path):
@@ -103,8 +109,8 @@ def test_vap_train_eval_and_extract_on_per_person_rows(scenes, tmp_path):
     for r in split:  # validation holds out whole videos: nobody's rows on both sides
         sides.setdefault(r["path"], set()).add(r["split"])
     assert all(len(s) == 1 for s in sides.values()) and {"train", "val"} == set().union(*sides.values())
-    # walk_left/walk_right are classes: no mirrored copies; one entry per row and stream (crop, diff)
-    assert len(list(cache.rglob("*.npz"))) == 2 * len(rows)
+    # walk_left/walk_right are classes: no mirrored copies; one entry per row and stream
+    assert len(list(cache.rglob("*.npz"))) == STREAMS * len(rows)
     code, out, err = run_vap("eval", "--checkpoint", run / "best.pt", "--data", scenes / "people.csv",
                              "--cache", cache, "--quiet")
     assert code == 0, err
@@ -207,7 +213,7 @@ def test_next_events_per_person_train_evaluate_and_predict(scenes, tmp_path):
     split = _rows(run / "split.csv")
     assert len(split) == len(people) and "track" in split[0]
     assert all(len({r["split"] for r in split if r["video"] == v}) == 1 for v in {r["video"] for r in split})
-    assert len(list(cache.rglob("*.npz"))) == 2 * len(people)  # one entry per person timeline and stream
+    assert len(list(cache.rglob("*.npz"))) == NEXT_EVENT_STREAMS * len(people)  # one per person timeline and stream
     code, out, err = run_vap("eval", "--checkpoint", run / "best.pt", "--data", scenes / "people.csv", "--cache",
                              cache, "--quiet")
     assert code == 0 and json.loads(out)["num_videos"] == len(people), err

@@ -59,7 +59,7 @@ def test_still_video_gives_the_whole_frame_and_two_people_one_box():
 
 def test_rendering_is_causal_chunks_equal_the_whole_and_mirror_flips_flow():
     frames = scene(16, [(10, 50, 6)])
-    cfg = ViewsConfig(streams=["frame", "crop", "diff", "flow"])
+    cfg = ViewsConfig(streams=["frame", "crop", "diff", "mhi", "flow"])
     whole = ViewRenderer(cfg.streams, cfg, 96).render(frames)
     r = ViewRenderer(cfg.streams, cfg, 96)
     parts = [r.render(frames[a:b]) for a, b in [(0, 5), (5, 6), (6, 16)]]
@@ -73,6 +73,33 @@ def test_rendering_is_causal_chunks_equal_the_whole_and_mirror_flips_flow():
     assert (m[..., 0][moving[:, ::-1]] < 128).mean() > 0.8  # mirrored: moving left
     flipped = ViewRenderer(cfg.streams, cfg, 96, flip=True).render(frames)
     assert np.array_equal(flipped["crop"], whole["crop"][:, :, ::-1])
+    assert np.array_equal(flipped["mhi"], whole["mhi"][:, :, ::-1])  # a history has no direction tint to swap
+
+
+def test_motion_history_keeps_the_path_and_fades_it_channel_by_channel():
+    """The mhi stream: each channel keeps max(its value * its decay, this step's difference), in picture pixels.
+    A square moving its own width (12 px) per step: where it is now every channel is bright; where it passed
+    five steps ago red (decay 0.5) has faded to nothing while blue (0.93) keeps most of it and green (0.8)
+    lies between; ahead of it nothing; a scene where nothing moves stays black."""
+    cfg = ViewsConfig(streams=["crop", "mhi"], stabilize=False)
+    assert cfg.mhi_decay == [0.5, 0.8, 0.93]
+    frames = scene(10, [(10, 50, 12)])
+    r = ViewRenderer(cfg.streams, cfg, 96)
+    out = r.render(frames)
+    assert out["mhi"].shape == (10, 96, 96, 3) and out["mhi"][0].max() == 0  # motion_size 128 > 96: capped
+    hist = r.history[50:70]  # (rows of the square, W, 3) in [0, 1]
+    x = 10 + 12 * 9  # the square's left edge now
+    now = hist[:, x:x + 12].mean((0, 1))
+    assert (now > 0.4).all(), now
+    past = hist[:, x - 12 * 6 + 2:x - 12 * 6 + 10].mean((0, 1))  # last changed five steps ago
+    assert past[0] < 0.05 * past[2] and 0.3 * past[2] < past[1] < 0.6 * past[2] and past[2] > 0.3, past
+    assert np.allclose(past[2] / now[2], 0.93 ** 5, atol=0.15), (past, now)
+    assert hist[:, x + 16:].max() == 0 and r.history[:40].max() == 0  # ahead of it, and rows it never crossed
+    assert out["mhi"][-1].mean() > 5  # the crop around the mover shows its trail
+    assert ViewRenderer(["mhi"], cfg, 96).render(scene(8, []))["mhi"].max() == 0
+    assert stream_id("mhi", cfg) != stream_id("mhi", ViewsConfig(mhi_decay=[0.5, 0.8, 0.9])) != stream_id("diff", cfg)
+    with pytest.raises(ConfigError, match="views.mhi_decay"):
+        load_config(None, ["views.mhi_decay=[0.5,1.0,0.9]"])
 
 
 @pytest.mark.parametrize("dx,invert", [(6, False), (-6, False), (6, True), (-6, True)])
@@ -112,11 +139,12 @@ def test_a_moving_camera_is_not_read_as_motion():
     on, off = ViewsConfig(), ViewsConfig(stabilize=False)
     assert on.stabilize
     nothing, _ = swaying(scene(16, []))
-    r_on, r_off = ViewRenderer(["crop", "diff"], on, 64), ViewRenderer(["crop", "diff"], off, 64)
+    r_on, r_off = ViewRenderer(["crop", "diff", "mhi"], on, 64), ViewRenderer(["crop", "diff", "mhi"], off, 64)
     a, b = r_off.render(nothing), r_on.render(nothing)
     assert r_off.tracker.box is not None and r_off.tracker.box[2] >= 0.9 * 120  # the sway read as motion everywhere
     assert r_on.tracker.box is None  # nothing moved but the camera
-    assert b["diff"][1:].mean() < 0.2 * a["diff"][1:].mean(), (b["diff"][1:].mean(), a["diff"][1:].mean())
+    for k in ("diff", "mhi"):  # the motion history is moved along with the camera, not smeared by it
+        assert b[k][1:].mean() < 0.2 * a[k][1:].mean(), (k, b[k][1:].mean(), a[k][1:].mean())
     speed = [ViewRenderer(["flow"], c, 64).render(nothing)["flow"][1:, ..., 2].mean() for c in (off, on)]
     assert speed[1] < 0.1 * speed[0], speed  # the flow stream: the scene's motion, not the camera's
     person = [(40, 30, 100, 90)] * len(nothing)  # a person's box (per-person views): the diff inside it too

@@ -4,6 +4,9 @@
     crop   a square crop around the region that moves: the person, at the backbone's full resolution
     diff   the frame difference inside that crop: a motion stream (moving edges and silhouettes), tinted
            by the way it moves horizontally (views.diff_direction): red to the right, blue to the left
+    mhi    a motion history image inside that crop: the frame differences of the last second or so, each
+           channel fading at its own rate (views.mhi_decay; red: the last step or two, blue: about a second),
+           so that one image shows the path a limb swept and which end of it is now
     flow   dense optical flow (OpenCV DIS) inside that crop, as an image: 128 + gain * (dx, dy), gain * |v|
 
 Whole-frame ImageNet features are dominated by the background and miss motion; on Weizmann the crop
@@ -28,9 +31,10 @@ import json
 import cv2
 import numpy as np
 
-STREAMS = ("frame", "crop", "diff", "flow", "pose")
+STREAMS = ("frame", "crop", "diff", "mhi", "flow", "pose")
 POSE = "pose"  # keypoints of a person (a pose detector's), not an image: no backbone pass
-MOTION_STREAMS = ("diff", "flow")  # rendered at views.motion_size
+MOTION_STREAMS = ("diff", "mhi", "flow")  # rendered at views.motion_size
+CROP_STREAMS = ("crop", "diff", "mhi", "flow")  # images cut around the region that moves (or a person's box)
 _MOTION_KEYS = ("crop_margin", "crop_min", "motion_steps", "motion_threshold", "motion_side", "box_smooth")
 
 
@@ -39,7 +43,7 @@ def reads_people(vcfg, streams=None) -> bool:
     with an image stream to crop. streams: the subset being encoded (default views.streams)."""
     streams = vcfg.streams if streams is None else streams
     return POSE in streams or (getattr(vcfg, "region", "motion") == "people" and
-                               any(k in streams for k in ("crop", "diff", "flow")))
+                               any(k in streams for k in CROP_STREAMS))
 
 
 def stream_id(stream: str, vcfg, detector_id: str = "") -> str:
@@ -57,6 +61,9 @@ def stream_id(stream: str, vcfg, detector_id: str = "") -> str:
         params["gain"] = getattr(vcfg, f"{stream}_gain")
     if stream == "diff" and getattr(vcfg, "diff_direction", False):  # untinted entries keep their ids
         params["direction"] = True
+    if stream == "mhi":
+        params["gain"] = vcfg.diff_gain
+        params["decay"] = [round(float(x), 4) for x in vcfg.mhi_decay]
     if getattr(vcfg, "trim_borders", False):  # untrimmed entries keep their ids
         params["trim"] = 2  # 1 (True): the kept box only grew; 2: it shrinks to bars that stand still
     if getattr(vcfg, "region", "motion") == "people":  # motion regions keep their ids
@@ -264,7 +271,7 @@ class ViewRenderer:
     """Renders the images of each stream for consecutive frames of one video, carrying the tracker.
 
     render(frames (T,H,W,3)) -> {stream: uint8 (T,S,S,3)} ('frame' images are the frames as they are;
-    the backbone resizes them; S is views.motion_size for diff and flow, see stream_size). flip=True
+    the backbone resizes them; S is views.motion_size for diff, mhi and flow, see stream_size). flip=True
     mirrors every view (flow's x component changes sign, diff's direction tint swaps)."""
 
     def __init__(self, streams, vcfg, size: int, flip: bool = False):
@@ -277,9 +284,11 @@ class ViewRenderer:
         self.prev_grey = None  # full-size grey previous frame, for the diff stream
         self.content = None    # (y0, y1, x0, x1) of the picture inside black bars (views.trim_borders)
         self.narrower = None   # (box, sampled frames in a row) of bars inside self.content, until they count
+        self.history = None    # (H, W, 3) float32 in [0, 1]: the mhi stream's motion history, in picture pixels
 
     def reset(self) -> None:
         self.tracker.reset()
+        self.history = None
         self.person = PersonBox(self.cfg)
         self.prev_grey = None
         self.content = None
@@ -344,6 +353,8 @@ class ViewRenderer:
                 warp = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                 a, b = cv2.warpAffine(grey, M, (Sm, Sm), **warp), cv2.warpAffine(prev, Mp, (Sm, Sm), **warp)
                 out["diff"].append(diff_image(a, b, self.cfg.diff_gain, self.cfg.diff_direction))
+            if "mhi" in out:
+                out["mhi"].append(self._history_image(grey, box, stream_size("mhi", self.cfg, S)))
             if "flow" in out:
                 out["flow"].append(self._flow_image(box, f.shape[:2]))
             self.prev_grey = grey
@@ -353,6 +364,26 @@ class ViewRenderer:
             imgs = frames if k == "frame" else np.stack(out[k]) if out[k] else np.zeros((0, side, side, 3), np.uint8)
             res[k] = mirror(imgs, [k])[:, 0] if self.flip else imgs
         return res
+
+    def _history_image(self, grey: np.ndarray, box, side: int) -> np.ndarray:
+        """Adds this step's frame difference (|grey - previous| * diff_gain, in [0, 1]) to the motion history -
+        each channel keeps max(its value * its decay, the difference) - and cuts the history's (side, side, 3)
+        image out at the crop. The history is kept in picture pixels, not in the crop's, so a crop that moves
+        or zooms does not smear it; a moving camera's step moves it along (views.stabilize)."""
+        h, w = grey.shape
+        prev = grey if self.prev_grey is None or self.prev_grey.shape != grey.shape else self.prev_grey
+        if self.history is None or self.history.shape[:2] != (h, w):  # first frame, or new bars: a new picture
+            self.history = np.zeros((h, w, 3), np.float32)
+        A = self.tracker.camera
+        if A is not None:  # the previous frame and the history onto this frame's pixels
+            prev = cv2.warpAffine(prev, A, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            self.history = cv2.warpAffine(self.history, A, (w, h), flags=cv2.INTER_LINEAR)
+        d = np.minimum(cv2.absdiff(grey, prev).astype(np.float32) * (self.cfg.diff_gain / 255), 1)
+        self.history *= np.asarray(self.cfg.mhi_decay, np.float32)  # in place: a stream's memory stays flat
+        np.maximum(self.history, d[..., None], out=self.history)
+        img = cv2.warpAffine(self.history, _crop_matrix(box, (h, w), side), (side, side), flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+        return np.clip(img * 255, 0, 255).astype(np.uint8)
 
     def _flow_image(self, box, frame_hw) -> np.ndarray:
         S, s = stream_size("flow", self.cfg, self.size), self.tracker.scale
