@@ -87,14 +87,14 @@ def test_motion_history_keeps_the_path_and_fades_it_channel_by_channel():
     r = ViewRenderer(cfg.streams, cfg, 96)
     out = r.render(frames)
     assert out["mhi"].shape == (10, 96, 96, 3) and out["mhi"][0].max() == 0  # motion_size 128 > 96: capped
-    hist = r.history[50:70]  # (rows of the square, W, 3) in [0, 1]
+    hist = r.history.img[50:70]  # (rows of the square, W, 3) in [0, 1]
     x = 10 + 12 * 9  # the square's left edge now
     now = hist[:, x:x + 12].mean((0, 1))
     assert (now > 0.4).all(), now
     past = hist[:, x - 12 * 6 + 2:x - 12 * 6 + 10].mean((0, 1))  # last changed five steps ago
     assert past[0] < 0.05 * past[2] and 0.3 * past[2] < past[1] < 0.6 * past[2] and past[2] > 0.3, past
     assert np.allclose(past[2] / now[2], 0.93 ** 5, atol=0.15), (past, now)
-    assert hist[:, x + 16:].max() == 0 and r.history[:40].max() == 0  # ahead of it, and rows it never crossed
+    assert hist[:, x + 16:].max() == 0 and r.history.img[:40].max() == 0  # ahead of it, and rows it never crossed
     assert out["mhi"][-1].mean() > 5  # the crop around the mover shows its trail
     assert ViewRenderer(["mhi"], cfg, 96).render(scene(8, []))["mhi"].max() == 0
     assert stream_id("mhi", cfg) != stream_id("mhi", ViewsConfig(mhi_decay=[0.5, 0.8, 0.9])) != stream_id("diff", cfg)

@@ -281,14 +281,14 @@ class ViewRenderer:
         self.cfg = vcfg
         self.tracker = MotionTracker(vcfg, flow="flow" in self.streams)
         self.person = PersonBox(vcfg)
-        self.prev_grey = None  # full-size grey previous frame, for the diff stream
+        self.prev_grey = None  # full-size grey previous frame, for the diff and mhi streams
         self.content = None    # (y0, y1, x0, x1) of the picture inside black bars (views.trim_borders)
         self.narrower = None   # (box, sampled frames in a row) of bars inside self.content, until they count
-        self.history = None    # (H, W, 3) float32 in [0, 1]: the mhi stream's motion history, in picture pixels
+        self.history = MotionHistory(vcfg.mhi_decay)  # the mhi stream's, in picture pixels
 
     def reset(self) -> None:
         self.tracker.reset()
-        self.history = None
+        self.history.reset()
         self.person = PersonBox(self.cfg)
         self.prev_grey = None
         self.content = None
@@ -345,8 +345,8 @@ class ViewRenderer:
             if "crop" in out:
                 out["crop"].append(cv2.warpAffine(f, _crop_matrix(box, f.shape[:2], S), (S, S),
                                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+            prev = grey if self.prev_grey is None or self.prev_grey.shape != grey.shape else self.prev_grey
             if "diff" in out:
-                prev = grey if self.prev_grey is None or self.prev_grey.shape != grey.shape else self.prev_grey
                 M = _crop_matrix(box, f.shape[:2], Sm)
                 # the previous frame through the camera's move, then the crop (views.stabilize): one warp
                 Mp = M if self.tracker.camera is None else _compose(M, self.tracker.camera)
@@ -354,7 +354,8 @@ class ViewRenderer:
                 a, b = cv2.warpAffine(grey, M, (Sm, Sm), **warp), cv2.warpAffine(prev, Mp, (Sm, Sm), **warp)
                 out["diff"].append(diff_image(a, b, self.cfg.diff_gain, self.cfg.diff_direction))
             if "mhi" in out:
-                out["mhi"].append(self._history_image(grey, box, stream_size("mhi", self.cfg, S)))
+                self.history.update(grey, prev, self.tracker.camera, self.cfg.diff_gain)
+                out["mhi"].append(self.history.cut(_crop_matrix(box, f.shape[:2], Sm), Sm))
             if "flow" in out:
                 out["flow"].append(self._flow_image(box, f.shape[:2]))
             self.prev_grey = grey
@@ -365,26 +366,6 @@ class ViewRenderer:
             res[k] = mirror(imgs, [k])[:, 0] if self.flip else imgs
         return res
 
-    def _history_image(self, grey: np.ndarray, box, side: int) -> np.ndarray:
-        """Adds this step's frame difference (|grey - previous| * diff_gain, in [0, 1]) to the motion history -
-        each channel keeps max(its value * its decay, the difference) - and cuts the history's (side, side, 3)
-        image out at the crop. The history is kept in picture pixels, not in the crop's, so a crop that moves
-        or zooms does not smear it; a moving camera's step moves it along (views.stabilize)."""
-        h, w = grey.shape
-        prev = grey if self.prev_grey is None or self.prev_grey.shape != grey.shape else self.prev_grey
-        if self.history is None or self.history.shape[:2] != (h, w):  # first frame, or new bars: a new picture
-            self.history = np.zeros((h, w, 3), np.float32)
-        A = self.tracker.camera
-        if A is not None:  # the previous frame and the history onto this frame's pixels
-            prev = cv2.warpAffine(prev, A, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            self.history = cv2.warpAffine(self.history, A, (w, h), flags=cv2.INTER_LINEAR)
-        d = np.minimum(cv2.absdiff(grey, prev).astype(np.float32) * (self.cfg.diff_gain / 255), 1)
-        self.history *= np.asarray(self.cfg.mhi_decay, np.float32)  # in place: a stream's memory stays flat
-        np.maximum(self.history, d[..., None], out=self.history)
-        img = cv2.warpAffine(self.history, _crop_matrix(box, (h, w), side), (side, side), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
-        return np.clip(img * 255, 0, 255).astype(np.uint8)
-
     def _flow_image(self, box, frame_hw) -> np.ndarray:
         S, s = stream_size("flow", self.cfg, self.size), self.tracker.scale
         M = _crop_matrix(box, frame_hw, S, scale=s)
@@ -393,6 +374,38 @@ class ViewRenderer:
         g = self.cfg.flow_gain
         img = np.stack([128 + g * fc[..., 0], 128 + g * fc[..., 1], g * np.hypot(fc[..., 0], fc[..., 1])], -1)
         return np.clip(img, 0, 255).astype(np.uint8)
+
+
+class MotionHistory:
+    """A motion history image (Bobick and Davis's temporal template) of one video, in picture pixels: each
+    sampled frame's difference (|grey - previous| * gain, in [0, 1]) is added as max(value * decay, difference),
+    one channel per decay, so recent motion is bright and older motion fades. Kept in the picture's pixels, not
+    the crop's, so that a crop that moves or zooms does not smear it; a moving camera's step moves it along."""
+
+    def __init__(self, decays):
+        self.decay = np.asarray(decays, np.float32)  # (C,)
+        self.img = None  # (H, W, C) float32
+
+    def reset(self) -> None:
+        self.img = None
+
+    def update(self, grey: np.ndarray, prev: np.ndarray, camera, gain: float) -> None:
+        """grey, prev: (H, W) uint8 this and the previous sampled frame; camera: 2x3 map previous -> this frame
+        (views.stabilize), or None."""
+        h, w = grey.shape
+        if self.img is None or self.img.shape[:2] != (h, w):  # first frame, or new bars: a new picture
+            self.img = np.zeros((h, w, len(self.decay)), np.float32)
+        if camera is not None:  # the previous frame and the history onto this frame's pixels
+            prev = cv2.warpAffine(prev, camera, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            self.img = cv2.warpAffine(self.img, camera, (w, h), flags=cv2.INTER_LINEAR).reshape(h, w, -1)
+        d = np.minimum(cv2.absdiff(grey, prev).astype(np.float32) * (gain / 255), 1)
+        self.img *= self.decay  # in place: a stream's memory stays flat
+        np.maximum(self.img, d[..., None], out=self.img)
+
+    def cut(self, M: np.ndarray, side: int) -> np.ndarray:
+        """The history through the crop's 2x3 map M: (side, side, C) uint8."""
+        img = cv2.warpAffine(self.img, M, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return np.clip(img.reshape(side, side, -1) * 255, 0, 255).astype(np.uint8)
 
 
 def diff_image(cur: np.ndarray, prev: np.ndarray, gain: float, direction: bool) -> np.ndarray:
