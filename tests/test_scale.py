@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.config import load_config
 from pipeline.inference.batch import read_rows
 
 from conftest import ROOT, TINY, run_vap
@@ -149,7 +150,8 @@ def test_ray_extract_fills_the_cache_safely_under_a_race_and_train_reads_it(tmp_
     code, out, err = run_vap("extract", "--cache", clean, *args)
     assert code == 0, err
     raced, ref = _cache_entries(cache), _cache_entries(clean)
-    assert len(ref) == 96 * 2 * 2  # 96 videos x 2 streams (crop, diff) x (as they are, mirrored)
+    streams = len(load_config().views.streams)  # the default views: crop, diff, mhi
+    assert len(ref) == 96 * streams * 2  # 96 videos x each stream x (as they are, mirrored)
     assert raced.keys() == ref.keys()
     for name in ref:  # every entry whole and loadable (the same features; bytes may differ by timing meta)
         with np.load(cache / name[:2] / name) as z, np.load(clean / name[:2] / name) as r:

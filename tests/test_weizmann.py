@@ -75,20 +75,20 @@ def test_weizmann_actor_disjoint_train_and_eval_cli(wz_cache, wz_split, wz_singl
 
 
 def test_weizmann_leave_one_actor_out_matches_the_readme(monkeypatch, wz_cache):
-    """The README's leave-one-actor-out number, recomputed through bench/accuracy_weizmann.py on three of
-    its nine folds (every fold costs ~40 s here with the default five heads; the 6-3 test above already holds
-    out the other split's actors daria, ido and lyova, so these three folds test actors that one trains on)."""
+    """The README's leave-one-actor-out number, recomputed through bench/accuracy_weizmann.py on two of
+    its nine folds (every fold costs ~30-40 s here with the default five heads; the 6-3 test above already holds
+    out the other split's actors daria, ido and lyova, so these folds test actors that one trains on)."""
     monkeypatch.setenv("VAP_CACHE", str(wz_cache))
     sys.path.insert(0, str(ROOT / "bench"))
     import accuracy_weizmann
 
-    res = accuracy_weizmann.main(["--heads", "lstm", "--only", "denis,eli,moshe", *FAST])["results"]["lstm"]
+    res = accuracy_weizmann.main(["--heads", "lstm", "--only", "denis,eli", *FAST])["results"]["lstm"]
     print("weizmann LOAO lstm:", res["top1_mean"], res["top1_std"])
-    assert [f["test_actors"] for f in res["folds"]] == [["denis"], ["eli"], ["moshe"]]
-    # README: 1.000 on every fold of seeds 0-2 with the defaults; whole-frame features gave 0.80-0.83.
-    # ~80 training clips per fold: tiny numeric differences (another thread count) move whole clips,
-    # hence the margin (two of these 30 test clips). Chance: 0.1
-    assert res["top1_mean"] >= 0.93, res
+    assert [f["test_actors"] for f in res["folds"]] == [["denis"], ["eli"]]
+    # README: 1.000 on every fold of seeds 0-2 with the defaults of its day ([crop, diff]); whole-frame features
+    # gave 0.80-0.83. ~80 training clips per fold: tiny numeric differences (another thread count) move whole
+    # clips, hence the margin (two of these 20 test clips). Chance: 0.1
+    assert res["top1_mean"] >= 0.9, res
 
 
 def test_weizmann_ddp_two_processes_match_one(tmp_path, wz_cache, wz_split, wz_single):
