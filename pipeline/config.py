@@ -74,9 +74,9 @@ class ViewsConfig:
     streams: list[Literal["frame", "crop", "diff", "mhi", "flow", "pose"]] = opt(["crop", "diff", "mhi"],
         "frame (whole frame) | crop (square crop around the region that moves) | diff (frame difference "
         "inside the crop: motion) | mhi (motion history image inside the crop: the frame differences of the last "
-        "second or so, each channel fading at its own rate, views.mhi_decay: the path a limb swept) | flow (DIS optical flow inside the crop, as an image) | pose (the person's "
-        "17 keypoints from detector.weights, a pose model, normalised to its box, with confidences: no "
-        "backbone pass); features concatenated in this order")
+        "second or so, each channel fading at its own rate, views.mhi_decay: the path a limb swept) | flow (DIS "
+        "optical flow inside the crop, as an image) | pose (the person's 17 keypoints from detector.weights, a pose "
+        "model, normalised to its box, with confidences: no backbone pass); features concatenated in this order")
     trim_borders: bool = opt(True,
         "crop, diff, flow - leave out black bars around the picture (a letterboxed or pillarboxed file: rows and "
         "columns where no frame so far showed picture; bars that appear later count once they have stood still for "
@@ -480,7 +480,8 @@ def validate(cfg: Config) -> None:
     need(len(cfg.views.streams) >= 1 and len(set(cfg.views.streams)) == len(cfg.views.streams),
          "config key 'views.streams' must list at least one of frame, crop, diff, mhi, flow, pose, each once")
     need(len(cfg.views.mhi_decay) == 3 and all(0 <= x < 1 for x in cfg.views.mhi_decay),
-         f"config key 'views.mhi_decay' must be three numbers in [0, 1) (red, green, blue), got {cfg.views.mhi_decay!r}")
+         f"config key 'views.mhi_decay' must be three numbers in [0, 1) (red, green, blue), "
+         f"got {cfg.views.mhi_decay!r}")
     need(not ("pose" in cfg.views.streams and (cfg.train.finetune_blocks or cfg.train.finetune_backbone)),
          "views.streams with pose: keypoints do not go through the backbone; train.finetune_blocks and "
          "train.finetune_backbone must be off")
