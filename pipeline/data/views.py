@@ -35,6 +35,7 @@ STREAMS = ("frame", "crop", "diff", "mhi", "flow", "pose")
 POSE = "pose"  # keypoints of a person (a pose detector's), not an image: no backbone pass
 MOTION_STREAMS = ("diff", "mhi", "flow")  # rendered at views.motion_size
 CROP_STREAMS = ("crop", "diff", "mhi", "flow")  # images cut around the region that moves (or a person's box)
+PERSON_STREAMS = (*CROP_STREAMS, POSE)  # differ from one person to the next (the whole frame does not)
 _MOTION_KEYS = ("crop_margin", "crop_min", "motion_steps", "motion_threshold", "motion_side", "box_smooth")
 
 

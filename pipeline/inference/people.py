@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.data.views import CROP_STREAMS, POSE, ViewRenderer
+from pipeline.data.views import PERSON_STREAMS, ViewRenderer
 from pipeline.errors import ConfigError
 from pipeline.inference.results import step_at
 
 
 def check_per_person(streams) -> None:
     """A model that reads only the whole frame would give every person the same answer."""
-    if not any(k in (*CROP_STREAMS, POSE) for k in streams):
+    if not any(k in PERSON_STREAMS for k in streams):
         raise ConfigError(f"per-person prediction needs a model trained on person views (views.streams with crop, "
                           f"diff, mhi, flow or pose); this one reads {list(streams)}")
 

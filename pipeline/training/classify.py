@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from pipeline.config import Config
 from pipeline.data import datasets as data_mod
-from pipeline.data.views import CROP_STREAMS, POSE, mirror
+from pipeline.data.views import PERSON_STREAMS, mirror
 from pipeline.errors import TrainError
 from pipeline.models.cache import FeatureCache
 from pipeline.models.checkpoint import make_checkpoint
@@ -220,7 +220,7 @@ def run(cfg: Config, out: Path, state: dict | None, progress: bool, dist: Dist |
     finetune, blocks = cfg.train.finetune_backbone, cfg.train.finetune_blocks
     trains_backbone = finetune or blocks > 0
     people = any(s.person is not None for s in train_ds.samples + val_ds.samples)
-    if people and not any(k in (*CROP_STREAMS, POSE) for k in cfg.views.streams):
+    if people and not any(k in PERSON_STREAMS for k in cfg.views.streams):
         raise TrainError(f"{cfg.data.train}: per-person rows need person views (views.streams with crop, diff, mhi, "
                          f"flow or pose: the whole frame is the same for everybody); got {list(cfg.views.streams)}")
     if trains_backbone and people:
