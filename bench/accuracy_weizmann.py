@@ -50,7 +50,7 @@ ROWS = {
     "crop+diff": ["views.streams=[crop,diff]"],            # person and its motion
     "crop+diff+mhi": ["views.streams=[crop,diff,mhi]"],    # and the path it swept (the default)
     "crop+mhi": ["views.streams=[crop,mhi]"],              # the path swept instead of the difference
-    "crop+diff+mhi 96": ["views.streams=[crop,diff,mhi]", "views.motion_size=96"],  # both motion images smaller
+    "crop+diff+mhi 128": ["views.streams=[crop,diff,mhi]", "views.motion_size=128"],  # motion images as before 12-01
     "crop+flow": ["views.streams=[crop,flow]"],
     "frame+crop+diff": ["views.streams=[frame,crop,diff]"],  # combined
     "crop+diff grid2": ["views.streams=[crop,diff]", "backbone.grid=2"],  # spatial detail

@@ -101,10 +101,11 @@ class ViewsConfig:
     motion_side: int = opt(160, "motion is found on a copy of the frame scaled so its longer side is this", ge=16)
     box_smooth: float = opt(0.5, "weight of the previous box in the crop box's moving average", ge=0, lt=1)
     diff_gain: float = opt(3.0, "diff stream - grey-level differences are multiplied by this (clipped at 255)")
-    motion_size: int = opt(128,
+    motion_size: int = opt(96,
         "diff, mhi and flow streams - their square input side for the backbone, at most backbone.input_size (0 = "
-        "backbone.input_size): a motion image has little fine detail, and a pass at half the side costs about "
-        "a quarter", ge=0)
+        "backbone.input_size): a motion image has little fine detail, and a pass at 96 px costs a fifth of one at "
+        "224 (UT-Interaction validation prefers each of 64, 80 and 96 to 128, unseen sequences 96: docs/results.md)",
+        ge=0)
     diff_direction: bool = opt(True,
         "diff stream - tint the difference by which way it moves horizontally (red: to the right, blue: to "
         "the left), so walking left and walking right, or a swipe either way, stay apart after pooling")
@@ -423,8 +424,9 @@ def parse_override(text: str) -> tuple[str, object]:
 # chooses the epoch, not a fifth: one group of seven on composed UT-Interaction sequences gave 0.46
 # next-action top-1 1 s before a boundary against 0.57 with two. With the classification defaults those
 # sequences score validation 0.55, these 0.57 (docs/results.md, "Next events with the default config"). No motion
-# history stream: on composed sequences it read the next action no better on UT-Interaction (0.712 against 0.704)
-# and worse on Weizmann (0.757 against 0.783), for a third backbone pass (docs/results.md, "The path a motion swept").
+# history stream: on composed sequences (its images at 128 px) it read the next action no better on UT-Interaction
+# (0.712 against 0.704) and worse on Weizmann (0.757 against 0.783), for a third backbone pass (docs/results.md, "The
+# path a motion swept").
 TASK_DEFAULTS: dict[str, dict[str, object]] = {
     "next_event": {"video.fps": 5.0, "head.hidden_size": 128, "head.input_dropout": 0.5, "train.epochs": 40,
                    "train.patience": 15, "data.val_fraction": 0.34, "views.streams": ["crop", "diff"]},

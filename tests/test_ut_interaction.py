@@ -35,7 +35,7 @@ def test_default_config_on_unseen_actors_of_two_person_interactions(tmp_path):
     rep = json.loads(out)
     print("UT-Interaction fold 1-2, default config:", rep["top1"], rep["per_class_accuracy"])
     assert rep["num_clips"] == 12
-    # measured 1.000 for seeds 0-2 with the motion history (bench/results-accuracy-ut1.json, fold 0; 0.917-1.000
-    # with [crop, diff] before it); the whole frame alone 0.50-0.58, chance 0.17. One clip is 0.083: the bar allows
-    # two mistakes (another CPU's arithmetic moves a clip now and then)
+    # measured 1.000 for seeds 0-2 with the motion history, its images at 128 px and at 96 (bench/results-accuracy-ut1.json,
+    # fold 0; 0.917-1.000 with [crop, diff] before it); the whole frame alone 0.50-0.58, chance 0.17. One clip is
+    # 0.083: the bar allows two mistakes (another CPU's arithmetic moves a clip now and then)
     assert rep["top1"] >= 0.83, rep

@@ -84,9 +84,9 @@ def test_motion_history_keeps_the_path_and_fades_it_channel_by_channel():
     cfg = ViewsConfig(streams=["crop", "mhi"], stabilize=False)
     assert cfg.mhi_decay == [0.5, 0.8, 0.93]
     frames = scene(10, [(10, 50, 12)])
-    r = ViewRenderer(cfg.streams, cfg, 96)
+    r = ViewRenderer(cfg.streams, cfg, 80)
     out = r.render(frames)
-    assert out["mhi"].shape == (10, 96, 96, 3) and out["mhi"][0].max() == 0  # motion_size 128 > 96: capped
+    assert out["mhi"].shape == (10, 80, 80, 3) and out["mhi"][0].max() == 0  # motion_size 96 > 80: capped
     hist = r.history.img[50:70]  # (rows of the square, W, 3) in [0, 1]
     x = 10 + 12 * 9  # the square's left edge now
     now = hist[:, x:x + 12].mean((0, 1))
