@@ -85,9 +85,9 @@ def test_weizmann_leave_one_actor_out_matches_the_readme(monkeypatch, wz_cache):
     res = accuracy_weizmann.main(["--heads", "lstm", "--only", "denis,eli", *FAST])["results"]["lstm"]
     print("weizmann LOAO lstm:", res["top1_mean"], res["top1_std"])
     assert [f["test_actors"] for f in res["folds"]] == [["denis"], ["eli"]]
-    # README: 1.000 on every fold of seeds 0-2 with the defaults of its day ([crop, diff]); whole-frame features
-    # gave 0.80-0.83. ~80 training clips per fold: tiny numeric differences (another thread count) move whole
-    # clips, hence the margin (two of these 20 test clips). Chance: 0.1
+    # README: 1.000 on every fold of seeds 0-2 with [crop, diff] at 128 px and again with [crop, diff, mhi] at 96;
+    # whole-frame features gave 0.80-0.83. ~80 training clips per fold: tiny numeric differences (another thread
+    # count) move whole clips, hence the margin (two of these 20 test clips). Chance: 0.1
     assert res["top1_mean"] >= 0.9, res
 
 
