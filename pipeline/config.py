@@ -423,13 +423,13 @@ def parse_override(text: str) -> tuple[str, object]:
 # validation actors of composed Weizmann and synthetic sequences. A third of the videos (of their groups)
 # chooses the epoch, not a fifth: one group of seven on composed UT-Interaction sequences gave 0.46
 # next-action top-1 1 s before a boundary against 0.57 with two. With the classification defaults those
-# sequences score validation 0.55, these 0.57 (docs/results.md, "Next events with the default config"). No motion
-# history stream: on composed sequences (its images at 128 px) it read the next action no better on UT-Interaction
-# (0.712 against 0.704) and worse on Weizmann (0.757 against 0.783), for a third backbone pass (docs/results.md, "The
-# path a motion swept").
+# sequences score validation 0.55, these 0.57 (docs/results.md, "Next events with the default config"). The views
+# are the library's, the motion history among them: with its images at 96 px the held-out people's next action 1 s
+# before a boundary reads 0.725 against 0.697 without it on UT-Interaction, 0.780 against 0.774 on Weizmann, where
+# validation cannot tell them apart (docs/results.md, "The motion images at 96 px").
 TASK_DEFAULTS: dict[str, dict[str, object]] = {
     "next_event": {"video.fps": 5.0, "head.hidden_size": 128, "head.input_dropout": 0.5, "train.epochs": 40,
-                   "train.patience": 15, "data.val_fraction": 0.34, "views.streams": ["crop", "diff"]},
+                   "train.patience": 15, "data.val_fraction": 0.34},
 }
 
 

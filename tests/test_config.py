@@ -95,12 +95,12 @@ def test_the_next_event_task_has_its_own_defaults_under_what_is_given(tmp_path):
     plain, nxt = load_config(), load_config(None, ["train.task=next_event"])
     assert (plain.video.fps, plain.data.val_fraction) == (10.0, 0.2)
     assert (nxt.video.fps, nxt.data.val_fraction, nxt.head.hidden_size, nxt.head.input_dropout, nxt.train.epochs,
-            nxt.train.patience, nxt.views.streams) == (5.0, 0.34, 128, 0.5, 40, 15, ["crop", "diff"])
+            nxt.train.patience, nxt.views.streams) == (5.0, 0.34, 128, 0.5, 40, 15, ["crop", "diff", "mhi"])
     assert (plain.head.hidden_size, plain.train.epochs, plain.views.streams) == (64, 80, ["crop", "diff", "mhi"])
     assert set(TASK_DEFAULTS["next_event"]) == {"video.fps", "head.hidden_size", "head.input_dropout", "train.epochs",
-                                                "train.patience", "data.val_fraction", "views.streams"}
+                                                "train.patience", "data.val_fraction"}
     nxt.views.streams.append("flow")  # each config owns its list
-    assert load_config(None, ["train.task=next_event"]).views.streams == ["crop", "diff"]
+    assert load_config(None, ["train.task=next_event"]).views.streams == ["crop", "diff", "mhi"]
     given = load_config(None, ["train.task=next_event", "video.fps=10"])
     assert (given.video.fps, given.data.val_fraction) == (10.0, 0.34)
     p = tmp_path / "x.yaml"
