@@ -104,7 +104,8 @@ class ViewsConfig:
     motion_size: int = opt(96,
         "diff, mhi and flow streams - their square input side for the backbone, at most backbone.input_size (0 = "
         "backbone.input_size): a motion image has little fine detail, and a pass at 96 px costs a fifth of one at "
-        "224 (UT-Interaction validation prefers each of 64, 80 and 96 to 128, unseen sequences 96: docs/results.md)",
+        "224 (on UT-Interaction validation prefers each of 64, 80 and 96 to 128, and the held-out sequences score best "
+        "at 96: docs/results.md)",
         ge=0)
     diff_direction: bool = opt(True,
         "diff stream - tint the difference by which way it moves horizontally (red: to the right, blue: to "
