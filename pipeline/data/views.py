@@ -347,8 +347,8 @@ class ViewRenderer:
                 out["crop"].append(cv2.warpAffine(f, _crop_matrix(box, f.shape[:2], S), (S, S),
                                                   flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
             prev = grey if self.prev_grey is None or self.prev_grey.shape != grey.shape else self.prev_grey
+            M = _crop_matrix(box, f.shape[:2], Sm)  # the motion images' crop: diff and mhi cut the same square
             if "diff" in out:
-                M = _crop_matrix(box, f.shape[:2], Sm)
                 # the previous frame through the camera's move, then the crop (views.stabilize): one warp
                 Mp = M if self.tracker.camera is None else _compose(M, self.tracker.camera)
                 warp = dict(flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -356,7 +356,7 @@ class ViewRenderer:
                 out["diff"].append(diff_image(a, b, self.cfg.diff_gain, self.cfg.diff_direction))
             if "mhi" in out:
                 self.history.update(grey, prev, self.tracker.camera, self.cfg.diff_gain)
-                out["mhi"].append(self.history.cut(_crop_matrix(box, f.shape[:2], Sm), Sm))
+                out["mhi"].append(self.history.cut(M, Sm))
             if "flow" in out:
                 out["flow"].append(self._flow_image(box, f.shape[:2]))
             self.prev_grey = grey
